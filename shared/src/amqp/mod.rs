@@ -1,0 +1,36 @@
+//! The RabbitMQ adapter shared by ingest and worker (feature `amqp`): topology declaration,
+//! message properties from [`crate::MessageMeta`], a confirmed publisher and a self-healing link.
+
+mod headers;
+mod link;
+mod publish;
+mod topology;
+
+pub use headers::{header_str, header_u32, meta_from_properties, properties};
+pub use link::{BrokerLink, LinkError, LinkState};
+pub use publish::{PublishError, publish_confirmed};
+pub use topology::declare_topology;
+
+pub use lapin;
+
+/// Connects with a `connection_name` so the RabbitMQ dashboard shows who is who.
+pub async fn connect(url: &str, connection_name: &str) -> Result<lapin::Connection, lapin::Error> {
+    let props = lapin::ConnectionProperties::default()
+        .with_connection_name(connection_name.to_owned().into());
+    lapin::Connection::connect(url, props).await
+}
+
+/// `host + role`, e.g. `worker-7d9f-ingest`: the pod name on Kubernetes, else the host name.
+pub fn connection_name(role: &str) -> String {
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("{host}-{role}")
+}

@@ -1,0 +1,118 @@
+//! Idempotent declaration of the exchanges and queues of ARCHITECTURE §2. The arguments are the
+//! same on every call (a mismatch would be a PRECONDITION_FAILED channel error).
+
+use crate::contract::{DELIVERY_LIMIT, Topology, header};
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{Channel, ExchangeKind};
+
+fn text(v: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(v.as_bytes().to_vec()))
+}
+
+fn quorum_args(dead_letter_exchange: Option<&str>) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("quorum"));
+    if let Some(dlx) = dead_letter_exchange {
+        args.insert("x-dead-letter-exchange".into(), text(dlx));
+        // at-least-once dead-lettering: a message is never lost between queues.
+        args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
+        args.insert("x-overflow".into(), text("reject-publish"));
+    }
+    args
+}
+
+/// Declares exchanges, the apply queue, retry tiers and the dead-letter queue, and binds them.
+pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<(), lapin::Error> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let queue_opts = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let exchange = topology.exchange();
+    let dlx = topology.dead_exchange();
+    let retry = topology.retry_exchange();
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            dlx.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            retry.as_str().into(),
+            ExchangeKind::Headers,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+
+    let mut apply_args = quorum_args(Some(&dlx));
+    apply_args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(DELIVERY_LIMIT),
+    );
+    let apply = topology.apply_queue();
+    channel
+        .queue_declare(apply.as_str().into(), queue_opts, apply_args)
+        .await?;
+    channel
+        .queue_bind(
+            apply.as_str().into(),
+            exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    let dead = topology.dead_queue();
+    channel
+        .queue_declare(dead.as_str().into(), queue_opts, quorum_args(None))
+        .await?;
+    channel
+        .queue_bind(
+            dead.as_str().into(),
+            dlx.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    for tier in topology.tiers() {
+        let name = topology.retry_queue(tier);
+        let mut args = quorum_args(Some(&exchange));
+        let ttl_ms = i64::try_from(tier.delay.as_millis()).unwrap_or(i64::MAX);
+        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
+        channel
+            .queue_declare(name.as_str().into(), queue_opts, args)
+            .await?;
+        let mut binding = FieldTable::default();
+        binding.insert("x-match".into(), text("all"));
+        binding.insert(header::RETRY_TIER.into(), text(tier.name));
+        channel
+            .queue_bind(
+                name.as_str().into(),
+                retry.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                binding,
+            )
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! The RabbitMQ message contract (ARCHITECTURE §2) as plain data: names derived from the prefix,
+//! header names, and the metadata every message carries. ingest, worker and tests share it.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Header names carried on every message.
+pub mod header {
+    pub const WEBHOOK_ID: &str = "webhook-id";
+    pub const EVENT_TYPE: &str = "event-type";
+    pub const ORGANIZATION_ID: &str = "organization-id";
+    pub const OCCURRED_AT: &str = "occurred-at";
+    pub const SOURCE: &str = "source";
+    /// How many retry tiers the message went through.
+    pub const RETRY_COUNT: &str = "x-retry-count";
+    /// How many times an operator replayed it from the dead-letter queue.
+    pub const REPLAY_COUNT: &str = "x-replay-count";
+    /// Why it was dead-lettered (see [`super::DeadReason`]).
+    pub const DEAD_REASON: &str = "x-dead-reason";
+    /// The error text that dead-lettered it.
+    pub const DEAD_ERROR: &str = "x-dead-error";
+    /// When it was first dead-lettered (RFC 3339).
+    pub const FIRST_DEAD_AT: &str = "x-first-dead-at";
+    /// Which retry tier queue a message is headed for (headers-exchange binding key).
+    pub const RETRY_TIER: &str = "x-retry-tier";
+}
+
+/// Where a message came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    Webhook,
+    Sync,
+    Replay,
+}
+
+impl Source {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Source::Webhook => "webhook",
+            Source::Sync => "sync",
+            Source::Replay => "replay",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "webhook" => Some(Source::Webhook),
+            "sync" => Some(Source::Sync),
+            "replay" => Some(Source::Replay),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a message sits in the dead-letter queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeadReason {
+    /// Signed, but not a valid envelope (ingest) or not parseable (worker).
+    Malformed,
+    /// Parsed, but cannot be applied (missing ids, constraint the data violates).
+    Invalid,
+    /// Transient failures outlasted every retry tier.
+    RetriesExhausted,
+}
+
+impl DeadReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Malformed => "malformed",
+            DeadReason::Invalid => "invalid",
+            DeadReason::RetriesExhausted => "retries_exhausted",
+        }
+    }
+}
+
+impl fmt::Display for DeadReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One retry tier: a queue whose messages wait `delay` and then dead-letter back to the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryTier {
+    pub name: &'static str,
+    pub delay: Duration,
+}
+
+/// The default tiers: 5 s, 30 s, 5 min, 30 min. After the last, a message is dead-lettered.
+pub const RETRY_TIERS: [RetryTier; 4] = [
+    RetryTier {
+        name: "5s",
+        delay: Duration::from_secs(5),
+    },
+    RetryTier {
+        name: "30s",
+        delay: Duration::from_secs(30),
+    },
+    RetryTier {
+        name: "5m",
+        delay: Duration::from_secs(300),
+    },
+    RetryTier {
+        name: "30m",
+        delay: Duration::from_secs(1800),
+    },
+];
+
+/// Redeliveries of one message (e.g. worker crashes) before the broker dead-letters it.
+pub const DELIVERY_LIMIT: i64 = 20;
+
+pub const DEFAULT_PREFIX: &str = "scim";
+
+/// Exchange and queue names derived from `AMQP_PREFIX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topology {
+    prefix: String,
+    tiers: Vec<RetryTier>,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self::new(DEFAULT_PREFIX)
+    }
+}
+
+impl Topology {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Self {
+            prefix: prefix.into(),
+            tiers: RETRY_TIERS.to_vec(),
+        }
+    }
+
+    /// Replaces the retry tiers (tests use short delays).
+    pub fn with_tiers(mut self, tiers: Vec<RetryTier>) -> Self {
+        self.tiers = tiers;
+        self
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+    /// Topic exchange; routing key = event type.
+    pub fn exchange(&self) -> String {
+        format!("{}.events", self.prefix)
+    }
+    /// Quorum queue bound with `#`.
+    pub fn apply_queue(&self) -> String {
+        format!("{}.events.apply", self.prefix)
+    }
+    /// Fanout dead-letter exchange.
+    pub fn dead_exchange(&self) -> String {
+        format!("{}.events.dlx", self.prefix)
+    }
+    pub fn dead_queue(&self) -> String {
+        format!("{}.events.dead", self.prefix)
+    }
+    /// Headers exchange routing to the tier named in `x-retry-tier`.
+    pub fn retry_exchange(&self) -> String {
+        format!("{}.events.retry", self.prefix)
+    }
+    pub fn retry_queue(&self, tier: &RetryTier) -> String {
+        format!("{}.events.retry.{}", self.prefix, tier.name)
+    }
+    pub fn tiers(&self) -> &[RetryTier] {
+        &self.tiers
+    }
+    /// The tier for a message that has been retried `retry_count` times, or `None` when the
+    /// tiers are exhausted and the message must be dead-lettered.
+    pub fn next_tier(&self, retry_count: u32) -> Option<&RetryTier> {
+        self.tiers.get(usize::try_from(retry_count).ok()?)
+    }
+}
+
+/// The metadata of one message (properties + headers), independent of the AMQP library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageMeta {
+    /// `message_id` property: the event id (`evt_…`), or the webhook id for a malformed body.
+    pub message_id: String,
+    pub webhook_id: Option<String>,
+    /// Also the routing key.
+    pub event_type: String,
+    pub organization_id: Option<String>,
+    /// RFC 3339 as received.
+    pub occurred_at: Option<String>,
+    pub source: Source,
+    pub retry_count: u32,
+    pub replay_count: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let t = Topology::new("t1");
+        assert_eq!(t.exchange(), "t1.events");
+        assert_eq!(t.apply_queue(), "t1.events.apply");
+        assert_eq!(t.dead_exchange(), "t1.events.dlx");
+        assert_eq!(t.dead_queue(), "t1.events.dead");
+        assert_eq!(t.retry_exchange(), "t1.events.retry");
+        assert_eq!(t.retry_queue(&RETRY_TIERS[0]), "t1.events.retry.5s");
+        assert_eq!(Topology::default().apply_queue(), "scim.events.apply");
+    }
+
+    #[test]
+    fn tiers_then_dead_letter() {
+        let t = Topology::default();
+        assert_eq!(t.next_tier(0).map(|t| t.name), Some("5s"));
+        assert_eq!(t.next_tier(3).map(|t| t.name), Some("30m"));
+        assert_eq!(t.next_tier(4), None);
+    }
+
+    #[test]
+    fn sources_parse() {
+        for s in [Source::Webhook, Source::Sync, Source::Replay] {
+            assert_eq!(Source::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(Source::parse("other"), None);
+    }
+}

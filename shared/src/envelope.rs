@@ -1,0 +1,137 @@
+//! The webhook envelope (spec §2) and the typed event it carries.
+
+use crate::event_data::{DirectoryData, GroupData, UserData, UserDeletedData};
+use crate::event_type::EventType;
+use crate::ids::{EnvironmentId, EventId, OrganizationId};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Every webhook body: the fields common to all events. `data` is kept raw.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Envelope {
+    pub spec_version: String,
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// RFC 3339, nanosecond precision kept.
+    pub occurred_at: DateTime<Utc>,
+    pub environment_id: EnvironmentId,
+    #[serde(default)]
+    pub organization_id: Option<OrganizationId>,
+    pub object: String,
+    pub data: Value,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
+/// The typed payload. Adding a variant is a compile error in every exhaustive `match` over it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    DirectoryEnabled(DirectoryData),
+    DirectoryDisabled(DirectoryData),
+    UserCreated(Box<UserData>),
+    UserUpdated(Box<UserData>),
+    UserDeleted(UserDeletedData),
+    GroupCreated(GroupData),
+    GroupUpdated(GroupData),
+    GroupDeleted(GroupData),
+    /// A type this build does not know: never a parse error.
+    Unknown {
+        event_type: String,
+        raw: Value,
+    },
+}
+
+impl Event {
+    /// The known type, or `None` for [`Event::Unknown`].
+    pub fn event_type(&self) -> Option<EventType> {
+        Some(match self {
+            Event::DirectoryEnabled(_) => EventType::DirectoryEnabled,
+            Event::DirectoryDisabled(_) => EventType::DirectoryDisabled,
+            Event::UserCreated(_) => EventType::UserCreated,
+            Event::UserUpdated(_) => EventType::UserUpdated,
+            Event::UserDeleted(_) => EventType::UserDeleted,
+            Event::GroupCreated(_) => EventType::GroupCreated,
+            Event::GroupUpdated(_) => EventType::GroupUpdated,
+            Event::GroupDeleted(_) => EventType::GroupDeleted,
+            Event::Unknown { .. } => return None,
+        })
+    }
+
+    /// The organization named inside `data`, if the event type has one.
+    pub fn data_organization_id(&self) -> Option<&OrganizationId> {
+        match self {
+            Event::DirectoryEnabled(d) | Event::DirectoryDisabled(d) => Some(&d.organization_id),
+            Event::UserCreated(u) | Event::UserUpdated(u) => Some(&u.organization_id),
+            Event::UserDeleted(u) => Some(&u.organization_id),
+            Event::GroupCreated(g) | Event::GroupUpdated(g) | Event::GroupDeleted(g) => {
+                Some(&g.organization_id)
+            }
+            Event::Unknown { .. } => None,
+        }
+    }
+}
+
+/// Why a body is not a usable event. All of these are permanent: retrying cannot help.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("body is not a JSON event envelope: {0}")]
+    Envelope(#[source] serde_json::Error),
+    #[error("`data` of a {event_type} event is invalid: {source}")]
+    Data {
+        event_type: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// A parsed webhook body: the envelope plus its typed event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEvent {
+    pub envelope: Envelope,
+    pub event: Event,
+}
+
+impl WebhookEvent {
+    /// Parses a body. Unknown types become [`Event::Unknown`]; a known type whose `data` lacks a
+    /// required field (ids) is an error.
+    pub fn parse(body: &[u8]) -> Result<Self, ParseError> {
+        let envelope: Envelope = serde_json::from_slice(body).map_err(ParseError::Envelope)?;
+        let event = Self::typed(&envelope)?;
+        Ok(Self { envelope, event })
+    }
+
+    fn typed(envelope: &Envelope) -> Result<Event, ParseError> {
+        fn data<T: serde::de::DeserializeOwned>(e: &Envelope) -> Result<T, ParseError> {
+            T::deserialize(&e.data).map_err(|source| ParseError::Data {
+                event_type: e.event_type.clone(),
+                source,
+            })
+        }
+        let Some(kind) = EventType::from_wire(&envelope.event_type) else {
+            return Ok(Event::Unknown {
+                event_type: envelope.event_type.clone(),
+                raw: envelope.data.clone(),
+            });
+        };
+        Ok(match kind {
+            EventType::DirectoryEnabled => Event::DirectoryEnabled(data(envelope)?),
+            EventType::DirectoryDisabled => Event::DirectoryDisabled(data(envelope)?),
+            EventType::UserCreated => Event::UserCreated(Box::new(data(envelope)?)),
+            EventType::UserUpdated => Event::UserUpdated(Box::new(data(envelope)?)),
+            EventType::UserDeleted => Event::UserDeleted(data(envelope)?),
+            EventType::GroupCreated => Event::GroupCreated(data(envelope)?),
+            EventType::GroupUpdated => Event::GroupUpdated(data(envelope)?),
+            EventType::GroupDeleted => Event::GroupDeleted(data(envelope)?),
+        })
+    }
+
+    /// The organization: the envelope's, else the one inside `data`.
+    pub fn organization_id(&self) -> Option<&OrganizationId> {
+        self.envelope
+            .organization_id
+            .as_ref()
+            .or_else(|| self.event.data_organization_id())
+    }
+}
