@@ -15,6 +15,10 @@ pub mod verify;
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use contract::{DeadReason, MessageMeta, RetryTier, Source, Topology};
 pub use envelope::{Envelope, Event, ParseError, WebhookEvent};

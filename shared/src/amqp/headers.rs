@@ -1,6 +1,6 @@
 //! [`MessageMeta`] ⇄ AMQP properties and headers.
 
-use crate::contract::{MessageMeta, Source, header};
+use crate::contract::{DeadReason, MessageMeta, Source, header};
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 
@@ -98,4 +98,21 @@ pub fn meta_from_properties(props: &BasicProperties, routing_key: &str) -> Messa
         retry_count: header_u32(props, header::RETRY_COUNT),
         replay_count: header_u32(props, header::REPLAY_COUNT),
     }
+}
+
+/// Adds the dead-letter headers: reason, error text (truncated to 1 KiB) and, unless already
+/// set by an earlier dead-lettering, the time it was first dead-lettered.
+pub fn mark_dead(props: BasicProperties, reason: DeadReason, error: &str) -> BasicProperties {
+    let mut headers = props.headers().clone().unwrap_or_default();
+    put_str(&mut headers, header::DEAD_REASON, reason.as_str());
+    let mut end = error.len().min(1024);
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    put_str(&mut headers, header::DEAD_ERROR, &error[..end]);
+    if !headers.contains_key(header::FIRST_DEAD_AT) {
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        put_str(&mut headers, header::FIRST_DEAD_AT, &now);
+    }
+    props.with_headers(headers)
 }

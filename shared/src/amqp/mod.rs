@@ -6,7 +6,7 @@ mod link;
 mod publish;
 mod topology;
 
-pub use headers::{header_str, header_u32, meta_from_properties, properties};
+pub use headers::{header_str, header_u32, mark_dead, meta_from_properties, properties};
 pub use link::{BrokerLink, LinkError, LinkState};
 pub use publish::{PublishError, publish_confirmed};
 pub use topology::declare_topology;

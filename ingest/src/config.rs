@@ -1,0 +1,126 @@
+//! ingest configuration: environment variables, each also a `--flag` (ARCHITECTURE §7).
+
+use clap::Parser;
+use secrecy::{ExposeSecret, SecretString};
+use shared::WebhookSecrets;
+use shared::telemetry::LogFormat;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Receives signed Scalekit webhooks and publishes them to RabbitMQ with publisher confirms.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "ingest", version, about)]
+pub struct Config {
+    /// One or more `whsec_…` secrets, separated by spaces or commas (rotation).
+    #[arg(long = "webhook-secret", env = "SCALEKIT_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secrets)]
+    pub webhook_secrets: WebhookSecrets,
+
+    /// RabbitMQ URL (may hold a password: never logged).
+    #[arg(long, env = "AMQP_URL", hide_env_values = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = parse_secret_string)]
+    pub amqp_url: SecretString,
+
+    /// Prefix of every exchange and queue name.
+    #[arg(long, env = "AMQP_PREFIX", default_value = shared::contract::DEFAULT_PREFIX)]
+    pub amqp_prefix: String,
+
+    /// Address to listen on (`:0` picks a free port).
+    #[arg(long, env = "INGEST_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Largest accepted body, in bytes; larger requests get 413.
+    #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Accepted clock difference between the sender's `webhook-timestamp` and ours.
+    #[arg(long, env = "WEBHOOK_TOLERANCE_SECONDS", default_value_t = shared::verify::DEFAULT_TOLERANCE_SECONDS)]
+    pub tolerance_seconds: u64,
+
+    /// How long to wait for the broker's confirm before answering 503.
+    #[arg(long, env = "INGEST_CONFIRM_TIMEOUT_MS", default_value_t = 5000)]
+    pub confirm_timeout_ms: u64,
+
+    /// Confirm-mode channels publishes are spread over.
+    #[arg(long, env = "INGEST_PUBLISH_CHANNELS", default_value_t = 2)]
+    pub publish_channels: usize,
+
+    /// `Retry-After` seconds sent with 503.
+    #[arg(long, env = "INGEST_RETRY_AFTER_SECONDS", default_value_t = 5)]
+    pub retry_after_seconds: u32,
+
+    /// HTTP worker threads (0 = one per core).
+    #[arg(long, env = "INGEST_HTTP_WORKERS", default_value_t = 0)]
+    pub http_workers: usize,
+
+    /// Seconds to let in-flight requests finish on SIGTERM.
+    #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 25)]
+    pub shutdown_timeout_seconds: u64,
+
+    /// `json` or `pretty`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+fn parse_secrets(s: &str) -> Result<WebhookSecrets, String> {
+    WebhookSecrets::parse(s).map_err(|e| e.to_string())
+}
+
+fn parse_secret_string(s: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(s.to_owned()))
+}
+
+impl Config {
+    pub fn confirm_timeout(&self) -> Duration {
+        Duration::from_millis(self.confirm_timeout_ms)
+    }
+
+    /// The broker URL with any password replaced, for logs.
+    pub fn amqp_url_redacted(&self) -> String {
+        redact_url(self.amqp_url.expose_secret())
+    }
+}
+
+/// `amqp://user:secret@host/` → `amqp://user:***@host/`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparseable url>".to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("ingest").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn defaults_and_redaction() {
+        let c = parse(&["--webhook-secret", "whsec_dGVzdHNlY3JldA=="]).unwrap();
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.tolerance_seconds, 300);
+        assert_eq!(c.amqp_prefix, "scim");
+        assert_eq!(c.amqp_url_redacted(), "amqp://guest:***@127.0.0.1:5672/%2f");
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("dGVzdHNlY3JldA"), "{printed}");
+        assert!(!printed.contains("guest:guest"), "{printed}");
+    }
+
+    #[test]
+    fn bad_secret_is_a_startup_error_naming_the_variable() {
+        let err = parse(&["--webhook-secret", "whsec_test-secret"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("webhook-secret"), "{err}");
+        assert!(err.contains("base64"), "{err}");
+        let err = parse(&[]).unwrap_err().to_string();
+        assert!(err.contains("webhook-secret"), "{err}");
+    }
+}

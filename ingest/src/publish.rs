@@ -1,0 +1,86 @@
+//! From a verified webhook to a confirmed message: events go to the events exchange with their
+//! type as routing key; a signed body that is not an envelope goes to the dead-letter exchange
+//! with `x-dead-reason: malformed` (nothing signed is dropped).
+
+use crate::webhook::AppState;
+use chrono::SecondsFormat;
+use shared::amqp::{PublishError, mark_dead, properties, publish_confirmed};
+use shared::{DeadReason, Envelope, MessageMeta, Source, VerifiedWebhook};
+
+/// What was published.
+pub enum Published {
+    Event { event_id: String },
+    Malformed { reason: String },
+}
+
+/// AMQP short strings (routing key, message id) hold at most 255 bytes.
+const SHORT_STRING_MAX: usize = 255;
+
+pub async fn publish(state: &AppState, hook: &VerifiedWebhook) -> Result<Published, PublishError> {
+    let envelope = serde_json::from_slice::<Envelope>(hook.body())
+        .map_err(|e| e.to_string())
+        .and_then(|env| {
+            if env.event_type.len() > SHORT_STRING_MAX || env.id.as_str().len() > SHORT_STRING_MAX {
+                Err("event type or id longer than 255 bytes".to_owned())
+            } else {
+                Ok(env)
+            }
+        });
+    let channel = state.link.channel()?;
+    match envelope {
+        Ok(env) => {
+            let span = tracing::Span::current();
+            span.record("event_id", env.id.as_str());
+            span.record("event_type", env.event_type.as_str());
+            if let Some(org) = &env.organization_id {
+                span.record("organization_id", org.as_str());
+            }
+            let meta = MessageMeta {
+                message_id: env.id.as_str().to_owned(),
+                webhook_id: Some(hook.webhook_id().to_owned()),
+                event_type: env.event_type.clone(),
+                organization_id: env.organization_id.as_ref().map(|o| o.as_str().to_owned()),
+                occurred_at: Some(env.occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
+                source: Source::Webhook,
+                retry_count: 0,
+                replay_count: 0,
+            };
+            publish_confirmed(
+                &channel,
+                &state.topology.exchange(),
+                &env.event_type,
+                hook.body(),
+                properties(&meta),
+                state.confirm_timeout,
+            )
+            .await?;
+            Ok(Published::Event {
+                event_id: env.id.into_inner(),
+            })
+        }
+        Err(reason) => {
+            let webhook_id: String = hook.webhook_id().chars().take(SHORT_STRING_MAX).collect();
+            let meta = MessageMeta {
+                message_id: webhook_id.clone(),
+                webhook_id: Some(webhook_id),
+                event_type: DeadReason::Malformed.as_str().to_owned(),
+                organization_id: None,
+                occurred_at: None,
+                source: Source::Webhook,
+                retry_count: 0,
+                replay_count: 0,
+            };
+            let props = mark_dead(properties(&meta), DeadReason::Malformed, &reason);
+            publish_confirmed(
+                &channel,
+                &state.topology.dead_exchange(),
+                DeadReason::Malformed.as_str(),
+                hook.body(),
+                props,
+                state.confirm_timeout,
+            )
+            .await?;
+            Ok(Published::Malformed { reason })
+        }
+    }
+}

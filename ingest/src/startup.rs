@@ -1,0 +1,132 @@
+//! `Application::build(config)` binds the listener and starts the broker link;
+//! `run_until_stopped()` serves until SIGTERM/SIGINT (or `stop()`), drains, and closes the link.
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::webhook::AppState;
+use crate::{health, webhook};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{App, HttpServer, web};
+use secrecy::ExposeSecret;
+use shared::amqp::{BrokerLink, connection_name};
+use shared::{Topology, Verifier};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The route the webhook is served on.
+pub const WEBHOOK_PATH: &str = "/webhooks/scalekit";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+    link: BrokerLink,
+    metrics: Arc<Metrics>,
+}
+
+impl Application {
+    /// Binds and starts the broker link (which connects in the background: `/readyz` tells when).
+    /// Must be called inside a tokio runtime.
+    pub fn build(config: Config) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let topology = Topology::new(config.amqp_prefix.clone());
+        let link = BrokerLink::start(
+            config.amqp_url.expose_secret().to_owned(),
+            connection_name("ingest"),
+            topology.clone(),
+            config.publish_channels,
+        );
+        let metrics = Arc::new(Metrics::new());
+        let state = web::Data::new(AppState {
+            verifier: Verifier::new(config.webhook_secrets.clone())
+                .with_tolerance(config.tolerance_seconds),
+            link: link.clone(),
+            topology,
+            metrics: Arc::clone(&metrics),
+            confirm_timeout: config.confirm_timeout(),
+            retry_after_seconds: config.retry_after_seconds,
+            max_body_bytes: config.max_body_bytes,
+        });
+        tracing::info!(
+            %addr,
+            amqp = %config.amqp_url_redacted(),
+            prefix = %config.amqp_prefix,
+            secrets = config.webhook_secrets.len(),
+            "ingest starting"
+        );
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route(WEBHOOK_PATH, web::post().to(webhook::receive))
+                .route("/healthz", web::get().to(health::healthz))
+                .route("/readyz", web::get().to(health::readyz))
+                .route("/metrics", web::get().to(health::metrics))
+        })
+        .shutdown_timeout(config.shutdown_timeout_seconds);
+        if config.http_workers > 0 {
+            server = server.workers(config.http_workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartError::Bind { addr, source })?
+            .run();
+        Ok(Self {
+            server,
+            addr,
+            link,
+            metrics,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// A handle to stop the server gracefully (what SIGTERM does).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub fn link(&self) -> &BrokerLink {
+        &self.link
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Waits for the broker link, up to `timeout` (tests; production relies on `/readyz`).
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        self.link.wait_ready(timeout).await
+    }
+
+    /// Serves until stopped; in-flight requests finish (their confirms awaited), then the broker
+    /// connection is closed.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        tracing::info!("http server stopped; closing broker link");
+        self.link.close().await;
+        result
+    }
+}

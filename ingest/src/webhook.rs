@@ -1,0 +1,157 @@
+//! `POST /webhooks/scalekit`: raw body (bounded) → verify → publish with confirm → answer.
+
+use crate::metrics::Metrics;
+use crate::publish::{self, Published};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::BytesMut;
+use futures_util::StreamExt;
+use serde_json::json;
+use shared::amqp::BrokerLink;
+use shared::{HeaderSource, Topology, Verifier};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Everything a request needs, shared by all HTTP workers.
+pub struct AppState {
+    pub verifier: Verifier,
+    pub link: BrokerLink,
+    pub topology: Topology,
+    pub metrics: Arc<Metrics>,
+    pub confirm_timeout: Duration,
+    pub retry_after_seconds: u32,
+    pub max_body_bytes: usize,
+}
+
+struct ActixHeaders<'a>(&'a HeaderMap);
+
+impl HeaderSource for ActixHeaders<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.0.get(name)?.to_str().ok()
+    }
+}
+
+fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> HttpResponse {
+    HttpResponse::build(status).json(json!({ "error": code, "message": message.to_string() }))
+}
+
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<bytes::Bytes, BodyError> {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// The webhook endpoint.
+pub async fn receive(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let webhook_id = req
+        .headers()
+        .get(shared::verify::HEADER_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let span = tracing::info_span!(
+        "webhook",
+        webhook_id = %webhook_id,
+        event_id = tracing::field::Empty,
+        event_type = tracing::field::Empty,
+        organization_id = tracing::field::Empty,
+    );
+    state.metrics.in_flight.inc();
+    let response = handle(req, payload, &state).instrument(span).await;
+    state.metrics.in_flight.dec();
+    response
+}
+
+async fn handle(req: HttpRequest, payload: web::Payload, state: &AppState) -> HttpResponse {
+    let body = match read_body(&req, payload, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
+            state.metrics.count("payload_too_large");
+            tracing::warn!(
+                limit = state.max_body_bytes,
+                "webhook rejected: body over the limit"
+            );
+            return error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("body is larger than {} bytes", state.max_body_bytes),
+            );
+        }
+        Err(BodyError::Read(e)) => {
+            state.metrics.count("bad_body");
+            return error(StatusCode::BAD_REQUEST, "bad_body", e);
+        }
+    };
+    let verified = match state
+        .verifier
+        .verify_now(&ActixHeaders(req.headers()), body)
+    {
+        Ok(v) => v,
+        Err(e) => {
+            state.metrics.count(e.code());
+            tracing::warn!(reason = e.code(), "webhook rejected");
+            return error(StatusCode::BAD_REQUEST, e.code(), e);
+        }
+    };
+    let started = std::time::Instant::now();
+    let result = publish::publish(state, &verified).await;
+    state
+        .metrics
+        .publish_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(Published::Event { event_id }) => {
+            state.metrics.count("queued");
+            tracing::info!("webhook queued");
+            HttpResponse::Accepted().json(json!({ "status": "queued", "event_id": event_id }))
+        }
+        Ok(Published::Malformed { reason }) => {
+            state.metrics.count("malformed");
+            tracing::warn!(%reason, "signed body is not a valid envelope: dead-lettered");
+            HttpResponse::Accepted().json(json!({
+                "status": "dead_lettered",
+                "webhook_id": verified.webhook_id(),
+                "reason": "malformed",
+            }))
+        }
+        Err(e) => {
+            state.metrics.count("broker_unavailable");
+            state.link.report_failure();
+            tracing::error!(error = %e, "publish failed: answering 503");
+            let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e);
+            if let Ok(v) = header::HeaderValue::from_str(&state.retry_after_seconds.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            resp
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! Test support shared by the suites (feature `testkit`, dev-dependencies only): a TCP proxy
+//! that can cut connections, unique prefixes, signed webhook requests and broker taps.
+
+mod proxy;
+mod rabbit;
+
+pub use proxy::TcpProxy;
+pub use rabbit::{RabbitTap, delete_topology};
+
+use crate::{WebhookSecret, sign};
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The broker URL for tests: `TEST_AMQP_URL` or the local default.
+pub fn amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| AMQP_URL.to_owned())
+}
+
+/// A prefix no other test uses, e.g. `t_3f9a1c…`.
+pub fn unique_prefix(tag: &str) -> String {
+    format!("t_{tag}_{:016x}", rand::random::<u64>())
+}
+
+/// The headers Scalekit would send for `body`, signed now.
+pub fn signed_headers(
+    secret: &WebhookSecret,
+    webhook_id: &str,
+    body: &[u8],
+) -> Vec<(String, String)> {
+    signed_headers_at(secret, webhook_id, body, chrono::Utc::now().timestamp())
+}
+
+/// The headers for `body` signed at `timestamp`.
+pub fn signed_headers_at(
+    secret: &WebhookSecret,
+    webhook_id: &str,
+    body: &[u8],
+    timestamp: i64,
+) -> Vec<(String, String)> {
+    vec![
+        ("webhook-id".to_owned(), webhook_id.to_owned()),
+        ("webhook-timestamp".to_owned(), timestamp.to_string()),
+        (
+            "webhook-signature".to_owned(),
+            sign(secret, webhook_id, timestamp, body),
+        ),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ]
+}
