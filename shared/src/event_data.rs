@@ -47,6 +47,9 @@ pub struct RoleRef {
 pub struct UserData {
     pub id: DirectoryUserId,
     pub organization_id: OrganizationId,
+    /// Not in Scalekit's user webhooks (spec §3); set on directory-sync snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<DirectoryId>,
     #[serde(default)]
     pub active: Option<bool>,
     #[serde(default)]

@@ -47,3 +47,9 @@ pub fn signed_headers_at(
         ("content-type".to_owned(), "application/json".to_owned()),
     ]
 }
+
+/// The PostgreSQL server for tests: `TEST_DATABASE_URL` (without a database name) or local.
+pub fn postgres_base_url() -> String {
+    std::env::var("TEST_DATABASE_BASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+}

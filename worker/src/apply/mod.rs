@@ -1,0 +1,151 @@
+//! Applying one event to PostgreSQL exactly once: the dedupe row and the change share one
+//! transaction; one handler per event kind behind one exhaustive `match`.
+
+mod audit;
+pub mod catalog_plan;
+mod catalog_store;
+mod dedupe;
+mod groups;
+mod locks;
+pub mod user_plan;
+mod user_store;
+mod users;
+pub mod version;
+
+use crate::db::{Pool, PoolError};
+use crate::role_mapping::RoleMapping;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use shared::{Event, MessageMeta, WebhookEvent};
+use std::sync::Arc;
+use version::Version;
+
+/// What applying an event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Applied,
+    /// Already applied (its id is in `processed_events`).
+    Duplicate,
+    /// Older than what is stored: recorded, nothing changed.
+    Stale,
+    /// A type this build does not know: recorded, nothing changed.
+    Ignored,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Stale => "stale",
+            Outcome::Ignored => "ignored",
+        }
+    }
+}
+
+/// What a handler did.
+pub enum Applied {
+    Changed,
+    Stale,
+}
+
+/// Why an event could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] PoolError),
+    #[error("event has no organization id")]
+    MissingOrganization,
+}
+
+/// Per-event context handed to the handlers.
+pub struct ApplyContext<'a> {
+    pub event_id: &'a str,
+    pub organization_id: &'a str,
+    pub mapping: &'a RoleMapping,
+    pub hard_delete: bool,
+}
+
+/// Applies events; cheap to clone.
+#[derive(Clone)]
+pub struct Applier {
+    pool: Pool,
+    mapping: Arc<RoleMapping>,
+    hard_delete: bool,
+}
+
+impl Applier {
+    pub fn new(pool: Pool, mapping: Arc<RoleMapping>, hard_delete: bool) -> Self {
+        Self {
+            pool,
+            mapping,
+            hard_delete,
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Applies one parsed event in one transaction with its dedupe row.
+    pub async fn apply(
+        &self,
+        meta: &MessageMeta,
+        event: &WebhookEvent,
+    ) -> Result<Outcome, ApplyError> {
+        let mut conn = self.pool.get().await?;
+        let org = event
+            .organization_id()
+            .map(|o| o.as_str().to_owned())
+            .ok_or(ApplyError::MissingOrganization)?;
+        let mapping = Arc::clone(&self.mapping);
+        let hard_delete = self.hard_delete;
+        let outcome = conn
+            .transaction::<Outcome, ApplyError, _>(async |conn| {
+                if !dedupe::claim(conn, meta, event, &org).await? {
+                    return Ok(Outcome::Duplicate);
+                }
+                let ctx = ApplyContext {
+                    event_id: event.envelope.id.as_str(),
+                    organization_id: &org,
+                    mapping: &mapping,
+                    hard_delete,
+                };
+                let outcome = dispatch(conn, &ctx, event).await?;
+                if outcome != Outcome::Applied {
+                    dedupe::set_outcome(conn, event.envelope.id.as_str(), outcome).await?;
+                }
+                Ok(outcome)
+            })
+            .await?;
+        Ok(outcome)
+    }
+}
+
+/// The one exhaustive `match`: a new event variant does not compile until it is handled here.
+async fn dispatch(
+    conn: &mut AsyncPgConnection,
+    ctx: &ApplyContext<'_>,
+    event: &WebhookEvent,
+) -> Result<Outcome, ApplyError> {
+    let version = Version::new(event.envelope.occurred_at, event.envelope.id.as_str());
+    let raw = &event.envelope.data;
+    let applied = match &event.event {
+        Event::DirectoryEnabled(d) => groups::directory(conn, ctx, d, true, version).await?,
+        Event::DirectoryDisabled(d) => groups::directory(conn, ctx, d, false, version).await?,
+        Event::UserCreated(u) | Event::UserUpdated(u) => {
+            users::upsert(conn, ctx, u, raw, version).await?
+        }
+        Event::UserDeleted(u) => users::delete(conn, ctx, u, raw, version).await?,
+        Event::GroupCreated(g) | Event::GroupUpdated(g) => {
+            groups::group(conn, ctx, g, raw, false, version).await?
+        }
+        Event::GroupDeleted(g) => groups::group(conn, ctx, g, raw, true, version).await?,
+        Event::Unknown { .. } => return Ok(Outcome::Ignored),
+    };
+    Ok(match applied {
+        Applied::Changed => Outcome::Applied,
+        Applied::Stale => Outcome::Stale,
+    })
+}

@@ -1,0 +1,46 @@
+//! The ordering rule: every row remembers the (occurred_at, event id) of the event that last
+//! changed it; an event that is not newer changes nothing. The event id breaks ties between
+//! events with the same timestamp, so the end state never depends on arrival order.
+
+use chrono::{DateTime, Utc};
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version {
+    pub at: DateTime<Utc>,
+    pub event_id: String,
+}
+
+impl Version {
+    pub fn new(at: DateTime<Utc>, event_id: impl Into<String>) -> Self {
+        Self {
+            at,
+            event_id: event_id.into(),
+        }
+    }
+
+    /// True when `self` should replace `current` (none yet, or strictly newer).
+    pub fn supersedes(&self, current: Option<&Version>) -> bool {
+        current.is_none_or(|c| self > c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn v(secs: i64, nanos: u32, id: &str) -> Version {
+        Version::new(Utc.timestamp_opt(secs, nanos).unwrap(), id)
+    }
+
+    #[test]
+    fn newer_wins_older_and_equal_do_not() {
+        assert!(v(10, 0, "evt_a").supersedes(None));
+        assert!(v(10, 1, "evt_a").supersedes(Some(&v(10, 0, "evt_z"))));
+        assert!(!v(10, 0, "evt_z").supersedes(Some(&v(10, 1, "evt_a"))));
+        assert!(!v(10, 0, "evt_a").supersedes(Some(&v(10, 0, "evt_a"))));
+        // Same instant: the event id decides, the same way whatever arrives first.
+        assert!(v(10, 0, "evt_b").supersedes(Some(&v(10, 0, "evt_a"))));
+        assert!(!v(10, 0, "evt_a").supersedes(Some(&v(10, 0, "evt_b"))));
+    }
+}

@@ -1,0 +1,10 @@
+//! worker: applies Scalekit directory events from RabbitMQ to PostgreSQL exactly once, in any
+//! arrival order, with retry tiers and a dead-letter queue.
+//!
+//! It must never ack a message before its change (with its dedupe row) is committed or its
+//! retry/dead-letter copy is confirmed by the broker, and never write users from anywhere but
+//! the apply path.
+
+pub mod apply;
+pub mod db;
+pub mod role_mapping;
