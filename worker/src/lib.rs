@@ -6,5 +6,15 @@
 //! the apply path.
 
 pub mod apply;
+pub mod classify;
+pub mod config;
+pub mod consume;
 pub mod db;
+pub mod forward;
+pub mod handle;
+pub mod health;
+pub mod metrics;
 pub mod role_mapping;
+pub mod startup;
+
+pub use startup::{StartError, Worker};

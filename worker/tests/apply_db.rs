@@ -289,3 +289,25 @@ async fn unknown_types_are_ignored_and_recorded() {
     assert_eq!(outcome, "ignored");
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_migrating_together_do_not_race() {
+    let db = TestDb::create().await; // already migrated once
+    let mut conn = db.connect().await;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("DROP TABLE audit_log, processed_events, user_roles, directory_group_memberships, directory_groups, directory_users, directories, __diesel_schema_migrations")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (a, b, c) = tokio::join!(
+        worker::db::migrate::run(&db.url),
+        worker::db::migrate::run(&db.url),
+        worker::db::migrate::run(&db.url)
+    );
+    let applied: usize = [a.unwrap(), b.unwrap(), c.unwrap()]
+        .iter()
+        .map(Vec::len)
+        .sum();
+    assert_eq!(applied, 1, "exactly one replica applied the migration");
+    db.drop_db().await;
+}

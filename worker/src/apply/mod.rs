@@ -12,6 +12,9 @@ mod user_store;
 mod users;
 pub mod version;
 
+#[cfg(test)]
+mod plan_tests;
+
 use crate::db::{Pool, PoolError};
 use crate::role_mapping::RoleMapping;
 use diesel_async::{AsyncConnection, AsyncPgConnection};

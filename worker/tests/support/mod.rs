@@ -1,5 +1,6 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod app;
 pub mod db;
 
 use shared::{MessageMeta, Source, WebhookEvent};

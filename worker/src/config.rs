@@ -1,0 +1,202 @@
+//! worker configuration and command line (ARCHITECTURE §7–8). Every variable is also a flag.
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use shared::RetryTier;
+use shared::telemetry::LogFormat;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Applies Scalekit directory events from RabbitMQ to PostgreSQL exactly once.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "worker", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Consume and apply events (the default).
+    Run(RunArgs),
+    /// Apply pending database migrations (under an advisory lock) and exit.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunArgs {
+    /// Apply pending migrations before consuming.
+    #[arg(long)]
+    pub migrate: bool,
+}
+
+/// Settings every subcommand shares.
+#[derive(Debug, Clone, Args)]
+pub struct Common {
+    /// RabbitMQ URL (may hold a password: never logged).
+    #[arg(long, global = true, env = "AMQP_URL", hide_env_values = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = secret)]
+    pub amqp_url: SecretString,
+
+    /// Prefix of every exchange and queue name.
+    #[arg(long, global = true, env = "AMQP_PREFIX", default_value = shared::contract::DEFAULT_PREFIX)]
+    pub amqp_prefix: String,
+
+    /// PostgreSQL URL (may hold a password: never logged).
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/scim", value_parser = secret)]
+    pub database_url: SecretString,
+
+    /// Database connections in the pool.
+    #[arg(long, global = true, env = "DATABASE_POOL_SIZE", default_value_t = 16)]
+    pub database_pool_size: u32,
+
+    /// Address of the health and metrics server (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(
+        long,
+        global = true,
+        env = "WORKER_LISTEN",
+        default_value = "0.0.0.0:9090"
+    )]
+    pub listen: SocketAddr,
+
+    /// Unacknowledged messages the broker may hand this worker at once.
+    #[arg(long, global = true, env = "WORKER_PREFETCH", default_value_t = 64)]
+    pub prefetch: u16,
+
+    /// Events applied concurrently.
+    #[arg(long, global = true, env = "WORKER_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: usize,
+
+    /// Erase a deleted user's personal data (an id-only tombstone stays) instead of deactivating.
+    #[arg(long, global = true, env = "HARD_DELETE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub hard_delete: bool,
+
+    /// TOML file mapping directory groups (by id or name) to roles, per organization + default.
+    #[arg(long, global = true, env = "ROLE_MAPPING_FILE")]
+    pub role_mapping_file: Option<PathBuf>,
+
+    /// Retry tier delays, in order (e.g. `5s,30s,5m,30m`); after the last, dead-letter.
+    #[arg(long, global = true, env = "WORKER_RETRY_TIERS", default_value = "5s,30s,5m,30m", value_parser = tiers)]
+    pub retry_tiers: TierList,
+
+    /// Seconds to finish in-flight work on SIGTERM before closing.
+    #[arg(
+        long,
+        global = true,
+        env = "WORKER_SHUTDOWN_TIMEOUT_SECONDS",
+        default_value_t = 8
+    )]
+    pub shutdown_timeout_seconds: u64,
+
+    /// `json` or `pretty`.
+    #[arg(long, global = true, env = "LOG_FORMAT", default_value = "json")]
+    pub log_format: LogFormat,
+}
+
+/// Parsed retry tiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierList(pub Vec<RetryTier>);
+
+fn secret(s: &str) -> Result<SecretString, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(SecretString::from(s.to_owned()))
+}
+
+fn tiers(s: &str) -> Result<TierList, String> {
+    let tiers = s
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let delay = humantime::parse_duration(t).map_err(|e| format!("`{t}`: {e}"))?;
+            if delay.is_zero() {
+                return Err(format!("`{t}`: a tier needs a delay"));
+            }
+            // Tier names become queue names; leak the few short strings once at start-up.
+            let name: &'static str = Box::leak(t.to_owned().into_boxed_str());
+            Ok(RetryTier { name, delay })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TierList(tiers))
+}
+
+impl Common {
+    pub fn topology(&self) -> shared::Topology {
+        shared::Topology::new(self.amqp_prefix.clone()).with_tiers(self.retry_tiers.0.clone())
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        Duration::from_secs(self.shutdown_timeout_seconds)
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+
+    pub fn amqp_url(&self) -> &str {
+        self.amqp_url.expose_secret()
+    }
+}
+
+/// `scheme://user:secret@host/…` → `scheme://user:***@host/…`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<unparseable url>".to_owned();
+    };
+    match rest.split_once('@') {
+        Some((userinfo, host)) if userinfo.contains(':') => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}:***@{host}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_subcommands_and_redaction() {
+        let cli = Cli::try_parse_from(["worker"]).unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.common.prefetch, 64);
+        assert_eq!(cli.common.topology().apply_queue(), "scim.events.apply");
+        assert_eq!(
+            cli.common
+                .retry_tiers
+                .0
+                .iter()
+                .map(|t| t.name)
+                .collect::<Vec<_>>(),
+            ["5s", "30s", "5m", "30m"]
+        );
+        let cli = Cli::try_parse_from([
+            "worker",
+            "run",
+            "--migrate",
+            "--hard-delete",
+            "--retry-tiers",
+            "1s,2s",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Some(Command::Run(RunArgs { migrate: true }))
+        ));
+        assert!(cli.common.hard_delete);
+        assert_eq!(cli.common.retry_tiers.0[1].delay, Duration::from_secs(2));
+        assert!(Cli::try_parse_from(["worker", "--retry-tiers", "soon"]).is_err());
+        let printed = format!(
+            "{:?}",
+            Cli::try_parse_from(["worker", "--database-url", "postgres://u:pw@h/db"]).unwrap()
+        );
+        assert!(!printed.contains("pw@"), "{printed}");
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

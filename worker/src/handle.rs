@@ -1,0 +1,149 @@
+//! One delivery, start to finish: parse → apply (one transaction) → ack; or forward to a retry
+//! tier / the dead-letter queue (confirmed) → ack. Nothing is acked before that.
+
+use crate::apply::{Applier, Outcome};
+use crate::classify::{Disposition, after_failure, classify_apply, classify_parse};
+use crate::forward;
+use crate::metrics::Metrics;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use shared::amqp::{BrokerLink, meta_from_properties};
+use shared::{Topology, WebhookEvent};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+/// What every delivery handler shares.
+pub struct Handler {
+    pub applier: Applier,
+    pub link: BrokerLink,
+    pub topology: Topology,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive transient failures: handlers back off while the database is down
+    /// instead of spinning messages through the retry tiers.
+    pub transient_streak: AtomicU32,
+}
+
+impl Handler {
+    pub async fn handle(&self, delivery: Delivery) {
+        let meta = meta_from_properties(&delivery.properties, delivery.routing_key.as_str());
+        let span = tracing::info_span!(
+            "event",
+            event_id = %meta.message_id,
+            event_type = %meta.event_type,
+            organization_id = meta.organization_id.as_deref().unwrap_or(""),
+            source = meta.source.as_str(),
+            retry = meta.retry_count,
+        );
+        self.metrics.in_flight.inc();
+        self.handle_inner(delivery, meta).instrument(span).await;
+        self.metrics.in_flight.dec();
+    }
+
+    async fn pause_if_failing(&self) {
+        let streak = self.transient_streak.load(Ordering::Relaxed);
+        if streak > 0 {
+            let ms = 100u64.saturating_mul(1 << streak.min(6)).min(5_000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+
+    async fn handle_inner(&self, delivery: Delivery, meta: shared::MessageMeta) {
+        let started = Instant::now();
+        let disposition = match WebhookEvent::parse(&delivery.data) {
+            Err(e) => after_failure(
+                classify_parse(&e),
+                e.to_string(),
+                meta.retry_count,
+                &self.topology,
+            ),
+            Ok(event) => {
+                self.pause_if_failing().await;
+                match self.applier.apply(&meta, &event).await {
+                    Ok(outcome) => {
+                        self.transient_streak.store(0, Ordering::Relaxed);
+                        if outcome == Outcome::Applied {
+                            let lag = chrono::Utc::now() - event.envelope.occurred_at;
+                            self.metrics
+                                .lag_seconds
+                                .observe(lag.num_milliseconds().max(0) as f64 / 1000.0);
+                        }
+                        Disposition::Ack(outcome)
+                    }
+                    Err(e) => {
+                        let class = classify_apply(&e);
+                        if class == crate::classify::Class::Transient {
+                            self.transient_streak.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tracing::warn!(error = %e, ?class, "apply failed");
+                        after_failure(class, e.to_string(), meta.retry_count, &self.topology)
+                    }
+                }
+            }
+        };
+        self.metrics
+            .apply_seconds
+            .observe(started.elapsed().as_secs_f64());
+        let routing_key = delivery.routing_key.as_str();
+        let forwarded = match &disposition {
+            Disposition::Ack(_) => Ok(()),
+            Disposition::Retry { tier, retry_count } => match self.topology.tiers().get(*tier) {
+                Some(t) => {
+                    forward::to_retry(
+                        &self.link,
+                        &self.topology,
+                        t,
+                        *retry_count,
+                        routing_key,
+                        &delivery.data,
+                        &delivery.properties,
+                    )
+                    .await
+                }
+                None => Ok(()),
+            },
+            Disposition::Dead { reason, error } => {
+                tracing::error!(%reason, %error, "dead-lettering event");
+                forward::to_dead(
+                    &self.link,
+                    &self.topology,
+                    *reason,
+                    error,
+                    routing_key,
+                    &delivery.data,
+                    &delivery.properties,
+                )
+                .await
+            }
+        };
+        if let Err(e) = forwarded {
+            // The copy is not safe yet: give the original back to the queue.
+            tracing::error!(error = %e, "could not forward; requeueing");
+            self.link.report_failure();
+            let _ = delivery
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..BasicNackOptions::default()
+                })
+                .await;
+            return;
+        }
+        let outcome = match &disposition {
+            Disposition::Ack(o) => o.as_str(),
+            Disposition::Retry { .. } => "retried",
+            Disposition::Dead { .. } => "dead_lettered",
+        };
+        match delivery.acker.ack(BasicAckOptions::default()).await {
+            Ok(_) => {
+                self.metrics.count(&meta.event_type, outcome);
+                tracing::info!(outcome, "event handled");
+            }
+            // The broker will redeliver it; dedupe makes that harmless.
+            Err(e) => {
+                tracing::warn!(error = %e, outcome, "ack failed; message will be redelivered")
+            }
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! Prometheus metrics of the worker (ARCHITECTURE §9); one registry per instance.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use shared::EventType;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// The event type, or `unknown` for types this build does not know (bounded cardinality).
+    pub r#type: &'static str,
+    /// applied, duplicate, stale, ignored, retried, dead_lettered
+    pub outcome: &'static str,
+}
+
+pub const EVENTS: &str = "scim_worker_events";
+pub const APPLY_SECONDS: &str = "scim_worker_apply_seconds";
+pub const LAG_SECONDS: &str = "scim_worker_event_lag_seconds";
+pub const IN_FLIGHT: &str = "scim_worker_in_flight";
+pub const READY: &str = "scim_worker_ready";
+
+pub struct Metrics {
+    registry: Registry,
+    pub events: Family<EventLabels, Counter>,
+    pub apply_seconds: Histogram,
+    pub lag_seconds: Histogram,
+    pub in_flight: Gauge,
+    pub ready: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The label for an event type string.
+pub fn type_label(event_type: &str) -> &'static str {
+    EventType::from_wire(event_type).map_or("unknown", EventType::as_str)
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let events = Family::<EventLabels, Counter>::default();
+        registry.register(
+            EVENTS,
+            "Events handled, by type and outcome",
+            events.clone(),
+        );
+        let apply_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        registry.register(
+            APPLY_SECONDS,
+            "Time to apply one event (transaction included)",
+            apply_seconds.clone(),
+        );
+        let lag_seconds = Histogram::new(exponential_buckets(0.01, 2.0, 20));
+        registry.register(
+            LAG_SECONDS,
+            "now − occurred_at when an event is applied",
+            lag_seconds.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(IN_FLIGHT, "Deliveries being handled", in_flight.clone());
+        let ready = Gauge::default();
+        registry.register(
+            READY,
+            "1 while broker, consumer and database are up",
+            ready.clone(),
+        );
+        Self {
+            registry,
+            events,
+            apply_seconds,
+            lag_seconds,
+            in_flight,
+            ready,
+        }
+    }
+
+    pub fn count(&self, event_type: &str, outcome: &'static str) {
+        self.events
+            .get_or_create(&EventLabels {
+                r#type: type_label(event_type),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

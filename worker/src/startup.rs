@@ -1,0 +1,179 @@
+//! `Worker::build(config)` binds the health server and starts the broker link;
+//! `run_until_stopped()` consumes until SIGTERM/SIGINT (or `stop_token()`), then drains.
+
+use crate::apply::Applier;
+use crate::config::{Common, redact_url};
+use crate::consume::{self, ConsumeSettings};
+use crate::db::{self, Pool};
+use crate::handle::Handler;
+use crate::health::{self, Health, HealthState};
+use crate::metrics::Metrics;
+use crate::role_mapping::{MappingError, RoleMapping};
+use shared::amqp::{BrokerLink, connection_name};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU32;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Mapping(#[from] MappingError),
+    #[error("migrations: {0}")]
+    Migrate(#[from] db::migrate::MigrateError),
+}
+
+pub struct Worker {
+    config: Common,
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    link: BrokerLink,
+    pool: Pool,
+    handler: Arc<Handler>,
+    health: Arc<Health>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+}
+
+impl Worker {
+    /// Loads the role mapping, binds `WORKER_LISTEN` and starts the broker link. The database
+    /// pool connects lazily. Must be called inside a tokio runtime.
+    pub fn build(config: Common) -> Result<Self, StartError> {
+        let mapping = match &config.role_mapping_file {
+            Some(path) => RoleMapping::load(path)?,
+            None => RoleMapping::default(),
+        };
+        let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let topology = config.topology();
+        let link = BrokerLink::start(
+            config.amqp_url().to_owned(),
+            connection_name("worker"),
+            topology.clone(),
+            2,
+        );
+        let pool = db::pool(config.database_url(), config.database_pool_size);
+        let metrics = Arc::new(Metrics::new());
+        let health = Arc::new(Health::default());
+        let handler = Arc::new(Handler {
+            applier: Applier::new(pool.clone(), Arc::new(mapping), config.hard_delete),
+            link: link.clone(),
+            topology,
+            metrics: Arc::clone(&metrics),
+            transient_streak: AtomicU32::new(0),
+        });
+        let server = health::server(
+            listener,
+            HealthState {
+                health: Arc::clone(&health),
+                link: link.clone(),
+                pool: pool.clone(),
+                metrics: Arc::clone(&metrics),
+            },
+        )
+        .map_err(|source| StartError::Bind { addr, source })?;
+        tracing::info!(
+            %addr,
+            amqp = %redact_url(config.amqp_url()),
+            database = %redact_url(config.database_url()),
+            prefix = %config.amqp_prefix,
+            "worker starting"
+        );
+        Ok(Self {
+            config,
+            addr,
+            server,
+            link,
+            pool,
+            handler,
+            health,
+            metrics,
+            stop: CancellationToken::new(),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn link(&self) -> &BrokerLink {
+        &self.link
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
+    /// Cancelling it stops the worker as SIGTERM does.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Consumes until stopped, then drains in-flight work, stops the health server and closes
+    /// the broker connection. Unacked messages go back to the queue.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let server_handle = self.server.handle();
+        let server = tokio::spawn(self.server);
+        let signals = tokio::spawn(stop_on_signal(self.stop.clone()));
+        consume::run(
+            self.handler,
+            self.link.clone(),
+            self.health,
+            ConsumeSettings {
+                prefetch: self.config.prefetch,
+                concurrency: self.config.concurrency,
+                shutdown_timeout: self.config.shutdown_timeout(),
+            },
+            self.stop,
+        )
+        .await;
+        signals.abort();
+        server_handle.stop(true).await;
+        let _ = server.await;
+        self.link.close().await;
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+}
+
+async fn stop_on_signal(stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = int.recv() => tracing::info!("SIGINT: stopping"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    stop.cancel();
+}

@@ -1,0 +1,184 @@
+//! The real worker against the real broker and a fresh database, plus a publisher.
+
+use super::db::TestDb;
+use clap::Parser;
+use lapin::options::ConfirmSelectOptions;
+use shared::amqp::{declare_topology, properties, publish_confirmed};
+use shared::testkit::{RabbitTap, amqp_url, delete_topology, unique_prefix};
+use shared::{MessageMeta, Source, Topology, WebhookEvent};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use worker::Worker;
+use worker::config::Cli;
+
+pub struct TestWorker {
+    pub base: String,
+    pub stop: CancellationToken,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub metrics: std::sync::Arc<worker::metrics::Metrics>,
+}
+
+impl TestWorker {
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(15), self.task)
+            .await
+            .expect("worker stops within 15 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+pub fn cli(prefix: &str, database_url: &str, extra: &[&str]) -> Cli {
+    let mut args: Vec<String> = [
+        "worker",
+        "--amqp-url",
+        &amqp_url(),
+        "--amqp-prefix",
+        prefix,
+        "--database-url",
+        database_url,
+        "--listen",
+        "127.0.0.1:0",
+        "--retry-tiers",
+        "1s,2s,4s,8s",
+        "--log-format",
+        "pretty",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    if extra.contains(&"--retry-tiers") {
+        let i = args.iter().position(|a| a == "--retry-tiers").unwrap();
+        args.drain(i..i + 2);
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    Cli::try_parse_from(args).unwrap()
+}
+
+pub async fn spawn_worker(prefix: &str, database_url: &str, extra: &[&str]) -> TestWorker {
+    let cli = cli(prefix, database_url, extra);
+    let w = Worker::build(cli.common).unwrap();
+    assert!(w.link().wait_ready(Duration::from_secs(20)).await);
+    let base = format!("http://{}", w.addr());
+    let stop = w.stop_token();
+    let metrics = w.metrics();
+    let task = tokio::spawn(w.run_until_stopped());
+    TestWorker {
+        base,
+        stop,
+        task,
+        metrics,
+    }
+}
+
+/// A test's broker side: topology, a publisher and a tap.
+pub struct Broker {
+    pub prefix: String,
+    pub topology: Topology,
+    pub tap: RabbitTap,
+    channel: lapin::Channel,
+}
+
+impl Broker {
+    pub async fn new() -> Self {
+        let prefix = unique_prefix("worker");
+        let topology = Topology::new(prefix.clone())
+            .with_tiers(cli(&prefix, "postgres://x", &[]).common.retry_tiers.0);
+        let tap = RabbitTap::connect(&amqp_url()).await.unwrap();
+        declare_topology(&tap.channel, &topology).await.unwrap();
+        let channel = tap.connection.create_channel().await.unwrap();
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        Self {
+            prefix,
+            topology,
+            tap,
+            channel,
+        }
+    }
+
+    /// Publishes an event body as ingest would.
+    pub async fn publish(&self, body: &[u8]) {
+        let (routing_key, meta) = match WebhookEvent::parse(body) {
+            Ok(e) => (
+                e.envelope.event_type.clone(),
+                MessageMeta {
+                    message_id: e.envelope.id.as_str().to_owned(),
+                    webhook_id: Some(format!("msg_{}", e.envelope.id)),
+                    event_type: e.envelope.event_type.clone(),
+                    organization_id: e.organization_id().map(|o| o.as_str().to_owned()),
+                    occurred_at: None,
+                    source: Source::Webhook,
+                    retry_count: 0,
+                    replay_count: 0,
+                },
+            ),
+            Err(_) => (
+                "organization.directory.user_created".to_owned(),
+                MessageMeta {
+                    message_id: "poison".to_owned(),
+                    webhook_id: None,
+                    event_type: "organization.directory.user_created".to_owned(),
+                    organization_id: None,
+                    occurred_at: None,
+                    source: Source::Webhook,
+                    retry_count: 0,
+                    replay_count: 0,
+                },
+            ),
+        };
+        publish_confirmed(
+            &self.channel,
+            &self.topology.exchange(),
+            &routing_key,
+            body,
+            properties(&meta),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
+    }
+
+    pub async fn cleanup(self) {
+        let _ = self.tap.connection.close(200, "done".into()).await;
+        delete_topology(&amqp_url(), &self.topology, &[])
+            .await
+            .unwrap();
+    }
+}
+
+pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub async fn count(db: &TestDb, sql: &str) -> i64 {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let mut conn = db.connect().await;
+    diesel::sql_query(sql)
+        .get_result::<N>(&mut conn)
+        .await
+        .unwrap()
+        .n
+}
