@@ -24,6 +24,18 @@ pub enum Command {
     Run(RunArgs),
     /// Apply pending database migrations (under an advisory lock) and exit.
     Migrate,
+    /// Sync an organization's directories from the Scalekit Directory API now.
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// Organization id (`org_…`).
+    #[arg(long)]
+    pub org: String,
+    /// Only this directory (`dir_…`); default: every directory of the organization.
+    #[arg(long)]
+    pub directory: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -90,6 +102,35 @@ pub struct Common {
     )]
     pub shutdown_timeout_seconds: u64,
 
+    /// Scalekit environment URL, e.g. `https://acme.scalekit.com` (Directory API and OAuth).
+    #[arg(long, global = true, env = "SCALEKIT_ENVIRONMENT_URL")]
+    pub scalekit_environment_url: Option<String>,
+
+    /// Scalekit API client id.
+    #[arg(long, global = true, env = "SCALEKIT_CLIENT_ID")]
+    pub scalekit_client_id: Option<String>,
+
+    /// Scalekit API client secret (environment only in production; never logged).
+    #[arg(long, global = true, env = "SCALEKIT_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub scalekit_client_secret: Option<SecretString>,
+
+    /// Directory API request timeout.
+    #[arg(
+        long,
+        global = true,
+        env = "SCALEKIT_TIMEOUT_SECONDS",
+        default_value_t = 20
+    )]
+    pub scalekit_timeout_seconds: u64,
+
+    /// Retries of a Directory API call on 429/5xx/connection errors.
+    #[arg(long, global = true, env = "SCALEKIT_MAX_RETRIES", default_value_t = 5)]
+    pub scalekit_max_retries: usize,
+
+    /// Sync every organization with an enabled directory this often (e.g. `15m`); off when unset.
+    #[arg(long, global = true, env = "SYNC_INTERVAL", value_parser = humantime::parse_duration)]
+    pub sync_interval: Option<Duration>,
+
     /// `json` or `pretty`.
     #[arg(long, global = true, env = "LOG_FORMAT", default_value = "json")]
     pub log_format: LogFormat,
@@ -124,7 +165,36 @@ fn tiers(s: &str) -> Result<TierList, String> {
     Ok(TierList(tiers))
 }
 
+/// Why the Directory API cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("Directory API credentials are incomplete: set {0}")]
+pub struct MissingCredentials(pub &'static str);
+
 impl Common {
+    /// Client settings, when all three Scalekit variables are set.
+    pub fn scalekit(&self) -> Result<crate::sync::ClientConfig, MissingCredentials> {
+        let environment_url = self
+            .scalekit_environment_url
+            .clone()
+            .ok_or(MissingCredentials("SCALEKIT_ENVIRONMENT_URL"))?;
+        let client_id = self
+            .scalekit_client_id
+            .clone()
+            .ok_or(MissingCredentials("SCALEKIT_CLIENT_ID"))?;
+        let client_secret = self
+            .scalekit_client_secret
+            .clone()
+            .ok_or(MissingCredentials("SCALEKIT_CLIENT_SECRET"))?;
+        Ok(crate::sync::ClientConfig {
+            environment_url,
+            client_id,
+            client_secret,
+            timeout: Duration::from_secs(self.scalekit_timeout_seconds),
+            max_retries: self.scalekit_max_retries,
+            min_backoff: Duration::from_millis(500),
+        })
+    }
+
     pub fn topology(&self) -> shared::Topology {
         shared::Topology::new(self.amqp_prefix.clone()).with_tiers(self.retry_tiers.0.clone())
     }

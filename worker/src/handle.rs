@@ -23,6 +23,8 @@ pub struct Handler {
     /// Consecutive transient failures: handlers back off while the database is down
     /// instead of spinning messages through the retry tiers.
     pub transient_streak: AtomicU32,
+    /// Where `directory_enabled` asks for a full sync (when the Directory API is configured).
+    pub sync_trigger: Option<tokio::sync::mpsc::Sender<crate::sync::schedule::SyncRequest>>,
 }
 
 impl Handler {
@@ -49,6 +51,21 @@ impl Handler {
         }
     }
 
+    fn trigger_sync(&self, event: &WebhookEvent) {
+        let (Some(trigger), shared::Event::DirectoryEnabled(dir)) =
+            (&self.sync_trigger, &event.event)
+        else {
+            return;
+        };
+        let req = crate::sync::schedule::SyncRequest {
+            organization_id: dir.organization_id.as_str().to_owned(),
+            directory_id: Some(dir.id.as_str().to_owned()),
+        };
+        if trigger.try_send(req).is_err() {
+            tracing::warn!("sync queue full; the directory will be synced by the next run");
+        }
+    }
+
     async fn handle_inner(&self, delivery: Delivery, meta: shared::MessageMeta) {
         let started = Instant::now();
         let disposition = match WebhookEvent::parse(&delivery.data) {
@@ -64,6 +81,7 @@ impl Handler {
                     Ok(outcome) => {
                         self.transient_streak.store(0, Ordering::Relaxed);
                         if outcome == Outcome::Applied {
+                            self.trigger_sync(&event);
                             let lag = chrono::Utc::now() - event.envelope.occurred_at;
                             self.metrics
                                 .lag_seconds

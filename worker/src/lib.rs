@@ -16,5 +16,6 @@ pub mod health;
 pub mod metrics;
 pub mod role_mapping;
 pub mod startup;
+pub mod sync;
 
 pub use startup::{StartError, Worker};

@@ -21,6 +21,14 @@ pub const APPLY_SECONDS: &str = "scim_worker_apply_seconds";
 pub const LAG_SECONDS: &str = "scim_worker_event_lag_seconds";
 pub const IN_FLIGHT: &str = "scim_worker_in_flight";
 pub const READY: &str = "scim_worker_ready";
+pub const SYNC_USERS: &str = "scim_sync_users";
+pub const SYNC_RUNS: &str = "scim_sync_runs";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    /// ok, failed, skipped
+    pub outcome: &'static str,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -29,6 +37,8 @@ pub struct Metrics {
     pub lag_seconds: Histogram,
     pub in_flight: Gauge,
     pub ready: Gauge,
+    pub sync_users: Counter,
+    pub sync_runs: Family<SyncLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -71,8 +81,22 @@ impl Metrics {
             "1 while broker, consumer and database are up",
             ready.clone(),
         );
+        let sync_users = Counter::default();
+        registry.register(
+            SYNC_USERS,
+            "Users listed by directory syncs",
+            sync_users.clone(),
+        );
+        let sync_runs = Family::<SyncLabels, Counter>::default();
+        registry.register(
+            SYNC_RUNS,
+            "Directory syncs by outcome (ok, failed, skipped)",
+            sync_runs.clone(),
+        );
         Self {
             registry,
+            sync_users,
+            sync_runs,
             events,
             apply_seconds,
             lag_seconds,
@@ -88,6 +112,10 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    pub fn count_sync(&self, outcome: &'static str) {
+        self.sync_runs.get_or_create(&SyncLabels { outcome }).inc();
     }
 
     pub fn render(&self) -> String {

@@ -9,11 +9,25 @@ use crate::handle::Handler;
 use crate::health::{self, Health, HealthState};
 use crate::metrics::Metrics;
 use crate::role_mapping::{MappingError, RoleMapping};
+use crate::sync::schedule::{self, SyncRequest};
+use crate::sync::{ScalekitClient, Syncer};
 use shared::amqp::{BrokerLink, connection_name};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// A syncer over the given link and pool (for `worker run` and `worker sync`).
+pub fn syncer(config: &Common, link: BrokerLink, pool: Pool) -> Result<Syncer, StartError> {
+    Ok(Syncer {
+        client: ScalekitClient::new(config.scalekit()?)?,
+        link,
+        topology: config.topology(),
+        pool,
+        confirm_timeout: std::time::Duration::from_secs(10),
+    })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -27,6 +41,10 @@ pub enum StartError {
     Mapping(#[from] MappingError),
     #[error("migrations: {0}")]
     Migrate(#[from] db::migrate::MigrateError),
+    #[error(transparent)]
+    Credentials(#[from] crate::config::MissingCredentials),
+    #[error("Directory API client: {0}")]
+    Client(#[from] crate::sync::ClientError),
 }
 
 pub struct Worker {
@@ -39,6 +57,7 @@ pub struct Worker {
     health: Arc<Health>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
+    scheduler: Option<(Arc<Syncer>, mpsc::Receiver<SyncRequest>)>,
 }
 
 impl Worker {
@@ -67,12 +86,26 @@ impl Worker {
         let pool = db::pool(config.database_url(), config.database_pool_size);
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
+        let (sync_trigger, scheduler) = match syncer(&config, link.clone(), pool.clone()) {
+            Ok(s) => {
+                let (tx, rx) = mpsc::channel(schedule::TRIGGER_CAPACITY);
+                (Some(tx), Some((Arc::new(s), rx)))
+            }
+            Err(StartError::Credentials(missing)) => {
+                if config.sync_interval.is_some() {
+                    tracing::warn!(%missing, "SYNC_INTERVAL is set but the Directory API is not configured: no syncs");
+                }
+                (None, None)
+            }
+            Err(other) => return Err(other),
+        };
         let handler = Arc::new(Handler {
             applier: Applier::new(pool.clone(), Arc::new(mapping), config.hard_delete),
             link: link.clone(),
             topology,
             metrics: Arc::clone(&metrics),
             transient_streak: AtomicU32::new(0),
+            sync_trigger,
         });
         let server = health::server(
             listener,
@@ -101,6 +134,7 @@ impl Worker {
             health,
             metrics,
             stop: CancellationToken::new(),
+            scheduler,
         })
     }
 
@@ -135,6 +169,15 @@ impl Worker {
         let server_handle = self.server.handle();
         let server = tokio::spawn(self.server);
         let signals = tokio::spawn(stop_on_signal(self.stop.clone()));
+        let scheduler = self.scheduler.map(|(syncer, rx)| {
+            tokio::spawn(schedule::run(
+                syncer,
+                Arc::clone(&self.metrics),
+                self.config.sync_interval,
+                rx,
+                self.stop.clone(),
+            ))
+        });
         consume::run(
             self.handler,
             self.link.clone(),
@@ -148,6 +191,9 @@ impl Worker {
         )
         .await;
         signals.abort();
+        if let Some(s) = scheduler {
+            let _ = s.await;
+        }
         server_handle.stop(true).await;
         let _ = server.await;
         self.link.close().await;

@@ -2,7 +2,10 @@
 //! ahead of expiry, refresh-once-and-retry on 401, bounded exponential backoff with jitter on
 //! 429/5xx/connect errors honouring `Retry-After`, request timeouts, pagination.
 
-use super::model::{ApiErrorBody, Directory, DirectoryGroup, DirectoryUser, GetDirectoryResponse, ListDirectoriesResponse, Page, TokenResponse};
+use super::model::{
+    ApiErrorBody, Directory, DirectoryGroup, DirectoryUser, GetDirectoryResponse,
+    ListDirectoriesResponse, Page, TokenResponse,
+};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
@@ -56,12 +59,19 @@ pub struct ScalekitClient {
 
 enum Attempt<T> {
     Done(T),
-    Retry { reason: String, after: Option<Duration> },
+    Retry {
+        reason: String,
+        after: Option<Duration>,
+    },
     Reauth,
 }
 
 fn retry_after(resp: &Response) -> Option<Duration> {
-    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    let v = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
@@ -80,7 +90,10 @@ impl ScalekitClient {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .user_agent(concat!("scim-provisioning-worker/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!(
+                "scim-provisioning-worker/",
+                env!("CARGO_PKG_VERSION")
+            ))
             .build()?;
         Ok(Self {
             http,
@@ -90,7 +103,11 @@ impl ScalekitClient {
     }
 
     fn url(&self, path: &str) -> String {
-        format!("{}{}", self.config.environment_url.trim_end_matches('/'), path)
+        format!(
+            "{}{}",
+            self.config.environment_url.trim_end_matches('/'),
+            path
+        )
     }
 
     /// The cached token, fetched when missing, near expiry, or when `force` (after a 401).
@@ -115,7 +132,10 @@ impl ScalekitClient {
         if !resp.status().is_success() {
             return Err(api_error(resp).await);
         }
-        let body: TokenResponse = resp.json().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        let body: TokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
         let lifetime = Duration::from_secs(body.expires_in.unwrap_or(3600));
         // Refresh a minute early (or half-way, for short-lived tokens).
         let margin = Duration::from_secs(60).min(lifetime / 2);
@@ -128,7 +148,12 @@ impl ScalekitClient {
         Ok(value)
     }
 
-    async fn attempt<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)], force: bool) -> Result<Attempt<T>, ClientError> {
+    async fn attempt<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        force: bool,
+    ) -> Result<Attempt<T>, ClientError> {
         let token = self.token(force).await?;
         let sent = self
             .http
@@ -140,13 +165,19 @@ impl ScalekitClient {
         let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
-                return Ok(Attempt::Retry { reason: e.to_string(), after: None });
+                return Ok(Attempt::Retry {
+                    reason: e.to_string(),
+                    after: None,
+                });
             }
             Err(e) => return Err(e.into()),
         };
         let status = resp.status();
         if status.is_success() {
-            let body = resp.json::<T>().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+            let body = resp
+                .json::<T>()
+                .await
+                .map_err(|e| ClientError::Decode(e.to_string()))?;
             return Ok(Attempt::Done(body));
         }
         if status == StatusCode::UNAUTHORIZED {
@@ -155,14 +186,21 @@ impl ScalekitClient {
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             let after = retry_after(&resp);
             let err = api_error(resp).await;
-            return Ok(Attempt::Retry { reason: err.to_string(), after });
+            return Ok(Attempt::Retry {
+                reason: err.to_string(),
+                after,
+            });
         }
         Err(api_error(resp).await)
     }
 
     /// GET with retries: 401 → refresh the token once and retry once; 429/5xx/connect errors →
     /// backoff (at least `Retry-After`), at most `max_retries` times.
-    pub async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, ClientError> {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.config.min_backoff)
             .with_max_delay(Duration::from_secs(30))
@@ -180,19 +218,33 @@ impl ScalekitClient {
                     tracing::info!("Scalekit answered 401: refreshing the token once");
                     match self.attempt::<T>(path, query, true).await? {
                         Attempt::Done(v) => return Ok(v),
-                        Attempt::Reauth => return Err(ClientError::Unauthorized("401 after a fresh token".to_owned())),
+                        Attempt::Reauth => {
+                            return Err(ClientError::Unauthorized(
+                                "401 after a fresh token".to_owned(),
+                            ));
+                        }
                         Attempt::Retry { reason, after } => {
                             let Some(d) = delays.next() else {
-                                return Err(ClientError::Exhausted { attempts, last: reason });
+                                return Err(ClientError::Exhausted {
+                                    attempts,
+                                    last: reason,
+                                });
                             };
                             tokio::time::sleep(after.map_or(d, |a| a.max(d))).await;
                         }
                     }
                 }
-                Attempt::Reauth => return Err(ClientError::Unauthorized("401 after a fresh token".to_owned())),
+                Attempt::Reauth => {
+                    return Err(ClientError::Unauthorized(
+                        "401 after a fresh token".to_owned(),
+                    ));
+                }
                 Attempt::Retry { reason, after } => {
                     let Some(d) = delays.next() else {
-                        return Err(ClientError::Exhausted { attempts, last: reason });
+                        return Err(ClientError::Exhausted {
+                            attempts,
+                            last: reason,
+                        });
                     };
                     let wait = after.map_or(d, |a| a.max(d));
                     tracing::warn!(%reason, ?wait, attempts, "Scalekit call failed; retrying");
@@ -203,31 +255,59 @@ impl ScalekitClient {
     }
 
     pub async fn list_directories(&self, org: &str) -> Result<Vec<Directory>, ClientError> {
-        let r: ListDirectoriesResponse = self.get(&format!("/api/v1/organizations/{org}/directories"), &[]).await?;
+        let r: ListDirectoriesResponse = self
+            .get(&format!("/api/v1/organizations/{org}/directories"), &[])
+            .await?;
         Ok(r.directories)
     }
 
     pub async fn get_directory(&self, org: &str, dir: &str) -> Result<Directory, ClientError> {
-        let r: GetDirectoryResponse = self.get(&format!("/api/v1/organizations/{org}/directories/{dir}"), &[]).await?;
+        let r: GetDirectoryResponse = self
+            .get(
+                &format!("/api/v1/organizations/{org}/directories/{dir}"),
+                &[],
+            )
+            .await?;
         Ok(r.directory)
     }
 
     /// One page of users (`include_detail=true`).
-    pub async fn users_page(&self, org: &str, dir: &str, token: Option<&str>) -> Result<Page<DirectoryUser>, ClientError> {
-        let mut q = vec![("page_size", MAX_PAGE_SIZE.to_string()), ("include_detail", "true".to_owned())];
+    pub async fn users_page(
+        &self,
+        org: &str,
+        dir: &str,
+        token: Option<&str>,
+    ) -> Result<Page<DirectoryUser>, ClientError> {
+        let mut q = vec![
+            ("page_size", MAX_PAGE_SIZE.to_string()),
+            ("include_detail", "true".to_owned()),
+        ];
         if let Some(t) = token {
             q.push(("page_token", t.to_owned()));
         }
-        self.get(&format!("/api/v1/organizations/{org}/directories/{dir}/users"), &q).await
+        self.get(
+            &format!("/api/v1/organizations/{org}/directories/{dir}/users"),
+            &q,
+        )
+        .await
     }
 
     /// One page of groups.
-    pub async fn groups_page(&self, org: &str, dir: &str, token: Option<&str>) -> Result<Page<DirectoryGroup>, ClientError> {
+    pub async fn groups_page(
+        &self,
+        org: &str,
+        dir: &str,
+        token: Option<&str>,
+    ) -> Result<Page<DirectoryGroup>, ClientError> {
         let mut q = vec![("page_size", MAX_PAGE_SIZE.to_string())];
         if let Some(t) = token {
             q.push(("page_token", t.to_owned()));
         }
-        self.get(&format!("/api/v1/organizations/{org}/directories/{dir}/groups"), &q).await
+        self.get(
+            &format!("/api/v1/organizations/{org}/directories/{dir}/groups"),
+            &q,
+        )
+        .await
     }
 }
 

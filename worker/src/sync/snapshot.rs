@@ -21,7 +21,14 @@ pub fn event_id(parts: &[&str]) -> String {
     format!("evt_sync_{}", &hex::encode(h.finalize())[..24])
 }
 
-fn envelope(id: String, event_type: EventType, object: &str, org: &str, at: DateTime<Utc>, data: Value) -> Vec<u8> {
+fn envelope(
+    id: String,
+    event_type: EventType,
+    object: &str,
+    org: &str,
+    at: DateTime<Utc>,
+    data: Value,
+) -> Vec<u8> {
     let body = json!({
         "spec_version": "1",
         "id": id,
@@ -36,7 +43,12 @@ fn envelope(id: String, event_type: EventType, object: &str, org: &str, at: Date
 }
 
 /// A listed user as a `user_updated` snapshot: listed means active.
-pub fn user_event(org: &str, dir: &str, user: &DirectoryUser, read_at: DateTime<Utc>) -> (String, Vec<u8>) {
+pub fn user_event(
+    org: &str,
+    dir: &str,
+    user: &DirectoryUser,
+    read_at: DateTime<Utc>,
+) -> (String, Vec<u8>) {
     let groups: Vec<Value> = user
         .groups
         .iter()
@@ -58,12 +70,24 @@ pub fn user_event(org: &str, dir: &str, user: &DirectoryUser, read_at: DateTime<
         "user_detail": user.user_detail,
     });
     let id = event_id(&["user", org, dir, &data.to_string()]);
-    let body = envelope(id.clone(), EventType::UserUpdated, "DirectoryUser", org, read_at, data);
+    let body = envelope(
+        id.clone(),
+        EventType::UserUpdated,
+        "DirectoryUser",
+        org,
+        read_at,
+        data,
+    );
     (id, body)
 }
 
 /// A listed group as a `group_updated` snapshot.
-pub fn group_event(org: &str, dir: &str, group: &DirectoryGroup, read_at: DateTime<Utc>) -> (String, Vec<u8>) {
+pub fn group_event(
+    org: &str,
+    dir: &str,
+    group: &DirectoryGroup,
+    read_at: DateTime<Utc>,
+) -> (String, Vec<u8>) {
     let data = json!({
         "id": group.id,
         "organization_id": org,
@@ -73,16 +97,36 @@ pub fn group_event(org: &str, dir: &str, group: &DirectoryGroup, read_at: DateTi
         "raw_attributes": group.group_detail,
     });
     let id = event_id(&["group", org, dir, &data.to_string()]);
-    let body = envelope(id.clone(), EventType::GroupUpdated, "DirectoryGroup", org, read_at, data);
+    let body = envelope(
+        id.clone(),
+        EventType::GroupUpdated,
+        "DirectoryGroup",
+        org,
+        read_at,
+        data,
+    );
     (id, body)
 }
 
 /// A stored user the complete listing did not contain, as a `user_deleted` snapshot. The id
 /// includes the stored version so a later deactivation of the same user is a new event.
-pub fn deactivation_event(org: &str, dir: &str, user_id: &str, stored_version: &str, at: DateTime<Utc>) -> (String, Vec<u8>) {
+pub fn deactivation_event(
+    org: &str,
+    dir: &str,
+    user_id: &str,
+    stored_version: &str,
+    at: DateTime<Utc>,
+) -> (String, Vec<u8>) {
     let data = json!({ "id": user_id, "organization_id": org, "directory_id": dir });
     let id = event_id(&["deactivate", org, dir, user_id, stored_version]);
-    let body = envelope(id.clone(), EventType::UserDeleted, "DirectoryUser", org, at, data);
+    let body = envelope(
+        id.clone(),
+        EventType::UserDeleted,
+        "DirectoryUser",
+        org,
+        at,
+        data,
+    );
     (id, body)
 }
 
@@ -110,7 +154,12 @@ pub fn classify(stored: Option<&StoredProfile>, user: &DirectoryUser) -> Change 
     let Some(s) = stored else {
         return Change::Created;
     };
-    let mut groups: Vec<String> = user.groups.iter().map(|g| g.id.clone()).filter(|g| !g.is_empty()).collect();
+    let mut groups: Vec<String> = user
+        .groups
+        .iter()
+        .map(|g| g.id.clone())
+        .filter(|g| !g.is_empty())
+        .collect();
     groups.sort();
     groups.dedup();
     let same = s.active
@@ -119,7 +168,11 @@ pub fn classify(stored: Option<&StoredProfile>, user: &DirectoryUser) -> Change 
         && s.family_name == user.family_name
         && s.preferred_username == user.preferred_username
         && s.groups == groups;
-    if same { Change::Unchanged } else { Change::Updated }
+    if same {
+        Change::Unchanged
+    } else {
+        Change::Updated
+    }
 }
 
 #[cfg(test)]
@@ -157,16 +210,24 @@ mod tests {
         assert_eq!(a, b, "read time is not part of the id");
         assert_ne!(a, c);
         let parsed = WebhookEvent::parse(&body).unwrap();
-        let Event::UserUpdated(u) = parsed.event else { panic!("variant") };
+        let Event::UserUpdated(u) = parsed.event else {
+            panic!("variant")
+        };
         assert_eq!(u.active, Some(true));
         assert_eq!(u.directory_id.unwrap().as_str(), "dir_1");
         assert_eq!(u.groups.unwrap()[0].name.as_deref(), Some("Eng"));
         let (d1, body) = deactivation_event("org_1", "dir_1", "diruser_1", "evt_1", t1);
         let (d2, _) = deactivation_event("org_1", "dir_1", "diruser_1", "evt_2", t1);
         assert_ne!(d1, d2);
-        assert!(matches!(WebhookEvent::parse(&body).unwrap().event, Event::UserDeleted(_)));
+        assert!(matches!(
+            WebhookEvent::parse(&body).unwrap().event,
+            Event::UserDeleted(_)
+        ));
         let (_, body) = group_event("org_1", "dir_1", &user("a@x").groups[0], t1);
-        assert!(matches!(WebhookEvent::parse(&body).unwrap().event, Event::GroupUpdated(_)));
+        assert!(matches!(
+            WebhookEvent::parse(&body).unwrap().event,
+            Event::GroupUpdated(_)
+        ));
     }
 
     #[test]
@@ -183,7 +244,10 @@ mod tests {
         };
         assert_eq!(classify(Some(&stored), &u), Change::Unchanged);
         assert_eq!(classify(Some(&stored), &user("b@x")), Change::Updated);
-        let inactive = StoredProfile { active: false, ..stored };
+        let inactive = StoredProfile {
+            active: false,
+            ..stored
+        };
         assert_eq!(classify(Some(&inactive), &u), Change::Updated);
     }
 }

@@ -1,0 +1,13 @@
+//! Directory sync (ARCHITECTURE §6): a Scalekit Directory API client, a sync that publishes
+//! snapshot events through the normal apply path, reconciliation, and a scheduler.
+
+pub mod client;
+pub mod model;
+pub mod progress;
+pub mod run;
+pub mod schedule;
+pub mod snapshot;
+pub mod store;
+
+pub use client::{ClientConfig, ClientError, ScalekitClient};
+pub use run::{Summary, SyncError, Syncer};

@@ -1,0 +1,276 @@
+//! One sync of an organization's directories: list groups and users page by page, publish a
+//! snapshot event for each (the normal apply path does the writing), then — only after a
+//! complete listing — deactivate the stored users that were not listed.
+
+use super::client::{ClientError, ScalekitClient, next_token};
+use super::progress::Progress;
+use super::snapshot::{self, Change};
+use super::store;
+use crate::db::{Pool, PoolError};
+use futures_util::future::try_join_all;
+use shared::amqp::{BrokerLink, PublishError, properties, publish_confirmed};
+use shared::{MessageMeta, Source, Topology};
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("Directory API: {0}")]
+    Client(#[from] ClientError),
+    #[error("publishing snapshot events: {0}")]
+    Publish(#[from] PublishError),
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("database pool: {0}")]
+    Pool(#[from] PoolError),
+    #[error("directory {0} is not one of the organization's directories")]
+    UnknownDirectory(String),
+    #[error("organization {0} has no directory")]
+    NoDirectory(String),
+    #[error("a sync of {0} is already running")]
+    AlreadyRunning(String),
+}
+
+/// What a sync saw and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub directories: usize,
+    pub pages: usize,
+    pub groups: usize,
+    pub seen: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub deactivated: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "directories {}, pages {}, groups {}, users seen {}: created {}, updated {}, unchanged {}, deactivated {}",
+            self.directories,
+            self.pages,
+            self.groups,
+            self.seen,
+            self.created,
+            self.updated,
+            self.unchanged,
+            self.deactivated
+        )
+    }
+}
+
+pub struct Syncer {
+    pub client: ScalekitClient,
+    pub link: BrokerLink,
+    pub topology: Topology,
+    pub pool: Pool,
+    pub confirm_timeout: Duration,
+}
+
+impl Syncer {
+    /// Syncs `directory`, or every directory of the organization.
+    pub async fn sync_org(
+        &self,
+        org: &str,
+        directory: Option<&str>,
+        progress: &mut Progress,
+    ) -> Result<Summary, SyncError> {
+        let dirs = self.client.list_directories(org).await?;
+        if dirs.is_empty() {
+            return Err(SyncError::NoDirectory(org.to_owned()));
+        }
+        let single = dirs.len() == 1;
+        let chosen: Vec<_> = match directory {
+            Some(d) => {
+                let found: Vec<_> = dirs.iter().filter(|x| x.id == d).cloned().collect();
+                if found.is_empty() {
+                    return Err(SyncError::UnknownDirectory(d.to_owned()));
+                }
+                found
+            }
+            None => dirs,
+        };
+        let mut total = Summary::default();
+        for dir in &chosen {
+            let s = self.sync_directory(org, &dir.id, single, progress).await?;
+            total.directories += 1;
+            total.pages += s.pages;
+            total.groups += s.groups;
+            total.seen += s.seen;
+            total.created += s.created;
+            total.updated += s.updated;
+            total.unchanged += s.unchanged;
+            total.deactivated += s.deactivated;
+        }
+        Ok(total)
+    }
+
+    async fn publish_all(
+        &self,
+        events: Vec<(String, Vec<u8>, &'static str)>,
+        org: &str,
+    ) -> Result<(), SyncError> {
+        let channel = self.link.channel()?;
+        let exchange = self.topology.exchange();
+        let publishes = events.iter().map(|(id, body, event_type)| {
+            let meta = MessageMeta {
+                message_id: id.clone(),
+                webhook_id: None,
+                event_type: (*event_type).to_owned(),
+                organization_id: Some(org.to_owned()),
+                occurred_at: None,
+                source: Source::Sync,
+                retry_count: 0,
+                replay_count: 0,
+            };
+            publish_confirmed(
+                &channel,
+                &exchange,
+                event_type,
+                body,
+                properties(&meta),
+                self.confirm_timeout,
+            )
+        });
+        try_join_all(publishes).await?;
+        Ok(())
+    }
+
+    /// One directory. Holds a session advisory lock so two replicas never sync it at once.
+    pub async fn sync_directory(
+        &self,
+        org: &str,
+        dir: &str,
+        single_directory: bool,
+        progress: &mut Progress,
+    ) -> Result<Summary, SyncError> {
+        let mut lock_conn = self.pool.get().await?;
+        let key = format!("sync/{org}/{dir}");
+        if !try_lock(&mut lock_conn, &key).await? {
+            return Err(SyncError::AlreadyRunning(format!("{org}/{dir}")));
+        }
+        let result = self
+            .sync_directory_locked(org, dir, single_directory, progress)
+            .await;
+        let _ = unlock(&mut lock_conn, &key).await;
+        result
+    }
+
+    async fn sync_directory_locked(
+        &self,
+        org: &str,
+        dir: &str,
+        single_directory: bool,
+        progress: &mut Progress,
+    ) -> Result<Summary, SyncError> {
+        let mut s = Summary::default();
+        let started = Instant::now();
+        // Groups first, so memberships find them in the catalogue.
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.client.groups_page(org, dir, token.as_deref()).await?;
+            let read_at = chrono::Utc::now();
+            s.pages += 1;
+            s.groups += page.items.len();
+            let events = page
+                .items
+                .iter()
+                .filter(|g| !g.id.is_empty())
+                .map(|g| {
+                    let (id, body) = snapshot::group_event(org, dir, g, read_at);
+                    (id, body, shared::EventType::GroupUpdated.as_str())
+                })
+                .collect();
+            self.publish_all(events, org).await?;
+            token = next_token(page.next_page_token, page.items.len());
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = self.client.users_page(org, dir, token.as_deref()).await?;
+            let read_at = chrono::Utc::now();
+            s.pages += 1;
+            let ids: Vec<&str> = page.items.iter().map(|u| u.id.as_str()).collect();
+            let stored = {
+                let mut conn = self.pool.get().await?;
+                store::profiles(&mut conn, org, &ids).await?
+            };
+            let mut events = Vec::with_capacity(page.items.len());
+            for user in &page.items {
+                if user.id.is_empty() || !seen.insert(user.id.clone()) {
+                    continue;
+                }
+                match snapshot::classify(stored.get(&user.id), user) {
+                    Change::Created => s.created += 1,
+                    Change::Updated => s.updated += 1,
+                    Change::Unchanged => s.unchanged += 1,
+                }
+                let (id, body) = snapshot::user_event(org, dir, user, read_at);
+                events.push((id, body, shared::EventType::UserUpdated.as_str()));
+            }
+            s.seen = seen.len();
+            self.publish_all(events, org).await?;
+            progress.page(s.pages, s.seen, started.elapsed());
+            token = next_token(page.next_page_token, page.items.len());
+            if token.is_none() {
+                break;
+            }
+        }
+        // The listing is complete: whoever is stored as active but was not listed is gone.
+        let active = {
+            let mut conn = self.pool.get().await?;
+            store::active_users(&mut conn, org, dir, single_directory).await?
+        };
+        let now = chrono::Utc::now();
+        let gone: Vec<_> = active
+            .iter()
+            .filter(|(id, _)| !seen.contains(id))
+            .map(|(id, version)| {
+                let (eid, body) = snapshot::deactivation_event(org, dir, id, version, now);
+                (eid, body, shared::EventType::UserDeleted.as_str())
+            })
+            .collect();
+        s.deactivated = gone.len();
+        for chunk in gone.chunks(256) {
+            self.publish_all(chunk.to_vec(), org).await?;
+        }
+        let mut conn = self.pool.get().await?;
+        store::mark_synced(&mut conn, org, dir).await?;
+        progress.done(&s, started.elapsed());
+        Ok(s)
+    }
+}
+
+async fn try_lock(
+    conn: &mut diesel_async::AsyncPgConnection,
+    key: &str,
+) -> diesel::QueryResult<bool> {
+    use diesel::sql_types::{Bool, Text};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = Bool)]
+        locked: bool,
+    }
+    let r: Locked =
+        diesel::sql_query("SELECT pg_try_advisory_lock(hashtextextended($1, 1)) AS locked")
+            .bind::<Text, _>(key)
+            .get_result(conn)
+            .await?;
+    Ok(r.locked)
+}
+
+async fn unlock(conn: &mut diesel_async::AsyncPgConnection, key: &str) -> diesel::QueryResult<()> {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("SELECT pg_advisory_unlock(hashtextextended($1, 1))")
+        .bind::<Text, _>(key)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
