@@ -26,6 +26,80 @@ pub enum Command {
     Migrate,
     /// Sync an organization's directories from the Scalekit Directory API now.
     Sync(SyncArgs),
+    /// Inspect, replay or purge the dead-letter queue.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DlqCommand {
+    /// A table of matching messages with a summary by reason and type (nothing is removed).
+    List {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Show at most N messages.
+        #[arg(long, default_value_t = 1000)]
+        max: usize,
+        /// JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One message in full: headers, reason, error text, body pretty-printed.
+    Show {
+        /// Event id (the message id).
+        id: String,
+    },
+    /// Republish matching messages to the events exchange (confirmed, then removed here).
+    Replay {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Replay at most N messages.
+        #[arg(long)]
+        max: Option<usize>,
+        /// At most this many per second, e.g. `50/s`.
+        #[arg(long, value_parser = crate::dlq::message::parse_rate)]
+        rate: Option<f64>,
+        /// Print what would be replayed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Replay even messages already replayed `DLQ_MAX_REPLAYS` times.
+        #[arg(long)]
+        force: bool,
+        /// Loop guard: messages replayed this many times are skipped.
+        #[arg(long, env = "DLQ_MAX_REPLAYS", default_value_t = 3)]
+        max_replays: u32,
+    },
+    /// Delete matching messages (refuses without --yes and prints what it would delete).
+    Purge {
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Delete at most N messages.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Really delete.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Filters shared by the dlq subcommands; all must match.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DlqFilterArgs {
+    /// Event type, e.g. `organization.directory.user_created`.
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// Organization id.
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Dead-letter reason: malformed, invalid, retries_exhausted, delivery_limit…
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Dead-lettered since: a duration back from now (`2h`) or an RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only these event ids (repeatable).
+    #[arg(long = "id")]
+    pub ids: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,6 +10,8 @@ pub mod classify;
 pub mod config;
 pub mod consume;
 pub mod db;
+pub mod depth;
+pub mod dlq;
 pub mod forward;
 pub mod handle;
 pub mod health;

@@ -17,6 +17,7 @@ async fn main() -> anyhow::Result<()> {
                 .context("migrating")?;
             tracing::info!(?applied, "migrations up to date");
         }
+        Command::Dlq(cmd) => worker::dlq::cli::run(&cli.common, &cmd).await?,
         Command::Sync(args) => {
             let common = cli.common;
             let link = BrokerLink::start(

@@ -22,6 +22,8 @@ pub const LAG_SECONDS: &str = "scim_worker_event_lag_seconds";
 pub const IN_FLIGHT: &str = "scim_worker_in_flight";
 pub const READY: &str = "scim_worker_ready";
 pub const SYNC_USERS: &str = "scim_sync_users";
+pub const DLQ_DEPTH: &str = "scim_worker_dlq_depth";
+pub const QUEUE_DEPTH: &str = "scim_worker_queue_depth";
 pub const SYNC_RUNS: &str = "scim_sync_runs";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,6 +40,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub ready: Gauge,
     pub sync_users: Counter,
+    pub dlq_depth: Gauge,
+    pub queue_depth: Gauge,
     pub sync_runs: Family<SyncLabels, Counter>,
 }
 
@@ -93,8 +97,22 @@ impl Metrics {
             "Directory syncs by outcome (ok, failed, skipped)",
             sync_runs.clone(),
         );
+        let dlq_depth = Gauge::default();
+        registry.register(
+            DLQ_DEPTH,
+            "Messages in the dead-letter queue (sampled every 15 s)",
+            dlq_depth.clone(),
+        );
+        let queue_depth = Gauge::default();
+        registry.register(
+            QUEUE_DEPTH,
+            "Ready messages in the apply queue (sampled every 15 s)",
+            queue_depth.clone(),
+        );
         Self {
             registry,
+            dlq_depth,
+            queue_depth,
             sync_users,
             sync_runs,
             events,

@@ -169,6 +169,12 @@ impl Worker {
         let server_handle = self.server.handle();
         let server = tokio::spawn(self.server);
         let signals = tokio::spawn(stop_on_signal(self.stop.clone()));
+        let depth = tokio::spawn(crate::depth::run(
+            self.link.clone(),
+            self.config.topology(),
+            Arc::clone(&self.metrics),
+            self.stop.clone(),
+        ));
         let scheduler = self.scheduler.map(|(syncer, rx)| {
             tokio::spawn(schedule::run(
                 syncer,
@@ -191,6 +197,7 @@ impl Worker {
         )
         .await;
         signals.abort();
+        depth.abort();
         if let Some(s) = scheduler {
             let _ = s.await;
         }

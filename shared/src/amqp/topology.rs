@@ -79,9 +79,12 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
         )
         .await?;
 
+    // The dead-letter queue dead-letters into itself: should a broker-side limit ever expire a
+    // message there (RabbitMQ 4 gives quorum queues a default delivery limit of 20, and each
+    // `dlq list` returns what it held), it goes back to the tail instead of being dropped.
     let dead = topology.dead_queue();
     channel
-        .queue_declare(dead.as_str().into(), queue_opts, quorum_args(None))
+        .queue_declare(dead.as_str().into(), queue_opts, quorum_args(Some(&dlx)))
         .await?;
     channel
         .queue_bind(
