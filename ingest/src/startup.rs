@@ -9,6 +9,7 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};
 use secrecy::ExposeSecret;
 use shared::amqp::{BrokerLink, connection_name};
+use shared::contract::routes;
 use shared::{Topology, Verifier};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -75,9 +76,9 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .route(WEBHOOK_PATH, web::post().to(webhook::receive))
-                .route("/healthz", web::get().to(health::healthz))
-                .route("/readyz", web::get().to(health::readyz))
-                .route("/metrics", web::get().to(health::metrics))
+                .route(routes::HEALTHZ, web::get().to(health::healthz))
+                .route(routes::READYZ, web::get().to(health::readyz))
+                .route(routes::METRICS, web::get().to(health::metrics))
         })
         .shutdown_timeout(config.shutdown_timeout_seconds);
         if config.http_workers > 0 {

@@ -25,6 +25,16 @@ pub mod header {
     pub const RETRY_TIER: &str = "x-retry-tier";
 }
 
+/// HTTP routes both binaries serve for probes and scraping.
+pub mod routes {
+    /// Liveness: the process is alive (and, for the worker, its consume loop is not wedged).
+    pub const HEALTHZ: &str = "/healthz";
+    /// Readiness: dependencies are up.
+    pub const READYZ: &str = "/readyz";
+    /// Prometheus text exposition.
+    pub const METRICS: &str = "/metrics";
+}
+
 /// Where a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Source {

@@ -6,6 +6,7 @@ use crate::metrics::Metrics;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::json;
 use shared::amqp::BrokerLink;
+use shared::contract::routes;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -95,9 +96,9 @@ pub fn server(
     Ok(HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .route("/healthz", web::get().to(healthz))
-            .route("/readyz", web::get().to(readyz))
-            .route("/metrics", web::get().to(metrics))
+            .route(routes::HEALTHZ, web::get().to(healthz))
+            .route(routes::READYZ, web::get().to(readyz))
+            .route(routes::METRICS, web::get().to(metrics))
     })
     .workers(1)
     .disable_signals()

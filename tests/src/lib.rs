@@ -1,0 +1,66 @@
+//! tests: suites that exercise the real binaries together — the deploy contract (manifests vs
+//! code), end-to-end and fault scenarios, and the benchmark. Nothing here ships.
+//!
+//! Must never talk to anything but services on this machine.
+
+/// Names every binary reads from the environment, by binary (`ingest`, `worker`), from their
+/// command-line definitions (clap `env`), plus the variables read outside clap.
+pub fn env_names(binary: &str) -> std::collections::BTreeSet<String> {
+    use clap::CommandFactory;
+    fn collect(cmd: &clap::Command, out: &mut std::collections::BTreeSet<String>) {
+        for a in cmd.get_arguments() {
+            if let Some(env) = a.get_env() {
+                out.insert(env.to_string_lossy().into_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            collect(sub, out);
+        }
+    }
+    let mut out = std::collections::BTreeSet::new();
+    match binary {
+        "ingest" => collect(&ingest::Config::command(), &mut out),
+        "worker" => collect(&worker::config::Cli::command(), &mut out),
+        _ => {}
+    }
+    // Read directly: the log filter and the pod name used in connection names.
+    out.insert("RUST_LOG".to_owned());
+    out.insert("POD_NAME".to_owned());
+    out
+}
+
+/// Metric names a binary exports, as Prometheus sees them (`_total` on counters, `_bucket`,
+/// `_sum`, `_count` on histograms), read from the `# TYPE` lines of its exposition.
+pub fn exported_metrics() -> std::collections::BTreeSet<String> {
+    // Labelled families only appear once they have a sample: give each one.
+    let ingest = ingest::metrics::Metrics::new();
+    ingest.count("queued");
+    let worker = worker::metrics::Metrics::new();
+    worker.count("organization.directory.user_created", "applied");
+    worker.count_sync("ok");
+    let text = format!("{}\n{}", ingest.render(), worker.render());
+    let mut out = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        if parts.next() != Some("#") || parts.next() != Some("TYPE") {
+            continue;
+        }
+        let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        match kind {
+            "counter" => {
+                out.insert(format!("{name}_total"));
+            }
+            "histogram" => {
+                for s in ["_bucket", "_sum", "_count"] {
+                    out.insert(format!("{name}{s}"));
+                }
+            }
+            _ => {
+                out.insert(name.to_owned());
+            }
+        }
+    }
+    out
+}

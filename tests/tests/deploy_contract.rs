@@ -1,0 +1,276 @@
+//! The deploy files cannot drift from the code: ports, probes, env var names, queue names,
+//! routes and every metric a dashboard or alert queries are checked against the binaries.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use shared::Topology;
+use shared::contract::routes;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use yaml_rust2::{Yaml, YamlLoader};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn to_json(y: &Yaml) -> Value {
+    match y {
+        Yaml::Real(r) => r.parse::<f64>().map(Value::from).unwrap_or(Value::Null),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::String(s) => Value::from(s.clone()),
+        Yaml::Boolean(b) => Value::from(*b),
+        Yaml::Array(a) => Value::Array(a.iter().map(to_json).collect()),
+        Yaml::Hash(h) => Value::Object(
+            h.iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| format!("{k:?}")),
+                        to_json(v),
+                    )
+                })
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}
+
+fn render(overlay: &str) -> Vec<Value> {
+    let dir = root().join("deploy/k8s/overlays").join(overlay);
+    let out = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .expect("kubectl is installed (scripts/check-deploy installs it when missing)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    YamlLoader::load_from_str(&text)
+        .unwrap()
+        .iter()
+        .map(to_json)
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} not rendered"))
+}
+
+fn port_of(listen: &str) -> u16 {
+    listen.rsplit(':').next().unwrap().parse().unwrap()
+}
+
+/// Checks one Deployment's container against the binary it runs.
+fn check_container(docs: &[Value], deployment: &str, binary: &str, listen_var: &str) {
+    let config = &find(docs, "ConfigMap", "scim-provisioning")["data"];
+    let listen = config[listen_var].as_str().unwrap();
+    let c = &find(docs, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["command"][0], format!("/usr/local/bin/{binary}"));
+    let ports = c["ports"].as_array().unwrap();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(
+        ports[0]["containerPort"],
+        u64::from(port_of(listen)),
+        "{deployment}: port = {listen_var}"
+    );
+    let port_name = ports[0]["name"].as_str().unwrap();
+    for (probe, path) in [
+        ("startupProbe", routes::HEALTHZ),
+        ("livenessProbe", routes::HEALTHZ),
+        ("readinessProbe", routes::READYZ),
+    ] {
+        assert_eq!(c[probe]["httpGet"]["path"], path, "{deployment} {probe}");
+        assert_eq!(
+            c[probe]["httpGet"]["port"], port_name,
+            "{deployment} {probe}"
+        );
+    }
+    let known = tests::env_names(binary);
+    for e in c["env"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        assert!(
+            known.contains(name),
+            "{deployment}: env {name} is not read by {binary}"
+        );
+    }
+    let required: &[&str] = if binary == "ingest" {
+        &["SCALEKIT_WEBHOOK_SECRET", "AMQP_URL"]
+    } else {
+        &["AMQP_URL", "DATABASE_URL"]
+    };
+    let set: BTreeSet<&str> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for r in required {
+        assert!(set.contains(r), "{deployment}: {r} missing");
+    }
+    // Grace period longer than the binary's own drain.
+    let grace = find(docs, "Deployment", deployment)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let drain_var = if binary == "ingest" {
+        "INGEST_SHUTDOWN_TIMEOUT_SECONDS"
+    } else {
+        "WORKER_SHUTDOWN_TIMEOUT_SECONDS"
+    };
+    let drain: u64 = config[drain_var]
+        .as_str()
+        .map_or(if binary == "ingest" { 25 } else { 8 }, |v| {
+            v.parse().unwrap()
+        });
+    assert!(
+        grace > drain + 2,
+        "{deployment}: grace {grace}s vs drain {drain}s"
+    );
+}
+
+#[test]
+fn manifests_match_the_binaries() {
+    let all_env: BTreeSet<String> = tests::env_names("ingest")
+        .union(&tests::env_names("worker"))
+        .cloned()
+        .collect();
+    for overlay in ["dev", "prod"] {
+        let docs = render(overlay);
+        let config = &find(&docs, "ConfigMap", "scim-provisioning")["data"];
+        for key in config.as_object().unwrap().keys() {
+            assert!(
+                all_env.contains(key),
+                "{overlay}: ConfigMap key {key} is read by no binary"
+            );
+        }
+        check_container(&docs, "scim-ingest", "ingest", "INGEST_LISTEN");
+        check_container(&docs, "scim-worker", "worker", "WORKER_LISTEN");
+        let migrate =
+            &find(&docs, "Job", "scim-migrate")["spec"]["template"]["spec"]["containers"][0];
+        assert_eq!(
+            migrate["command"],
+            serde_json::json!(["/usr/local/bin/worker", "migrate"])
+        );
+
+        let topology = Topology::new(config["AMQP_PREFIX"].as_str().unwrap());
+        let trigger = &find(&docs, "ScaledObject", "scim-worker")["spec"]["triggers"][0];
+        assert_eq!(
+            trigger["metadata"]["queueName"],
+            topology.apply_queue(),
+            "{overlay}: KEDA queue"
+        );
+        assert!(
+            find(&docs, "ScaledObject", "scim-worker")["spec"]["minReplicaCount"]
+                .as_u64()
+                .unwrap()
+                >= u64::from(overlay == "prod")
+        );
+        let apply_policy = find(&docs, "Policy", "scim-apply")["spec"]["pattern"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(
+            apply_policy,
+            format!("^{}$", topology.apply_queue().replace('.', r"\."))
+        );
+        assert_eq!(
+            find(&docs, "Policy", "scim-apply")["spec"]["definition"]["dead-letter-exchange"],
+            topology.dead_exchange()
+        );
+
+        let ingress =
+            &find(&docs, "Ingress", "scim-ingest")["spec"]["rules"][0]["http"]["paths"][0];
+        assert_eq!(ingress["path"], ingest::WEBHOOK_PATH);
+        let monitor =
+            &find(&docs, "PodMonitor", "scim-provisioning")["spec"]["podMetricsEndpoints"];
+        for ep in monitor.as_array().unwrap() {
+            assert_eq!(ep["path"], routes::METRICS);
+        }
+        let plugins = &find(&docs, "RabbitmqCluster", "scim-rabbitmq")["spec"]["rabbitmq"]["additionalPlugins"];
+        assert!(
+            plugins
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "rabbitmq_management")
+        );
+        assert!(
+            plugins
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p == "rabbitmq_prometheus")
+        );
+    }
+}
+
+/// RabbitMQ prometheus-plugin metrics the dashboard and alerts use.
+const RABBITMQ_METRICS: [&str; 2] = [
+    "rabbitmq_detailed_queue_messages_ready",
+    "rabbitmq_detailed_queue_consumers",
+];
+
+fn metric_names(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let starts = text[i..].starts_with("scim_") || text[i..].starts_with("rabbitmq_");
+        let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
+        if starts && boundary {
+            let end = text[i..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(text.len(), |e| i + e);
+            out.insert(text[i..end].to_owned());
+            i = end;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn dashboards_and_alerts_only_query_exported_metrics() {
+    let exported = tests::exported_metrics();
+    assert!(exported.contains("scim_ingest_requests_total"));
+    assert!(exported.contains("scim_worker_events_total"));
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/grafana/scim-provisioning.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs = String::new();
+    for p in dashboard["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            exprs.push_str(t["expr"].as_str().unwrap());
+            exprs.push('\n');
+        }
+    }
+    let alerts = std::fs::read_to_string(root().join("deploy/prometheus/alerts.yaml")).unwrap();
+    for (file, text) in [("grafana", exprs.as_str()), ("alerts", alerts.as_str())] {
+        let used = metric_names(text);
+        assert!(!used.is_empty());
+        for m in used {
+            assert!(
+                exported.contains(&m) || RABBITMQ_METRICS.contains(&m.as_str()),
+                "{file} queries {m}, which no binary exports"
+            );
+        }
+    }
+    // And the §9 names are all on the dashboard.
+    for m in [
+        "scim_ingest_requests_total",
+        "scim_ingest_publish_seconds_bucket",
+        "scim_worker_events_total",
+        "scim_worker_apply_seconds_bucket",
+        "scim_worker_event_lag_seconds_bucket",
+        "scim_sync_users_total",
+    ] {
+        assert!(exprs.contains(m), "dashboard lacks {m}");
+    }
+}
