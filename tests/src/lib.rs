@@ -3,6 +3,9 @@
 //!
 //! Must never talk to anything but services on this machine.
 
+pub mod corpus;
+pub mod procs;
+pub mod stack;
 /// Names every binary reads from the environment, by binary (`ingest`, `worker`), from their
 /// command-line definitions (clap `env`), plus the variables read outside clap.
 pub fn env_names(binary: &str) -> std::collections::BTreeSet<String> {

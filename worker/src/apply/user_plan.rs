@@ -262,13 +262,12 @@ pub fn plan_user(
         (profile, Memberships::new(), RoleSet::new())
     };
 
-    let deactivated_at = if active {
-        None
-    } else {
-        current
-            .filter(|c| !c.active)
-            .and_then(|c| c.deactivated_at)
-            .or(Some(version.at))
+    // The time of the newest deactivating event: a function of the set of events applied, not
+    // of their arrival order (a profile-only change keeps it).
+    let deactivated_at = match current {
+        _ if active => None,
+        Some(c) if !lifecycle_newer => c.deactivated_at,
+        _ => Some(version.at),
     };
     let action = match (current, active) {
         (_, false) if erase => "erased",

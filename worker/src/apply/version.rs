@@ -2,7 +2,7 @@
 //! changed it; an event that is not newer changes nothing. The event id breaks ties between
 //! events with the same timestamp, so the end state never depends on arrival order.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Version {
@@ -11,9 +11,11 @@ pub struct Version {
 }
 
 impl Version {
+    /// `at` is truncated to microseconds, the precision PostgreSQL stores, so a version read
+    /// back compares equal to the one written.
     pub fn new(at: DateTime<Utc>, event_id: impl Into<String>) -> Self {
         Self {
-            at,
+            at: at.trunc_subsecs(6),
             event_id: event_id.into(),
         }
     }

@@ -1,0 +1,229 @@
+//! A whole deployment for one test: its own prefix, its own database, ingest and worker
+//! processes, and a sender that behaves like Scalekit (retries until 2xx).
+
+use crate::procs::{Proc, free_port};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use shared::testkit::{
+    amqp_url, delete_topology, postgres_base_url, signed_headers, unique_prefix,
+};
+use shared::{Topology, WebhookSecret};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use worker::db::snapshot::{Snapshot, snapshot};
+
+pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+
+pub struct Stack {
+    pub prefix: String,
+    pub topology: Topology,
+    pub db_name: String,
+    pub db_url: String,
+    /// What the binaries use to reach the database (a proxy in fault tests).
+    pub worker_db_url: String,
+    pub amqp: String,
+    pub client: reqwest::Client,
+    pub ingest: Option<Proc>,
+    pub workers: Vec<Proc>,
+    pub ingest_port: u16,
+}
+
+impl Stack {
+    /// Creates the database (migrated) and names; starts nothing yet.
+    pub async fn new(tag: &str) -> anyhow::Result<Self> {
+        let prefix = unique_prefix(tag);
+        let db_name = prefix.to_lowercase();
+        let mut admin =
+            AsyncPgConnection::establish(&format!("{}/postgres", postgres_base_url())).await?;
+        diesel::sql_query(format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin)
+            .await?;
+        let db_url = format!("{}/{db_name}", postgres_base_url());
+        worker::db::migrate::run(&db_url).await?;
+        Ok(Self {
+            topology: Topology::new(prefix.clone()).with_tiers(vec![
+                shared::RetryTier {
+                    name: "1s",
+                    delay: Duration::from_secs(1),
+                },
+                shared::RetryTier {
+                    name: "3s",
+                    delay: Duration::from_secs(3),
+                },
+                shared::RetryTier {
+                    name: "10s",
+                    delay: Duration::from_secs(10),
+                },
+            ]),
+            prefix,
+            worker_db_url: db_url.clone(),
+            db_url,
+            db_name,
+            amqp: amqp_url(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()?,
+            ingest: None,
+            workers: Vec::new(),
+            ingest_port: free_port(),
+        })
+    }
+
+    fn common_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AMQP_URL".into(), self.amqp.clone()),
+            ("AMQP_PREFIX".into(), self.prefix.clone()),
+        ]
+    }
+
+    pub async fn start_ingest(&mut self) -> anyhow::Result<()> {
+        let mut env = self.common_env();
+        env.push(("SCALEKIT_WEBHOOK_SECRET".into(), SECRET.into()));
+        env.push((
+            "INGEST_LISTEN".into(),
+            format!("127.0.0.1:{}", self.ingest_port),
+        ));
+        env.push(("INGEST_HTTP_WORKERS".into(), "2".into()));
+        env.push(("INGEST_SHUTDOWN_TIMEOUT_SECONDS".into(), "10".into()));
+        let p = Proc::spawn("ingest", "ingest", &[], &env, self.ingest_port)?;
+        p.wait_ready(&self.client, Duration::from_secs(30)).await?;
+        self.ingest = Some(p);
+        Ok(())
+    }
+
+    pub async fn start_worker(&mut self) -> anyhow::Result<()> {
+        let port = free_port();
+        let mut env = self.common_env();
+        env.push(("DATABASE_URL".into(), self.worker_db_url.clone()));
+        env.push(("WORKER_LISTEN".into(), format!("127.0.0.1:{port}")));
+        env.push(("WORKER_RETRY_TIERS".into(), "1s,3s,10s".into()));
+        env.push(("DATABASE_POOL_SIZE".into(), "8".into()));
+        let label = format!("worker-{}", self.workers.len());
+        let p = Proc::spawn("worker", &label, &["run"], &env, port)?;
+        p.wait_ready(&self.client, Duration::from_secs(30)).await?;
+        self.workers.push(p);
+        Ok(())
+    }
+
+    pub fn webhook_url(&self) -> String {
+        format!(
+            "http://127.0.0.1:{}{}",
+            self.ingest_port,
+            ingest::WEBHOOK_PATH
+        )
+    }
+
+    pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        let mut conn = AsyncPgConnection::establish(&self.db_url).await?;
+        let mut s = snapshot(&mut conn).await?;
+        crate::corpus::sort(&mut s);
+        Ok(s)
+    }
+
+    pub async fn count(&self, sql: &str) -> anyhow::Result<i64> {
+        use diesel::sql_types::BigInt;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.db_url).await?;
+        Ok(diesel::sql_query(sql).get_result::<N>(&mut conn).await?.n)
+    }
+
+    /// Waits until `processed_events` holds `n` rows and the apply queue is empty.
+    pub async fn wait_processed(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let got = self
+                .count("SELECT count(*) AS n FROM processed_events")
+                .await
+                .unwrap_or(-1);
+            if got == i64::try_from(n).unwrap_or(i64::MAX) {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "processed {got} of {n} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub async fn teardown(mut self) {
+        if let Some(mut i) = self.ingest.take() {
+            i.terminate(Duration::from_secs(10)).await;
+        }
+        for mut w in self.workers.drain(..) {
+            w.terminate(Duration::from_secs(15)).await;
+        }
+        let _ = delete_topology(&self.amqp, &self.topology, &[]).await;
+        if let Ok(mut admin) =
+            AsyncPgConnection::establish(&format!("{}/postgres", postgres_base_url())).await
+        {
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+    }
+}
+
+/// Delivery statistics of a [`send_all`] run.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    pub accepted: AtomicUsize,
+    pub retried: AtomicUsize,
+}
+
+/// Sends every body like Scalekit: signed, retried (with backoff) until a 2xx, `concurrency` at
+/// once. Returns when every body was answered 2xx.
+pub async fn send_all(
+    client: &reqwest::Client,
+    url: &str,
+    bodies: Vec<Vec<u8>>,
+    concurrency: usize,
+    stats: Arc<Delivery>,
+) -> anyhow::Result<()> {
+    use futures_util::StreamExt;
+    let secret: WebhookSecret = SECRET.parse()?;
+    let results: Vec<anyhow::Result<()>> =
+        futures_util::stream::iter(bodies.into_iter().enumerate())
+            .map(|(i, body)| {
+                let client = client.clone();
+                let url = url.to_owned();
+                let secret = secret.clone();
+                let stats = Arc::clone(&stats);
+                async move {
+                    let webhook_id = format!("msg_e2e_{i}");
+                    let mut delay = Duration::from_millis(100);
+                    for _ in 0..200 {
+                        let mut req = client.post(&url).body(body.clone());
+                        for (k, v) in signed_headers(&secret, &webhook_id, &body) {
+                            req = req.header(k, v);
+                        }
+                        match req.send().await {
+                            Ok(r) if r.status().is_success() => {
+                                stats.accepted.fetch_add(1, Ordering::Relaxed);
+                                return Ok(());
+                            }
+                            Ok(r) if r.status().is_client_error() => {
+                                anyhow::bail!("{} for a valid webhook", r.status())
+                            }
+                            _ => {
+                                stats.retried.fetch_add(1, Ordering::Relaxed);
+                                tokio::time::sleep(delay).await;
+                                delay = (delay * 2).min(Duration::from_secs(1));
+                            }
+                        }
+                    }
+                    anyhow::bail!("webhook {i} never accepted")
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+    results.into_iter().collect()
+}

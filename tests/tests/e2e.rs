@@ -1,0 +1,53 @@
+//! End to end over the real binaries: a generated stream of several thousand events over many
+//! organizations, 10 % duplicates, shuffled, sent like Scalekit → the database ends exactly in
+//! the state an independent in-order model computes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+use tests::corpus::{delivery_order, generate};
+use tests::stack::{Delivery, Stack, send_all};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffled_stream_with_duplicates_reaches_the_modelled_end_state() {
+    let corpus = generate(42, 20, 30, 3000);
+    assert!(corpus.distinct_ids >= 3000);
+    let mut stack = Stack::new("e2e").await.unwrap();
+    stack.start_worker().await.unwrap();
+    stack.start_ingest().await.unwrap();
+    let bodies = delivery_order(&corpus.events, 0.10, 7);
+    let stats = Arc::new(Delivery::default());
+    send_all(
+        &stack.client,
+        &stack.webhook_url(),
+        bodies.clone(),
+        32,
+        Arc::clone(&stats),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        stats.accepted.load(std::sync::atomic::Ordering::Relaxed),
+        bodies.len()
+    );
+    stack
+        .wait_processed(corpus.distinct_ids, Duration::from_secs(180))
+        .await
+        .unwrap();
+    let got = stack.snapshot().await.unwrap();
+    assert_eq!(got.directories, corpus.expected.directories);
+    assert_eq!(got.groups, corpus.expected.groups);
+    assert_eq!(got.users.len(), corpus.expected.users.len());
+    for (g, e) in got.users.iter().zip(&corpus.expected.users) {
+        assert_eq!(g, e);
+    }
+    assert_eq!(got.memberships, corpus.expected.memberships);
+    assert_eq!(got.roles, corpus.expected.roles);
+    let ignored = stack
+        .count("SELECT count(*) AS n FROM processed_events WHERE outcome = 'ignored'")
+        .await
+        .unwrap();
+    assert!(ignored > 0, "unknown types are recorded as ignored");
+    stack.teardown().await;
+}

@@ -1,0 +1,166 @@
+//! Faults while a stream flows: every webhook answered 2xx has its effect exactly once, the
+//! sender retries the others as Scalekit would, and the end state equals the model's.
+//! The scenarios run one at a time (they restart shared services).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use shared::testkit::TcpProxy;
+use std::sync::Arc;
+use std::time::Duration;
+use tests::corpus::{Corpus, delivery_order, generate};
+use tests::stack::{Delivery, Stack, send_all};
+use tokio::sync::Mutex;
+
+static SERIAL: Mutex<()> = Mutex::const_new(());
+
+/// Starts sending in the background; returns the task.
+fn send(stack: &Stack, corpus: &Corpus, seed: u64) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let bodies = delivery_order(&corpus.events, 0.10, seed);
+    let client = stack.client.clone();
+    let url = stack.webhook_url();
+    tokio::spawn(
+        async move { send_all(&client, &url, bodies, 16, Arc::new(Delivery::default())).await },
+    )
+}
+
+async fn wait_progress(stack: &Stack, at_least: i64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while stack
+        .count("SELECT count(*) AS n FROM processed_events")
+        .await
+        .unwrap_or(0)
+        < at_least
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no progress");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn finish(
+    stack: Stack,
+    corpus: &Corpus,
+    sender: tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    sender.await.unwrap().unwrap();
+    stack
+        .wait_processed(corpus.distinct_ids, Duration::from_secs(180))
+        .await
+        .unwrap();
+    let got = stack.snapshot().await.unwrap();
+    assert_eq!(got, corpus.expected, "end state differs from the model");
+    let audit_per_event = stack
+        .count("SELECT count(*) AS n FROM (SELECT event_id FROM audit_log WHERE action <> 'group_removed' GROUP BY event_id HAVING count(*) > 1) d")
+        .await
+        .unwrap();
+    assert_eq!(audit_per_event, 0, "an event applied twice");
+    stack.teardown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_9_mid_stream_then_restarted() {
+    let _serial = SERIAL.lock().await;
+    let corpus = generate(1, 10, 30, 2000);
+    let mut stack = Stack::new("kill9").await.unwrap();
+    stack.start_worker().await.unwrap();
+    stack.start_ingest().await.unwrap();
+    let sender = send(&stack, &corpus, 1);
+    wait_progress(&stack, 500).await;
+    stack.workers[0].kill9().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stack.start_worker().await.unwrap();
+    finish(stack, &corpus, sender).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rabbitmq_restarted_mid_stream() {
+    let _serial = SERIAL.lock().await;
+    let corpus = generate(2, 10, 30, 2000);
+    let mut stack = Stack::new("rmq").await.unwrap();
+    stack.start_worker().await.unwrap();
+    stack.start_ingest().await.unwrap();
+    let sender = send(&stack, &corpus, 2);
+    wait_progress(&stack, 400).await;
+    let stop = tokio::process::Command::new("rabbitmqctl")
+        .arg("stop_app")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        stop.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stop.stderr)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let start = tokio::process::Command::new("rabbitmqctl")
+        .arg("start_app")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        start.status.success(),
+        "{}",
+        String::from_utf8_lossy(&start.stderr)
+    );
+    let _ = tokio::process::Command::new("rabbitmqctl")
+        .args(["await_startup", "--timeout", "60"])
+        .output()
+        .await;
+    finish(stack, &corpus, sender).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_unreachable_for_seconds_mid_stream() {
+    let _serial = SERIAL.lock().await;
+    let corpus = generate(3, 10, 30, 2000);
+    let mut stack = Stack::new("pgdown").await.unwrap();
+    let proxy = TcpProxy::start("127.0.0.1:5432".parse().unwrap())
+        .await
+        .unwrap();
+    stack.worker_db_url = format!(
+        "postgres://postgres@127.0.0.1:{}/{}",
+        proxy.port(),
+        stack.db_name
+    );
+    stack.start_worker().await.unwrap();
+    stack.start_ingest().await.unwrap();
+    let sender = send(&stack, &corpus, 3);
+    wait_progress(&stack, 400).await;
+    proxy.cut().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    proxy.restore().await.unwrap();
+    finish(stack, &corpus, sender).await;
+    let _ = proxy;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_sigterm_under_load_then_restarted() {
+    let _serial = SERIAL.lock().await;
+    let corpus = generate(4, 10, 30, 2000);
+    let mut stack = Stack::new("term").await.unwrap();
+    stack.start_worker().await.unwrap();
+    stack.start_ingest().await.unwrap();
+    let sender = send(&stack, &corpus, 4);
+    wait_progress(&stack, 400).await;
+    let code = stack
+        .ingest
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(20))
+        .await;
+    assert_eq!(code, Some(0), "ingest exits 0 on SIGTERM after draining");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack.start_ingest().await.unwrap();
+    finish(stack, &corpus, sender).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_consuming_at_once() {
+    let _serial = SERIAL.lock().await;
+    let corpus = generate(5, 10, 30, 2000);
+    let mut stack = Stack::new("two").await.unwrap();
+    stack.start_worker().await.unwrap();
+    stack.start_worker().await.unwrap();
+    stack.start_ingest().await.unwrap();
+    let sender = send(&stack, &corpus, 5);
+    finish(stack, &corpus, sender).await;
+}
