@@ -3,6 +3,7 @@
 //!
 //! Must never talk to anything but services on this machine.
 
+pub mod bench;
 pub mod corpus;
 pub mod procs;
 pub mod stack;

@@ -1,0 +1,32 @@
+//! Benchmark building blocks: baselines measured in the same run on the same machine, and the
+//! measurements of the real binaries against them.
+
+pub mod baseline;
+pub mod load;
+pub mod report;
+
+/// Latency percentiles in milliseconds.
+pub fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted_ms.len() as f64 - 1.0) * p).round() as usize;
+    sorted_ms[i.min(sorted_ms.len() - 1)]
+}
+
+/// A body of about 1 KiB: a `user_updated` event with padding attributes.
+pub fn event_body(i: usize, org: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "spec_version": "1", "id": format!("evt_bench_{i:09}"), "type": "organization.directory.user_updated",
+        "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "environment_id": "env_bench", "organization_id": org, "object": "DirectoryUser",
+        "data": {
+            "id": format!("diruser_{:07}", i % 50_000), "organization_id": org, "active": true,
+            "email": format!("user{i}@example.com"), "given_name": "Bench", "family_name": format!("User{i}"),
+            "preferred_username": format!("u{i}"), "groups": [{"id": "dirgroup_bench", "name": "Bench"}],
+            "roles": [{"role_name": "member"}],
+            "custom_attributes": {"padding": "x".repeat(560)}, "raw_attributes": {}
+        }
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
