@@ -43,6 +43,8 @@ pub fn classify_apply(e: &ApplyError) -> Class {
     match e {
         ApplyError::Pool(_) => Class::Transient,
         ApplyError::MissingOrganization => Class::Permanent(DeadReason::Invalid),
+        // Not a failure of the event: the caller applies it on its own.
+        ApplyError::NotBatchable => Class::Transient,
         ApplyError::Database(db) => match db {
             DbError::DatabaseError(kind, info) => match kind {
                 DatabaseErrorKind::CheckViolation

@@ -147,13 +147,18 @@ pub struct Common {
     )]
     pub listen: SocketAddr,
 
-    /// Unacknowledged messages the broker may hand this worker at once.
-    #[arg(long, global = true, env = "WORKER_PREFETCH", default_value_t = 64)]
+    /// Unacknowledged messages the broker may hand this worker at once (≥ batch size ×
+    /// concurrency keeps every lane busy).
+    #[arg(long, global = true, env = "WORKER_PREFETCH", default_value_t = 1000)]
     pub prefetch: u16,
 
-    /// Events applied concurrently.
-    #[arg(long, global = true, env = "WORKER_CONCURRENCY", default_value_t = 16)]
+    /// Batches (transactions) applied concurrently.
+    #[arg(long, global = true, env = "WORKER_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
+
+    /// Most events applied together in one transaction (1 = one transaction per event).
+    #[arg(long, global = true, env = "WORKER_BATCH_SIZE", default_value_t = 200)]
+    pub batch_size: usize,
 
     /// Erase a deleted user's personal data (an id-only tombstone stays) instead of deactivating.
     #[arg(long, global = true, env = "HARD_DELETE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
@@ -308,7 +313,7 @@ mod tests {
     fn defaults_subcommands_and_redaction() {
         let cli = Cli::try_parse_from(["worker"]).unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.common.prefetch, 64);
+        assert_eq!(cli.common.prefetch, 1000);
         assert_eq!(cli.common.topology().apply_queue(), "scim.events.apply");
         assert_eq!(
             cli.common

@@ -13,9 +13,14 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+/// How long to wait for more deliveries to fill a batch.
+const BATCH_WAIT: Duration = Duration::from_millis(2);
+
 pub struct ConsumeSettings {
     pub prefetch: u16,
     pub concurrency: usize,
+    /// Deliveries applied together in one transaction (at most).
+    pub batch_size: usize,
     pub shutdown_timeout: Duration,
 }
 
@@ -90,12 +95,29 @@ pub async fn run(
                 }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
+                        // Take what is already there (up to the batch size) without waiting long.
+                        let mut batch = vec![delivery];
+                        let mut failed = false;
+                        while batch.len() < settings.batch_size.max(1) {
+                            match tokio::time::timeout(BATCH_WAIT, consumer.next()).await {
+                                Ok(Some(Ok(d))) => batch.push(d),
+                                Ok(Some(Err(_))) | Ok(None) => {
+                                    failed = true;
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
                         let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break 'outer };
                         let h = Arc::clone(&handler);
                         tasks.spawn(async move {
-                            h.handle(delivery).await;
+                            h.handle_batch(batch).await;
                             drop(permit);
                         });
+                        if failed {
+                            tracing::warn!("consumer failed; re-subscribing");
+                            break;
+                        }
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "consumer failed; re-subscribing");

@@ -51,6 +51,78 @@ impl Handler {
         }
     }
 
+    /// Applies a batch of deliveries in one transaction (see `Applier::apply_batch`); parse
+    /// failures and, when the batch fails, every event fall back to [`Handler::handle`].
+    pub async fn handle_batch(&self, deliveries: Vec<Delivery>) {
+        if deliveries.len() == 1 {
+            for d in deliveries {
+                self.handle(d).await;
+            }
+            return;
+        }
+        let mut parsed = Vec::with_capacity(deliveries.len());
+        let mut items = Vec::with_capacity(deliveries.len());
+        let mut single = Vec::new();
+        for d in deliveries {
+            match WebhookEvent::parse(&d.data) {
+                Ok(event) if crate::apply::batchable(&event.event) => {
+                    items.push((
+                        meta_from_properties(&d.properties, d.routing_key.as_str()),
+                        event,
+                    ));
+                    parsed.push(d);
+                }
+                // Group, directory and unknown events (and bodies that do not parse) one by one.
+                _ => single.push(d),
+            }
+        }
+        for d in single {
+            self.handle(d).await;
+        }
+        if parsed.is_empty() {
+            return;
+        }
+        self.pause_if_failing().await;
+        let started = Instant::now();
+        self.metrics
+            .in_flight
+            .inc_by(i64::try_from(parsed.len()).unwrap_or(i64::MAX));
+        let result = self.applier.apply_batch(&items).await;
+        self.metrics
+            .in_flight
+            .dec_by(i64::try_from(parsed.len()).unwrap_or(i64::MAX));
+        match result {
+            Ok(outcomes) => {
+                self.transient_streak.store(0, Ordering::Relaxed);
+                let per_event = started.elapsed().as_secs_f64() / parsed.len() as f64;
+                let now = chrono::Utc::now();
+                for ((d, (meta, event)), outcome) in parsed.into_iter().zip(&items).zip(outcomes) {
+                    self.metrics.apply_seconds.observe(per_event);
+                    if outcome == Outcome::Applied {
+                        self.trigger_sync(event);
+                        let lag = now - event.envelope.occurred_at;
+                        self.metrics
+                            .lag_seconds
+                            .observe(lag.num_milliseconds().max(0) as f64 / 1000.0);
+                    }
+                    match d.acker.ack(BasicAckOptions::default()).await {
+                        Ok(_) => self.metrics.count(&meta.event_type, outcome.as_str()),
+                        Err(e) => {
+                            tracing::warn!(error = %e, event_id = %meta.message_id, "ack failed; message will be redelivered")
+                        }
+                    }
+                }
+                tracing::debug!(size = items.len(), "batch applied");
+            }
+            Err(error) => {
+                tracing::warn!(%error, size = parsed.len(), "batch failed; applying its events one by one");
+                for d in parsed {
+                    self.handle(d).await;
+                }
+            }
+        }
+    }
+
     fn trigger_sync(&self, event: &WebhookEvent) {
         let (Some(trigger), shared::Event::DirectoryEnabled(dir)) =
             (&self.sync_trigger, &event.event)
@@ -156,7 +228,7 @@ impl Handler {
         match delivery.acker.ack(BasicAckOptions::default()).await {
             Ok(_) => {
                 self.metrics.count(&meta.event_type, outcome);
-                tracing::info!(outcome, "event handled");
+                tracing::debug!(outcome, "event handled");
             }
             // The broker will redeliver it; dedupe makes that harmless.
             Err(e) => {

@@ -191,6 +191,7 @@ impl Worker {
             ConsumeSettings {
                 prefetch: self.config.prefetch,
                 concurrency: self.config.concurrency,
+                batch_size: self.config.batch_size,
                 shutdown_timeout: self.config.shutdown_timeout(),
             },
             self.stop,

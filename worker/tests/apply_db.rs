@@ -311,3 +311,59 @@ async fn replicas_migrating_together_do_not_race() {
     assert_eq!(applied, 1, "exactly one replica applied the migration");
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn batches_reach_the_same_end_state_in_any_order_and_split() {
+    let db = TestDb::create().await;
+    let mut conn = db.connect().await;
+    let mapping = RoleMapping::parse(
+        "[default.by_group_name]\n\"Finance\" = \"finance_viewer\"\n",
+        "test",
+    )
+    .unwrap();
+    let a = applier(&db, mapping);
+    let all: Vec<_> = FIXTURES.iter().map(|f| fixture(f)).collect();
+    let active: Vec<_> = FIXTURES
+        .iter()
+        .filter(|f| !f.starts_with("06"))
+        .map(|f| fixture(f))
+        .collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xba7c);
+    for bodies in [all, active] {
+        truncate(&mut conn).await;
+        apply_all(&a, &bodies).await;
+        let expected = snapshot(&mut conn).await.unwrap();
+        for run in 0..100 {
+            truncate(&mut conn).await;
+            let mut order = bodies.clone();
+            for _ in 0..rng.random_range(0..4) {
+                order.push(bodies[rng.random_range(0..bodies.len())].clone());
+            }
+            order.shuffle(&mut rng);
+            // Random split into batches (duplicates may share a batch).
+            let mut rest = &order[..];
+            while !rest.is_empty() {
+                let n = rng.random_range(1..=rest.len());
+                // User events of the chunk in one batch; the others one by one, as the worker does.
+                let (users, others): (Vec<_>, Vec<_>) = rest[..n]
+                    .iter()
+                    .map(|b| parsed(b))
+                    .partition(|(_, e)| worker::apply::batchable(&e.event));
+                for (meta, event) in &others {
+                    a.apply(meta, event).await.unwrap();
+                }
+                if !users.is_empty() {
+                    let outcomes = a.apply_batch(&users).await.unwrap();
+                    assert_eq!(outcomes.len(), users.len());
+                }
+                rest = &rest[n..];
+            }
+            assert_eq!(
+                snapshot(&mut conn).await.unwrap(),
+                expected,
+                "run {run} diverged"
+            );
+        }
+    }
+    db.drop_db().await;
+}

@@ -209,11 +209,24 @@ async fn database_outage_goes_to_retry_tiers_then_applies() {
 async fn stop_with_work_in_flight_loses_nothing_and_applies_once() {
     let db = TestDb::create().await;
     let broker = Broker::new().await;
-    let n = 300;
+    let n = 600;
     for i in 0..n {
         broker.publish(&user_created(i)).await;
     }
-    let w = spawn_worker(&broker.prefix, &db.url, &["--concurrency", "8"]).await;
+    // Small batches, so a stop lands mid-stream with batches in flight.
+    let w = spawn_worker(
+        &broker.prefix,
+        &db.url,
+        &[
+            "--concurrency",
+            "4",
+            "--batch-size",
+            "4",
+            "--prefetch",
+            "32",
+        ],
+    )
+    .await;
     assert!(
         wait_until(Duration::from_secs(20), || async {
             count(&db, "SELECT count(*) AS n FROM processed_events").await >= 30

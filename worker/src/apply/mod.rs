@@ -2,6 +2,8 @@
 //! transaction; one handler per event kind behind one exhaustive `match`.
 
 mod audit;
+mod batch;
+mod batch_store;
 pub mod catalog_plan;
 mod catalog_store;
 mod dedupe;
@@ -60,6 +62,8 @@ pub enum ApplyError {
     Pool(#[from] PoolError),
     #[error("event has no organization id")]
     MissingOrganization,
+    #[error("only user events are applied in batches")]
+    NotBatchable,
 }
 
 /// Per-event context handed to the handlers.
@@ -91,6 +95,14 @@ impl Applier {
         &self.pool
     }
 
+    pub fn mapping(&self) -> &RoleMapping {
+        &self.mapping
+    }
+
+    pub fn hard_delete(&self) -> bool {
+        self.hard_delete
+    }
+
     /// Applies one parsed event in one transaction with its dedupe row.
     pub async fn apply(
         &self,
@@ -106,6 +118,9 @@ impl Applier {
         let hard_delete = self.hard_delete;
         let outcome = conn
             .transaction::<Outcome, ApplyError, _>(async |conn| {
+                // Entity locks before the dedupe row: a batch holding the entity and inserting
+                // the same event id can then never wait on us while we wait on it.
+                lock_entities(conn, &org, &event.event).await?;
                 if !dedupe::claim(conn, meta, event, &org).await? {
                     return Ok(Outcome::Duplicate);
                 }
@@ -123,6 +138,41 @@ impl Applier {
             })
             .await?;
         Ok(outcome)
+    }
+}
+
+/// Whether `Applier::apply_batch` takes this kind of event (user events).
+pub fn batchable(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::UserCreated(_) | Event::UserUpdated(_) | Event::UserDeleted(_)
+    )
+}
+
+/// Takes the locks the event's handler will take, in the global order (groups, then users).
+async fn lock_entities(
+    conn: &mut AsyncPgConnection,
+    org: &str,
+    event: &Event,
+) -> diesel::QueryResult<()> {
+    match event {
+        Event::UserCreated(u) | Event::UserUpdated(u) => {
+            let mut groups: Vec<&str> = u.groups.iter().flatten().map(|g| g.id.as_str()).collect();
+            groups.sort_unstable();
+            groups.dedup();
+            for g in groups {
+                locks::lock_shared(conn, &locks::group_key(org, g)).await?;
+            }
+            locks::lock(conn, &locks::user_key(org, u.id.as_str())).await
+        }
+        Event::UserDeleted(u) => locks::lock(conn, &locks::user_key(org, u.id.as_str())).await,
+        Event::GroupCreated(g) | Event::GroupUpdated(g) | Event::GroupDeleted(g) => {
+            locks::lock(conn, &locks::group_key(org, g.id.as_str())).await
+        }
+        Event::DirectoryEnabled(d) | Event::DirectoryDisabled(d) => {
+            locks::lock(conn, &locks::directory_key(org, d.id.as_str())).await
+        }
+        Event::Unknown { .. } => Ok(()),
     }
 }
 

@@ -31,8 +31,8 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn v(secs: i64, nanos: u32, id: &str) -> Version {
-        Version::new(Utc.timestamp_opt(secs, nanos).unwrap(), id)
+    fn v(secs: i64, micros: u32, id: &str) -> Version {
+        Version::new(Utc.timestamp_opt(secs, micros * 1000).unwrap(), id)
     }
 
     #[test]
@@ -41,6 +41,9 @@ mod tests {
         assert!(v(10, 1, "evt_a").supersedes(Some(&v(10, 0, "evt_z"))));
         assert!(!v(10, 0, "evt_z").supersedes(Some(&v(10, 1, "evt_a"))));
         assert!(!v(10, 0, "evt_a").supersedes(Some(&v(10, 0, "evt_a"))));
+        // Below the microsecond PostgreSQL keeps, instants are equal.
+        let ns = |n| Version::new(Utc.timestamp_opt(10, n).unwrap(), "evt_a");
+        assert_eq!(ns(1), ns(999));
         // Same instant: the event id decides, the same way whatever arrives first.
         assert!(v(10, 0, "evt_b").supersedes(Some(&v(10, 0, "evt_a"))));
         assert!(!v(10, 0, "evt_a").supersedes(Some(&v(10, 0, "evt_b"))));

@@ -1,0 +1,355 @@
+//! Set-based reads and writes for a segment of user events applied together: one statement per
+//! table instead of one per event.
+
+use super::user_plan::{Profile, RoleSource, StoredUser};
+use super::version::Version;
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub type UserKey = (String, String);
+
+#[derive(diesel::QueryableByName)]
+struct UserRow {
+    #[diesel(sql_type = Text)]
+    organization_id: String,
+    #[diesel(sql_type = Text)]
+    directory_user_id: String,
+    #[diesel(sql_type = Bool)]
+    active: bool,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    deactivated_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    erased_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    email: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    given_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    family_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    display_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
+    preferred_username: Option<String>,
+    #[diesel(sql_type = Jsonb)]
+    attributes: serde_json::Value,
+    #[diesel(sql_type = Timestamptz)]
+    source_updated_at: DateTime<Utc>,
+    #[diesel(sql_type = Text)]
+    source_event_id: String,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    profile_updated_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Text>)]
+    profile_event_id: Option<String>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct PairRow {
+    #[diesel(sql_type = Text)]
+    organization_id: String,
+    #[diesel(sql_type = Text)]
+    directory_user_id: String,
+    #[diesel(sql_type = Text)]
+    a: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    b: Option<String>,
+}
+
+#[derive(diesel::QueryableByName)]
+struct KeyRow {
+    #[diesel(sql_type = Text)]
+    organization_id: String,
+    #[diesel(sql_type = Text)]
+    id: String,
+}
+
+fn split(keys: &[UserKey]) -> (Vec<&str>, Vec<&str>) {
+    keys.iter().map(|(o, u)| (o.as_str(), u.as_str())).unzip()
+}
+
+/// Advisory locks, in one global order: shared group locks, then user locks (each sorted).
+pub async fn lock_all(
+    conn: &mut AsyncPgConnection,
+    group_keys: &BTreeSet<String>,
+    user_keys: &BTreeSet<String>,
+) -> diesel::QueryResult<()> {
+    if !group_keys.is_empty() {
+        let g: Vec<&str> = group_keys.iter().map(String::as_str).collect();
+        diesel::sql_query("SELECT count(pg_advisory_xact_lock_shared(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) s")
+            .bind::<Array<Text>, _>(g)
+            .execute(conn)
+            .await?;
+    }
+    let u: Vec<&str> = user_keys.iter().map(String::as_str).collect();
+    diesel::sql_query("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) s")
+        .bind::<Array<Text>, _>(u)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The stored users among `keys`, with memberships and roles.
+pub async fn load_users(
+    conn: &mut AsyncPgConnection,
+    keys: &[UserKey],
+) -> diesel::QueryResult<BTreeMap<UserKey, StoredUser>> {
+    let (orgs, users) = split(keys);
+    let rows: Vec<UserRow> = diesel::sql_query(
+        "SELECT u.organization_id, u.directory_user_id, active, deactivated_at, erased_at, email, given_name, family_name, display_name, preferred_username, attributes, source_updated_at, source_event_id, profile_updated_at, profile_event_id \
+         FROM directory_users u JOIN unnest($1::text[], $2::text[]) AS k(o, id) ON u.organization_id = k.o AND u.directory_user_id = k.id",
+    )
+    .bind::<Array<Text>, _>(&orgs)
+    .bind::<Array<Text>, _>(&users)
+    .load(conn)
+    .await?;
+    let mut out: BTreeMap<UserKey, StoredUser> = rows
+        .into_iter()
+        .map(|r| {
+            (
+                (r.organization_id, r.directory_user_id),
+                StoredUser {
+                    version: Version::new(r.source_updated_at, r.source_event_id),
+                    profile_version: r
+                        .profile_updated_at
+                        .zip(r.profile_event_id)
+                        .map(|(at, id)| Version::new(at, id)),
+                    active: r.active,
+                    deactivated_at: r.deactivated_at,
+                    erased: r.erased_at.is_some(),
+                    profile: Profile {
+                        email: r.email,
+                        given_name: r.given_name,
+                        family_name: r.family_name,
+                        display_name: r.display_name,
+                        preferred_username: r.preferred_username,
+                        attributes: r.attributes,
+                    },
+                    memberships: BTreeMap::new(),
+                    roles: BTreeSet::new(),
+                },
+            )
+        })
+        .collect();
+    let memberships: Vec<PairRow> = diesel::sql_query(
+        "SELECT m.organization_id, m.directory_user_id, m.directory_group_id AS a, m.group_name AS b FROM directory_group_memberships m \
+         JOIN unnest($1::text[], $2::text[]) AS k(o, id) ON m.organization_id = k.o AND m.directory_user_id = k.id",
+    )
+    .bind::<Array<Text>, _>(&orgs)
+    .bind::<Array<Text>, _>(&users)
+    .load(conn)
+    .await?;
+    for m in memberships {
+        if let Some(u) = out.get_mut(&(m.organization_id, m.directory_user_id)) {
+            u.memberships.insert(m.a, m.b);
+        }
+    }
+    let roles: Vec<PairRow> = diesel::sql_query(
+        "SELECT r.organization_id, r.directory_user_id, r.role_name AS a, r.source AS b FROM user_roles r \
+         JOIN unnest($1::text[], $2::text[]) AS k(o, id) ON r.organization_id = k.o AND r.directory_user_id = k.id",
+    )
+    .bind::<Array<Text>, _>(&orgs)
+    .bind::<Array<Text>, _>(&users)
+    .load(conn)
+    .await?;
+    for r in roles {
+        if let (Some(u), Some(source)) = (
+            out.get_mut(&(r.organization_id, r.directory_user_id)),
+            r.b.as_deref().and_then(RoleSource::parse),
+        ) {
+            u.roles.insert((r.a, source));
+        }
+    }
+    Ok(out)
+}
+
+/// Which of the (org, group) pairs are soft-deleted.
+pub async fn deleted_groups(
+    conn: &mut AsyncPgConnection,
+    keys: &[UserKey],
+) -> diesel::QueryResult<BTreeSet<UserKey>> {
+    if keys.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let (orgs, groups) = split(keys);
+    let rows: Vec<KeyRow> = diesel::sql_query(
+        "SELECT g.organization_id, g.directory_group_id AS id FROM directory_groups g \
+         JOIN unnest($1::text[], $2::text[]) AS k(o, id) ON g.organization_id = k.o AND g.directory_group_id = k.id WHERE g.deleted_at IS NOT NULL",
+    )
+    .bind::<Array<Text>, _>(&orgs)
+    .bind::<Array<Text>, _>(&groups)
+    .load(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.organization_id, r.id))
+        .collect())
+}
+
+/// The final state of one user after the segment.
+pub struct FinalUser<'a> {
+    pub key: &'a UserKey,
+    pub state: &'a StoredUser,
+    pub directory_id: Option<&'a str>,
+}
+
+/// Writes the final users, replaces their memberships and roles.
+pub async fn write_users(
+    conn: &mut AsyncPgConnection,
+    users: &[FinalUser<'_>],
+) -> diesel::QueryResult<()> {
+    use crate::db::schema::{
+        directory_group_memberships as m, directory_users as u, user_roles as r,
+    };
+    use diesel::ExpressionMethods;
+    use diesel::upsert::excluded;
+    if users.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    for chunk in users.chunks(1000) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|f| {
+                let s = f.state;
+                (
+                    u::organization_id.eq(f.key.0.as_str()),
+                    u::directory_user_id.eq(f.key.1.as_str()),
+                    u::directory_id.eq(f.directory_id),
+                    u::email.eq(s.profile.email.as_deref()),
+                    u::given_name.eq(s.profile.given_name.as_deref()),
+                    u::family_name.eq(s.profile.family_name.as_deref()),
+                    u::display_name.eq(s.profile.display_name.as_deref()),
+                    u::preferred_username.eq(s.profile.preferred_username.as_deref()),
+                    u::active.eq(s.active),
+                    u::deactivated_at.eq(s.deactivated_at),
+                    u::erased_at.eq(s.erased.then_some(now)),
+                    u::attributes.eq(&s.profile.attributes),
+                    (
+                        u::source_updated_at.eq(s.version.at),
+                        u::source_event_id.eq(s.version.event_id.as_str()),
+                        u::profile_updated_at.eq(s.profile_version.as_ref().map(|v| v.at)),
+                        u::profile_event_id
+                            .eq(s.profile_version.as_ref().map(|v| v.event_id.as_str())),
+                    ),
+                )
+            })
+            .collect();
+        diesel::insert_into(u::table)
+            .values(rows)
+            .on_conflict((u::organization_id, u::directory_user_id))
+            .do_update()
+            .set((
+                u::directory_id.eq(diesel::dsl::sql::<Nullable<Text>>("COALESCE(excluded.directory_id, directory_users.directory_id)")),
+                u::email.eq(excluded(u::email)),
+                u::given_name.eq(excluded(u::given_name)),
+                u::family_name.eq(excluded(u::family_name)),
+                u::display_name.eq(excluded(u::display_name)),
+                u::preferred_username.eq(excluded(u::preferred_username)),
+                u::active.eq(excluded(u::active)),
+                u::deactivated_at.eq(excluded(u::deactivated_at)),
+                u::erased_at.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
+                    "CASE WHEN excluded.erased_at IS NULL THEN NULL ELSE COALESCE(directory_users.erased_at, excluded.erased_at) END",
+                )),
+                u::attributes.eq(excluded(u::attributes)),
+                u::source_updated_at.eq(excluded(u::source_updated_at)),
+                u::source_event_id.eq(excluded(u::source_event_id)),
+                u::profile_updated_at.eq(excluded(u::profile_updated_at)),
+                u::profile_event_id.eq(excluded(u::profile_event_id)),
+                u::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    let keys: Vec<UserKey> = users.iter().map(|f| f.key.clone()).collect();
+    let (orgs, ids) = split(&keys);
+    diesel::sql_query("DELETE FROM directory_group_memberships m USING unnest($1::text[], $2::text[]) AS k(o, id) WHERE m.organization_id = k.o AND m.directory_user_id = k.id")
+        .bind::<Array<Text>, _>(&orgs)
+        .bind::<Array<Text>, _>(&ids)
+        .execute(conn)
+        .await?;
+    diesel::sql_query("DELETE FROM user_roles r USING unnest($1::text[], $2::text[]) AS k(o, id) WHERE r.organization_id = k.o AND r.directory_user_id = k.id")
+        .bind::<Array<Text>, _>(&orgs)
+        .bind::<Array<Text>, _>(&ids)
+        .execute(conn)
+        .await?;
+    let memberships: Vec<_> = users
+        .iter()
+        .flat_map(|f| {
+            f.state.memberships.iter().map(move |(g, name)| {
+                (
+                    m::organization_id.eq(f.key.0.as_str()),
+                    m::directory_user_id.eq(f.key.1.as_str()),
+                    m::directory_group_id.eq(g.as_str()),
+                    m::group_name.eq(name.as_deref()),
+                )
+            })
+        })
+        .collect();
+    for chunk in memberships.chunks(5000) {
+        diesel::insert_into(m::table)
+            .values(chunk.to_vec())
+            .execute(conn)
+            .await?;
+    }
+    let roles: Vec<_> = users
+        .iter()
+        .flat_map(|f| {
+            f.state.roles.iter().map(move |(role, source)| {
+                (
+                    r::organization_id.eq(f.key.0.as_str()),
+                    r::directory_user_id.eq(f.key.1.as_str()),
+                    r::role_name.eq(role.as_str()),
+                    r::source.eq(source.as_str()),
+                )
+            })
+        })
+        .collect();
+    for chunk in roles.chunks(5000) {
+        diesel::insert_into(r::table)
+            .values(chunk.to_vec())
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One row per audit entry, in one statement per thousand.
+/// (event id, organization, user, action, before, after)
+pub type UserAudit = (
+    String,
+    String,
+    String,
+    &'static str,
+    Option<serde_json::Value>,
+    serde_json::Value,
+);
+
+pub async fn write_audit(
+    conn: &mut AsyncPgConnection,
+    entries: &[UserAudit],
+) -> diesel::QueryResult<()> {
+    use crate::db::schema::audit_log as a;
+    use diesel::ExpressionMethods;
+    for chunk in entries.chunks(1000) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|(event, org, user, action, before, after)| {
+                (
+                    a::event_id.eq(event.as_str()),
+                    a::organization_id.eq(org.as_str()),
+                    a::entity_type.eq("user"),
+                    a::entity_id.eq(user.as_str()),
+                    a::action.eq(*action),
+                    a::before.eq(before.as_ref()),
+                    a::after.eq(Some(after)),
+                )
+            })
+            .collect();
+        diesel::insert_into(a::table)
+            .values(rows)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
+}
