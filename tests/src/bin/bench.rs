@@ -141,7 +141,9 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("end to end: ingest + worker, queue depth must stay flat");
     let mut e2e_best = 0.0;
     let mut base = 50_000_000;
-    for rate in [250.0, 500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0] {
+    for rate in [
+        250.0, 500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0,
+    ] {
         let before = tap.depth(&stack.topology.apply_queue()).await?;
         let s = load::open_loop(
             &client,

@@ -15,7 +15,9 @@ mod users;
 pub mod version;
 
 #[cfg(test)]
-mod plan_tests;
+mod catalog_plan_tests;
+#[cfg(test)]
+mod user_plan_tests;
 
 use crate::db::{Pool, PoolError};
 use crate::role_mapping::RoleMapping;

@@ -2,6 +2,7 @@
 
 pub mod app;
 pub mod db;
+pub mod dlq;
 pub mod fake_scalekit;
 
 use shared::{MessageMeta, Source, WebhookEvent};
