@@ -53,3 +53,23 @@ pub fn postgres_base_url() -> String {
     std::env::var("TEST_DATABASE_BASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
 }
+
+/// The sample event bodies of `fixtures/events`, in `occurred_at` order.
+pub const FIXTURES: [&str; 8] = [
+    "01_directory_enabled.json",
+    "02_group_created.json",
+    "03_user_created.json",
+    "04_user_updated.json",
+    "05_group_updated.json",
+    "06_user_deleted.json",
+    "07_group_deleted.json",
+    "08_directory_disabled.json",
+];
+
+/// The bytes of one sample body (`fixtures/events/NAME` in the repository).
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/events")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}

@@ -7,9 +7,7 @@
 //! event and classifies its failure). Other event kinds go through `Applier::apply`.
 
 use super::batch_store::{self, FinalUser, UserKey};
-use super::user_plan::{
-    PlanContext, RoleSet, StoredUser, UserChange, UserEvent, UserPlan, plan_user,
-};
+use super::user_plan::{PlanContext, UserEvent, UserPlan, plan_user};
 use super::version::Version;
 use super::{Applier, ApplyError, Outcome, locks};
 use crate::db::schema::processed_events as p;
@@ -19,24 +17,6 @@ use shared::{Event, MessageMeta, WebhookEvent};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 type Audit = batch_store::UserAudit;
-
-fn after_change(current: Option<&StoredUser>, c: &UserChange) -> StoredUser {
-    let mut roles: RoleSet = current.map(|s| s.roles.clone()).unwrap_or_default();
-    for r in &c.roles_removed {
-        roles.remove(r);
-    }
-    roles.extend(c.roles_added.iter().cloned());
-    StoredUser {
-        version: c.version.clone(),
-        profile_version: c.profile_version.clone(),
-        active: c.active,
-        deactivated_at: c.deactivated_at,
-        erased: c.erase,
-        profile: c.profile.clone(),
-        memberships: c.memberships.clone(),
-        roles,
-    }
-}
 
 impl Applier {
     /// Applies user events (`user_created`, `user_updated`, `user_deleted`) in one
@@ -238,7 +218,7 @@ async fn apply_user_segment(
                     change.before.clone(),
                     change.after.clone(),
                 ));
-                let next = after_change(current, &change);
+                let next = change.applied_to(current);
                 let entry = changed.entry(key.clone()).or_insert(None);
                 if directory_id.is_some() {
                     *entry = directory_id;

@@ -82,6 +82,27 @@ pub struct UserChange {
     pub after: Value,
 }
 
+impl UserChange {
+    /// The stored user this change leaves behind.
+    pub fn applied_to(&self, current: Option<&StoredUser>) -> StoredUser {
+        let mut roles: RoleSet = current.map(|s| s.roles.clone()).unwrap_or_default();
+        for r in &self.roles_removed {
+            roles.remove(r);
+        }
+        roles.extend(self.roles_added.iter().cloned());
+        StoredUser {
+            version: self.version.clone(),
+            profile_version: self.profile_version.clone(),
+            active: self.active,
+            deactivated_at: self.deactivated_at,
+            erased: self.erase,
+            profile: self.profile.clone(),
+            memberships: self.memberships.clone(),
+            roles,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserPlan {
     /// Older than what is stored: nothing changes.

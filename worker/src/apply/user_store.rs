@@ -1,13 +1,12 @@
 //! Loads and writes users, their memberships and roles, for the user planner.
 
-use super::user_plan::{Memberships, Profile, RoleSet, RoleSource, StoredUser, UserChange};
+use super::user_plan::{Memberships, Profile, RoleSet, RoleSource, StoredUser};
 use super::version::Version;
 use crate::db::schema::{
     directory_group_memberships as m, directory_groups as g, directory_users as u, user_roles as r,
 };
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::collections::BTreeSet;
 
@@ -75,15 +74,7 @@ pub async fn load(
     else {
         return Ok(None);
     };
-    let memberships: Vec<(String, Option<String>)> = m::table
-        .filter(
-            m::organization_id
-                .eq(org)
-                .and(m::directory_user_id.eq(user)),
-        )
-        .select((m::directory_group_id, m::group_name))
-        .load(conn)
-        .await?;
+    let memberships = load_memberships(conn, org, user).await?;
     let roles = load_roles(conn, org, user).await?;
     Ok(Some(StoredUser {
         version: Version::new(at, event_id),
@@ -99,7 +90,7 @@ pub async fn load(
             preferred_username: preferred,
             attributes,
         },
-        memberships: memberships.into_iter().collect(),
+        memberships,
         roles,
     }))
 }
@@ -158,95 +149,6 @@ pub async fn deleted_groups(
         .load(conn)
         .await?;
     Ok(rows.into_iter().collect())
-}
-
-/// Writes the planned user row, memberships and role differences.
-pub async fn write(
-    conn: &mut AsyncPgConnection,
-    org: &str,
-    user: &str,
-    directory_id: Option<&str>,
-    c: &UserChange,
-) -> QueryResult<()> {
-    let now = Utc::now();
-    let erased_at = c.erase.then_some(now);
-    diesel::insert_into(u::table)
-        .values((
-            u::organization_id.eq(org),
-            u::directory_user_id.eq(user),
-            u::directory_id.eq(directory_id),
-            u::email.eq(&c.profile.email),
-            u::given_name.eq(&c.profile.given_name),
-            u::family_name.eq(&c.profile.family_name),
-            u::display_name.eq(&c.profile.display_name),
-            u::preferred_username.eq(&c.profile.preferred_username),
-            u::active.eq(c.active),
-            u::deactivated_at.eq(c.deactivated_at),
-            u::erased_at.eq(erased_at),
-            u::attributes.eq(&c.profile.attributes),
-            u::source_updated_at.eq(c.version.at),
-            u::source_event_id.eq(&c.version.event_id),
-            u::profile_updated_at.eq(c.profile_version.as_ref().map(|v| v.at)),
-            u::profile_event_id.eq(c.profile_version.as_ref().map(|v| v.event_id.as_str())),
-        ))
-        .on_conflict((u::organization_id, u::directory_user_id))
-        .do_update()
-        .set((
-            u::directory_id.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Text>>(
-                "COALESCE(excluded.directory_id, directory_users.directory_id)",
-            )),
-            u::email.eq(excluded(u::email)),
-            u::given_name.eq(excluded(u::given_name)),
-            u::family_name.eq(excluded(u::family_name)),
-            u::display_name.eq(excluded(u::display_name)),
-            u::preferred_username.eq(excluded(u::preferred_username)),
-            u::active.eq(excluded(u::active)),
-            u::deactivated_at.eq(excluded(u::deactivated_at)),
-            u::erased_at.eq(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>>(
-                "CASE WHEN excluded.active THEN NULL ELSE COALESCE(directory_users.erased_at, excluded.erased_at) END",
-            )),
-            u::attributes.eq(excluded(u::attributes)),
-            u::source_updated_at.eq(excluded(u::source_updated_at)),
-            u::source_event_id.eq(excluded(u::source_event_id)),
-            u::profile_updated_at.eq(excluded(u::profile_updated_at)),
-            u::profile_event_id.eq(excluded(u::profile_event_id)),
-            u::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await?;
-
-    if !c.memberships_removed.is_empty() {
-        diesel::delete(
-            m::table
-                .filter(
-                    m::organization_id
-                        .eq(org)
-                        .and(m::directory_user_id.eq(user)),
-                )
-                .filter(m::directory_group_id.eq_any(&c.memberships_removed)),
-        )
-        .execute(conn)
-        .await?;
-    }
-    for (group, name) in &c.memberships_added {
-        diesel::insert_into(m::table)
-            .values((
-                m::organization_id.eq(org),
-                m::directory_user_id.eq(user),
-                m::directory_group_id.eq(group),
-                m::group_name.eq(name),
-            ))
-            .on_conflict((
-                m::organization_id,
-                m::directory_user_id,
-                m::directory_group_id,
-            ))
-            .do_update()
-            .set(m::group_name.eq(excluded(m::group_name)))
-            .execute(conn)
-            .await?;
-    }
-    write_role_diff(conn, org, user, &c.roles_added, &c.roles_removed).await
 }
 
 pub async fn write_role_diff(

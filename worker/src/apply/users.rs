@@ -1,7 +1,8 @@
 //! Handlers for `user_created`, `user_updated` and `user_deleted`.
 
 use super::audit::{self, AuditEntry};
-use super::user_plan::{PlanContext, UserEvent, UserPlan, plan_user};
+use super::batch_store::{self, FinalUser};
+use super::user_plan::{PlanContext, StoredUser, UserEvent, UserPlan, plan_user};
 use super::version::Version;
 use super::{Applied, ApplyContext, locks, user_store};
 use diesel_async::AsyncPgConnection;
@@ -45,7 +46,7 @@ pub async fn upsert(
         &plan_ctx,
     );
     let directory_id = data.directory_id.as_ref().map(|d| d.as_str());
-    write(conn, ctx, user, directory_id, plan).await
+    write(conn, ctx, user, directory_id, current.as_ref(), plan).await
 }
 
 pub async fn delete(
@@ -73,7 +74,7 @@ pub async fn delete(
         current.as_ref(),
         &plan_ctx,
     );
-    write(conn, ctx, user, None, plan).await
+    write(conn, ctx, user, None, current.as_ref(), plan).await
 }
 
 async fn write(
@@ -81,12 +82,23 @@ async fn write(
     ctx: &ApplyContext<'_>,
     user: &str,
     directory_id: Option<&str>,
+    current: Option<&StoredUser>,
     plan: UserPlan,
 ) -> diesel::QueryResult<Applied> {
     let UserPlan::Apply(change) = plan else {
         return Ok(Applied::Stale);
     };
-    user_store::write(conn, ctx.organization_id, user, directory_id, &change).await?;
+    let key = (ctx.organization_id.to_owned(), user.to_owned());
+    let state = change.applied_to(current);
+    batch_store::write_users(
+        conn,
+        &[FinalUser {
+            key: &key,
+            state: &state,
+            directory_id,
+        }],
+    )
+    .await?;
     audit::record(
         conn,
         AuditEntry {

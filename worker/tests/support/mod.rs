@@ -7,24 +7,6 @@ pub mod fake_scalekit;
 
 use shared::{MessageMeta, Source, WebhookEvent};
 
-pub fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/events")
-        .join(name);
-    std::fs::read(path).unwrap()
-}
-
-pub const FIXTURES: [&str; 8] = [
-    "01_directory_enabled.json",
-    "02_group_created.json",
-    "03_user_created.json",
-    "04_user_updated.json",
-    "05_group_updated.json",
-    "06_user_deleted.json",
-    "07_group_deleted.json",
-    "08_directory_disabled.json",
-];
-
 pub fn parsed(body: &[u8]) -> (MessageMeta, WebhookEvent) {
     let event = WebhookEvent::parse(body).unwrap();
     let meta = MessageMeta {
@@ -39,3 +21,6 @@ pub fn parsed(body: &[u8]) -> (MessageMeta, WebhookEvent) {
     };
     (meta, event)
 }
+
+#[allow(unused_imports)] // each suite uses a part
+pub use shared::testkit::{FIXTURES, fixture};
