@@ -17,11 +17,7 @@ async fn graceful_stop_under_load_loses_nothing_answered_2xx() {
         let mut event = template.clone();
         event["id"] = format!("evt_stop_{i}").into();
         let body = serde_json::to_vec(&event).unwrap();
-        let headers = shared::testkit::signed_headers(&app.secret, &format!("msg_s_{i}"), &body);
-        let mut req = app.client.post(app.url(ingest::WEBHOOK_PATH)).body(body);
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
+        let req = app.signed_request(&format!("msg_s_{i}"), body);
         tasks.spawn(async move { req.send().await.map(|r| r.status().as_u16()).ok() });
     }
     // Stop (what SIGTERM does) once some requests have been answered and others are in flight.

@@ -144,11 +144,7 @@ async fn five_hundred_concurrent_requests_give_five_hundred_messages() {
         let mut event = template.clone();
         event["id"] = format!("evt_concurrent_{i}").into();
         let body = serde_json::to_vec(&event).unwrap();
-        let headers = shared::testkit::signed_headers(&app.secret, &format!("msg_c_{i}"), &body);
-        let mut req = app.client.post(app.url(ingest::WEBHOOK_PATH)).body(body);
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
+        let req = app.signed_request(&format!("msg_c_{i}"), body);
         tasks.spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
     }
     let mut accepted = 0;

@@ -108,7 +108,13 @@ pub async fn run(
                                 Err(_) => break,
                             }
                         }
-                        let Ok(permit) = Arc::clone(&permits).acquire_owned().await else { break 'outer };
+                        // Wait for a free lane, but not past a stop: unacked deliveries go back
+                        // to the queue when the channel closes.
+                        let permit = tokio::select! {
+                            p = Arc::clone(&permits).acquire_owned() => p,
+                            _ = stop.cancelled() => break 'outer,
+                        };
+                        let Ok(permit) = permit else { break 'outer };
                         let h = Arc::clone(&handler);
                         tasks.spawn(async move {
                             h.handle_batch(batch).await;

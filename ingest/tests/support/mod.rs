@@ -95,6 +95,16 @@ impl TestApp {
         req.send().await.unwrap()
     }
 
+    /// A webhook request for `body`, signed with the current secret, not sent yet.
+    pub fn signed_request(&self, webhook_id: &str, body: Vec<u8>) -> reqwest::RequestBuilder {
+        let headers = signed_headers(&self.secret, webhook_id, &body);
+        let mut req = self.client.post(self.url(ingest::WEBHOOK_PATH)).body(body);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req
+    }
+
     /// POSTs `body` signed with the current secret.
     pub async fn post_signed(&self, webhook_id: &str, body: &[u8]) -> reqwest::Response {
         self.post(body, &signed_headers(&self.secret, webhook_id, body))

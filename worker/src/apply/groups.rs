@@ -19,7 +19,7 @@ pub async fn group(
 ) -> diesel::QueryResult<Applied> {
     let org = ctx.organization_id;
     let group = data.id.as_str();
-    locks::lock(conn, &locks::group_key(org, group)).await?;
+    // `Applier::apply` holds the group's lock already.
     let current = catalog_store::load_group(conn, org, group).await?;
     let GroupPlan::Apply(change) = plan_group(data, raw, deleted, version, current.as_ref()) else {
         return Ok(Applied::Stale);
@@ -83,7 +83,6 @@ pub async fn directory(
 ) -> diesel::QueryResult<Applied> {
     let org = ctx.organization_id;
     let dir = data.id.as_str();
-    locks::lock(conn, &locks::directory_key(org, dir)).await?;
     let current = catalog_store::load_directory(conn, org, dir).await?;
     let DirectoryPlan::Apply(change) = plan_directory(data, enabled, version, current.as_ref())
     else {

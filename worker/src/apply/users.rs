@@ -4,10 +4,11 @@ use super::audit::{self, AuditEntry};
 use super::batch_store::{self, FinalUser};
 use super::user_plan::{PlanContext, StoredUser, UserEvent, UserPlan, plan_user};
 use super::version::Version;
-use super::{Applied, ApplyContext, locks, user_store};
+use super::{Applied, ApplyContext, user_store};
 use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 use shared::UserData;
+use std::collections::BTreeSet;
 
 pub async fn upsert(
     conn: &mut AsyncPgConnection,
@@ -16,37 +17,25 @@ pub async fn upsert(
     raw: &Value,
     version: Version,
 ) -> diesel::QueryResult<Applied> {
-    let org = ctx.organization_id;
-    let user = data.id.as_str();
-    let mut groups: Vec<&str> = data
+    let groups: Vec<&str> = data
         .groups
         .iter()
         .flatten()
         .map(|g| g.id.as_str())
         .collect();
-    groups.sort_unstable();
-    groups.dedup();
-    for g in &groups {
-        locks::lock_shared(conn, &locks::group_key(org, g)).await?;
-    }
-    locks::lock(conn, &locks::user_key(org, user)).await?;
-    let current = user_store::load(conn, org, user).await?;
-    let deleted_groups = user_store::deleted_groups(conn, org, &groups).await?;
-    let plan_ctx = PlanContext {
-        organization_id: org,
-        mapping: ctx.mapping,
-        hard_delete: ctx.hard_delete,
-        deleted_groups: &deleted_groups,
-    };
-    let plan = plan_user(
+    let deleted = user_store::deleted_groups(conn, ctx.organization_id, &groups).await?;
+    let directory_id = data.directory_id.as_ref().map(|d| d.as_str());
+    apply(
+        conn,
+        ctx,
+        data.id.as_str(),
         UserEvent::Upsert(data),
         raw,
         version,
-        current.as_ref(),
-        &plan_ctx,
-    );
-    let directory_id = data.directory_id.as_ref().map(|d| d.as_str());
-    write(conn, ctx, user, directory_id, current.as_ref(), plan).await
+        &deleted,
+        directory_id,
+    )
+    .await
 }
 
 pub async fn delete(
@@ -56,25 +45,41 @@ pub async fn delete(
     raw: &Value,
     version: Version,
 ) -> diesel::QueryResult<Applied> {
-    let org = ctx.organization_id;
-    let user = data.id.as_str();
-    locks::lock(conn, &locks::user_key(org, user)).await?;
-    let current = user_store::load(conn, org, user).await?;
-    let none = Default::default();
-    let plan_ctx = PlanContext {
-        organization_id: org,
-        mapping: ctx.mapping,
-        hard_delete: ctx.hard_delete,
-        deleted_groups: &none,
-    };
-    let plan = plan_user(
+    let none = BTreeSet::new();
+    apply(
+        conn,
+        ctx,
+        data.id.as_str(),
         UserEvent::Delete(data),
         raw,
         version,
-        current.as_ref(),
-        &plan_ctx,
-    );
-    write(conn, ctx, user, None, current.as_ref(), plan).await
+        &none,
+        None,
+    )
+    .await
+}
+
+/// Load, plan, write. The caller (`Applier::apply`) already holds the entity locks.
+#[allow(clippy::too_many_arguments)]
+async fn apply(
+    conn: &mut AsyncPgConnection,
+    ctx: &ApplyContext<'_>,
+    user: &str,
+    event: UserEvent<'_>,
+    raw: &Value,
+    version: Version,
+    deleted_groups: &BTreeSet<String>,
+    directory_id: Option<&str>,
+) -> diesel::QueryResult<Applied> {
+    let current = user_store::load(conn, ctx.organization_id, user).await?;
+    let plan_ctx = PlanContext {
+        organization_id: ctx.organization_id,
+        mapping: ctx.mapping,
+        hard_delete: ctx.hard_delete,
+        deleted_groups,
+    };
+    let plan = plan_user(event, raw, version, current.as_ref(), &plan_ctx);
+    write(conn, ctx, user, directory_id, current.as_ref(), plan).await
 }
 
 async fn write(
