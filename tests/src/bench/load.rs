@@ -29,18 +29,25 @@ pub async fn open_loop(
     id_base: usize,
 ) -> RateStep {
     let n = (rate * duration.as_secs_f64()) as usize;
+    // Bodies and signatures are prepared before the clock starts: the generator shares the
+    // machine with what it measures, so it should spend its time sending.
+    let prepared: Vec<(String, Vec<u8>, Vec<(String, String)>)> = (0..n)
+        .map(|i| {
+            let body = event_body(id_base + i, "org_bench");
+            let headers = signed_headers(secret, &format!("msg_bench_{}", id_base + i), &body);
+            (format!("evt_bench_{:09}", id_base + i), body, headers)
+        })
+        .collect();
     let interval = Duration::from_secs_f64(1.0 / rate);
     let start = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..n {
+    for (i, (id, body, headers)) in prepared.into_iter().enumerate() {
         let at = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
         tokio::time::sleep_until(at).await;
-        let body = event_body(id_base + i, "org_bench");
-        let mut req = client.post(url).body(body.clone());
-        for (k, v) in signed_headers(secret, &format!("msg_bench_{}", id_base + i), &body) {
+        let mut req = client.post(url).body(body);
+        for (k, v) in headers {
             req = req.header(k, v);
         }
-        let id = format!("evt_bench_{:09}", id_base + i);
         tasks.spawn(async move {
             let ok = matches!(req.send().await, Ok(r) if r.status().as_u16() == 202);
             (
