@@ -18,6 +18,9 @@ pub struct RateStep {
     pub accepted_at: Vec<(String, chrono::DateTime<chrono::Utc>)>,
 }
 
+/// (event id, body, signed headers)
+type Prepared = (String, Vec<u8>, Vec<(String, String)>);
+
 /// Offers `rate` signed webhooks per second for `duration`, whatever the answers (open loop):
 /// latency is measured from each request's scheduled start, so queueing shows.
 pub async fn open_loop(
@@ -31,7 +34,7 @@ pub async fn open_loop(
     let n = (rate * duration.as_secs_f64()) as usize;
     // Bodies and signatures are prepared before the clock starts: the generator shares the
     // machine with what it measures, so it should spend its time sending.
-    let prepared: Vec<(String, Vec<u8>, Vec<(String, String)>)> = (0..n)
+    let prepared: Vec<Prepared> = (0..n)
         .map(|i| {
             let body = event_body(id_base + i, "org_bench");
             let headers = signed_headers(secret, &format!("msg_bench_{}", id_base + i), &body);
