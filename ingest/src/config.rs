@@ -11,9 +11,9 @@ use std::time::Duration;
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ingest", version, about)]
 pub struct Config {
-    /// One or more `whsec_…` secrets, separated by spaces or commas (rotation).
-    #[arg(long = "webhook-secret", env = "SCALEKIT_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secrets)]
-    pub webhook_secrets: WebhookSecrets,
+    /// One or more `whsec_…` secrets, separated by spaces or commas (rotation). Required.
+    #[arg(long = "webhook-secret", env = "SCALEKIT_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret_string)]
+    pub webhook_secret: Option<SecretString>,
 
     /// RabbitMQ URL (may hold a password: never logged).
     #[arg(long, env = "AMQP_URL", hide_env_values = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = parse_secret_string)]
@@ -60,15 +60,30 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-fn parse_secrets(s: &str) -> Result<WebhookSecrets, String> {
-    WebhookSecrets::parse(s).map_err(|e| e.to_string())
-}
-
 fn parse_secret_string(s: &str) -> Result<SecretString, String> {
     Ok(SecretString::from(s.to_owned()))
 }
 
+/// A configuration value that cannot be used. Never repeats a secret's value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("SCALEKIT_WEBHOOK_SECRET (--webhook-secret) is not set")]
+    MissingSecret,
+    #[error("SCALEKIT_WEBHOOK_SECRET (--webhook-secret): {0}")]
+    InvalidSecret(shared::SecretError),
+}
+
 impl Config {
+    /// The decoded webhook secrets: a missing or malformed value is a start-up error that names
+    /// the variable (and never prints the value).
+    pub fn webhook_secrets(&self) -> Result<WebhookSecrets, ConfigError> {
+        let raw = self
+            .webhook_secret
+            .as_ref()
+            .ok_or(ConfigError::MissingSecret)?;
+        WebhookSecrets::parse(raw.expose_secret()).map_err(ConfigError::InvalidSecret)
+    }
+
     pub fn confirm_timeout(&self) -> Duration {
         Duration::from_millis(self.confirm_timeout_ms)
     }
@@ -104,6 +119,7 @@ mod tests {
     #[test]
     fn defaults_and_redaction() {
         let c = parse(&["--webhook-secret", "whsec_dGVzdHNlY3JldA=="]).unwrap();
+        assert_eq!(c.webhook_secrets().unwrap().len(), 1);
         assert_eq!(c.max_body_bytes, 1024 * 1024);
         assert_eq!(c.tolerance_seconds, 300);
         assert_eq!(c.amqp_prefix, "scim");
@@ -114,13 +130,20 @@ mod tests {
     }
 
     #[test]
-    fn bad_secret_is_a_startup_error_naming_the_variable() {
-        let err = parse(&["--webhook-secret", "whsec_test-secret"])
+    fn bad_secret_is_a_startup_error_naming_the_variable_not_the_value() {
+        let c = parse(&["--webhook-secret", "whsec_test-secret"]).unwrap();
+        let err = c.webhook_secrets().unwrap_err().to_string();
+        assert!(err.contains("SCALEKIT_WEBHOOK_SECRET"), "{err}");
+        assert!(err.contains("base64"), "{err}");
+        assert!(
+            !err.contains("test-secret"),
+            "the value is never printed: {err}"
+        );
+        let err = parse(&[])
+            .unwrap()
+            .webhook_secrets()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("webhook-secret"), "{err}");
-        assert!(err.contains("base64"), "{err}");
-        let err = parse(&[]).unwrap_err().to_string();
-        assert!(err.contains("webhook-secret"), "{err}");
+        assert!(err.contains("SCALEKIT_WEBHOOK_SECRET"), "{err}");
     }
 }

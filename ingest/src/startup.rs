@@ -20,6 +20,8 @@ pub const WEBHOOK_PATH: &str = "/webhooks/scalekit";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -39,6 +41,7 @@ impl Application {
     /// Binds and starts the broker link (which connects in the background: `/readyz` tells when).
     /// Must be called inside a tokio runtime.
     pub fn build(config: Config) -> Result<Self, StartError> {
+        let secrets = config.webhook_secrets()?;
         let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -56,8 +59,7 @@ impl Application {
         );
         let metrics = Arc::new(Metrics::new());
         let state = web::Data::new(AppState {
-            verifier: Verifier::new(config.webhook_secrets.clone())
-                .with_tolerance(config.tolerance_seconds),
+            verifier: Verifier::new(secrets.clone()).with_tolerance(config.tolerance_seconds),
             link: link.clone(),
             topology,
             metrics: Arc::clone(&metrics),
@@ -69,7 +71,7 @@ impl Application {
             %addr,
             amqp = %config.amqp_url_redacted(),
             prefix = %config.amqp_prefix,
-            secrets = config.webhook_secrets.len(),
+            secrets = secrets.len(),
             "ingest starting"
         );
         let mut server = HttpServer::new(move || {
