@@ -25,7 +25,11 @@ rabbit_ready() { port_open "$AMQP_HOST" "$AMQP_PORT" && { ! command -v rabbitmq-
 pg_ready() { if command -v pg_isready >/dev/null; then pg_isready -q -h "$PGHOST" -p "$PGPORT"; else port_open "$PGHOST" "$PGPORT"; fi; }
 
 if ! port_open "$AMQP_HOST" "$AMQP_PORT"; then
-  if command -v rabbitmq-server >/dev/null; then
+  if command -v rabbitmqctl >/dev/null && timeout 20 rabbitmqctl -q ping >/dev/null 2>&1; then
+    # The node runs but its application is stopped (e.g. an interrupted stop_app).
+    echo "services: starting the RabbitMQ application"
+    timeout 120 rabbitmqctl start_app || true
+  elif command -v rabbitmq-server >/dev/null; then
     echo "services: starting RabbitMQ"
     rabbitmq-server -detached || true
   else
