@@ -28,6 +28,14 @@ pub struct Stack {
     pub ingest_port: u16,
 }
 
+/// The harness's own `INGEST_*` / `WORKER_*` variables, passed on to the binaries (after the
+/// defaults, so they win): tuning knobs for benchmark runs, e.g. `INGEST_PUBLISH_CHANNELS=1`.
+fn tuning_env(prefix: &str) -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with(prefix) && k != "INGEST_LISTEN" && k != "WORKER_LISTEN")
+        .collect()
+}
+
 impl Stack {
     /// Creates the database (migrated) and names; starts nothing yet.
     pub async fn new(tag: &str) -> anyhow::Result<Self> {
@@ -85,6 +93,7 @@ impl Stack {
         ));
         env.push(("INGEST_HTTP_WORKERS".into(), "2".into()));
         env.push(("INGEST_SHUTDOWN_TIMEOUT_SECONDS".into(), "10".into()));
+        env.extend(tuning_env("INGEST_"));
         let p = Proc::spawn("ingest", "ingest", &[], &env, self.ingest_port)?;
         p.wait_ready(&self.client, Duration::from_secs(30)).await?;
         self.ingest = Some(p);
@@ -98,6 +107,8 @@ impl Stack {
         env.push(("WORKER_LISTEN".into(), format!("127.0.0.1:{port}")));
         env.push(("WORKER_RETRY_TIERS".into(), "1s,3s,10s".into()));
         env.push(("DATABASE_POOL_SIZE".into(), "8".into()));
+        env.extend(tuning_env("WORKER_"));
+        env.extend(tuning_env("DATABASE_POOL_SIZE"));
         let label = format!("worker-{}", self.workers.len());
         let p = Proc::spawn("worker", &label, &["run"], &env, port)?;
         p.wait_ready(&self.client, Duration::from_secs(30)).await?;

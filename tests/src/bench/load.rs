@@ -1,9 +1,14 @@
 //! Open-loop load against the real ingest, and the worker draining a pre-filled queue.
 
+use super::cpu::{CpuUse, Watched};
+use super::generator::{self, Job};
 use super::{event_body, percentile};
+use bytes::Bytes;
+use http_body_util::Full;
 use serde::Serialize;
 use shared::WebhookSecret;
 use shared::testkit::signed_headers;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize)]
@@ -13,81 +18,80 @@ pub struct RateStep {
     pub errors: usize,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// Where the CPU went during the step.
+    pub cpu: CpuUse,
     /// Event id and wall-clock time of each 202 (for 2xx → committed latency).
     #[serde(skip)]
     pub accepted_at: Vec<(String, chrono::DateTime<chrono::Utc>)>,
 }
 
-/// (event id, body, signed headers)
-type Prepared = (String, Vec<u8>, Vec<(String, String)>);
+/// Keep-alive connections the generator sends over (more than the in-flight requests at the
+/// highest rate it offers, so a slow answer does not hold back the next one).
+pub const CONNECTIONS: usize = 512;
 
-/// Offers `rate` signed webhooks per second for `duration`, whatever the answers (open loop):
-/// latency is measured from each request's scheduled start, so queueing shows.
+/// Offers `rate` signed webhooks per second for `duration` to `addr` + `path`, whatever the
+/// answers (open loop): latency is measured from each request's scheduled start, so queueing shows.
 pub async fn open_loop(
-    client: &reqwest::Client,
-    url: &str,
+    watched: &Watched,
+    addr: SocketAddr,
+    path: &str,
     secret: &WebhookSecret,
     rate: f64,
     duration: Duration,
     id_base: usize,
 ) -> RateStep {
     let n = (rate * duration.as_secs_f64()) as usize;
-    // Bodies and signatures are prepared before the clock starts: the generator shares the
-    // machine with what it measures, so it should spend its time sending.
-    let prepared: Vec<Prepared> = (0..n)
-        .map(|i| {
+    // Bodies, signatures and requests are prepared before the clock starts: the generator
+    // shares the machine with what it measures, so it should spend its time sending.
+    let jobs: Vec<Job> = (0..n)
+        .filter_map(|i| {
             let body = event_body(id_base + i, "org_bench");
             let headers = signed_headers(secret, &format!("msg_bench_{}", id_base + i), &body);
-            (format!("evt_bench_{:09}", id_base + i), body, headers)
+            let mut req = hyper::Request::post(path).header("host", addr.to_string());
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let request = req.body(Full::new(Bytes::from(body))).ok()?;
+            Some(Job {
+                id: format!("evt_bench_{:09}", id_base + i),
+                request,
+            })
         })
         .collect();
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let start = tokio::time::Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for (i, (id, body, headers)) in prepared.into_iter().enumerate() {
-        let at = start + interval * u32::try_from(i).unwrap_or(u32::MAX);
-        tokio::time::sleep_until(at).await;
-        let mut req = client.post(url).body(body);
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        tasks.spawn(async move {
-            let ok = matches!(req.send().await, Ok(r) if r.status().as_u16() == 202);
-            (
-                ok,
-                at.elapsed().as_secs_f64() * 1000.0,
-                id,
-                chrono::Utc::now(),
-            )
-        });
-    }
+    let started = Instant::now();
+    let cpu = watched.start();
+    let outcomes = generator::run(addr, jobs, interval, CONNECTIONS).await;
+    let elapsed = started.elapsed().as_secs_f64();
     let mut ms = Vec::with_capacity(n);
     let mut accepted_at = Vec::with_capacity(n);
-    let mut errors = 0;
-    while let Some(Ok((ok, l, id, when))) = tasks.join_next().await {
-        if ok {
-            ms.push(l);
-            accepted_at.push((id, when));
+    let mut errors = n.saturating_sub(outcomes.len());
+    for o in outcomes {
+        if o.status == Some(202) {
+            ms.push(o.latency_ms);
+            accepted_at.push((o.id, o.answered_at));
         } else {
             errors += 1;
         }
     }
-    let elapsed = start.elapsed().as_secs_f64();
     ms.sort_by(f64::total_cmp);
+    let cpu = cpu.finish(ms.len());
     RateStep {
         offered_per_s: rate,
         accepted_per_s: ms.len() as f64 / elapsed,
         errors,
         p50_ms: percentile(&ms, 0.5),
         p99_ms: percentile(&ms, 0.99),
+        cpu,
         accepted_at,
     }
 }
 
 /// Steps the offered rate up until p99 ≥ `p99_limit_ms` or errors appear; returns all steps.
 pub async fn find_max_rate(
-    client: &reqwest::Client,
-    url: &str,
+    watched: &Watched,
+    addr: SocketAddr,
+    path: &str,
     secret: &WebhookSecret,
     rates: &[f64],
     step: Duration,
@@ -96,11 +100,15 @@ pub async fn find_max_rate(
     let mut out = Vec::new();
     let mut base = 1_000_000;
     for &rate in rates {
-        let s = open_loop(client, url, secret, rate, step, base).await;
+        let s = open_loop(watched, addr, path, secret, rate, step, base).await;
         base += 1_000_000;
         eprintln!(
-            "  ingest @ {rate:>6.0}/s: accepted {:>7.0}/s  p50 {:>6.1} ms  p99 {:>6.1} ms  errors {}",
-            s.accepted_per_s, s.p50_ms, s.p99_ms, s.errors
+            "  ingest @ {rate:>6.0}/s: accepted {:>7.0}/s  p50 {:>6.1} ms  p99 {:>6.1} ms  errors {}  cpu/msg: {}",
+            s.accepted_per_s,
+            s.p50_ms,
+            s.p99_ms,
+            s.errors,
+            s.cpu.describe()
         );
         let over = s.p99_ms >= p99_limit_ms || s.errors > 0;
         out.push(s);

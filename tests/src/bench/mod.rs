@@ -2,8 +2,12 @@
 //! measurements of the real binaries against them.
 
 pub mod baseline;
+pub mod cpu;
+pub mod generator;
 pub mod load;
+pub mod prefill;
 pub mod report;
+pub mod sql_baseline;
 
 /// Latency percentiles in milliseconds.
 pub fn percentile(sorted_ms: &[f64], p: f64) -> f64 {

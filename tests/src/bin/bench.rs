@@ -6,10 +6,12 @@ use anyhow::Context;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::time::Duration;
 use tests::bench::report::{Row, row, write};
-use tests::bench::{baseline, load, percentile};
+use tests::bench::{baseline, cpu, load, percentile, prefill, sql_baseline};
 use tests::stack::{SECRET, Stack};
 
 const P99_LIMIT_MS: f64 = 50.0;
+/// Events the worker drains in `BENCH_ONLY=worker` runs (no ingest phase fills the queue).
+const WORKER_ONLY_EVENTS: usize = 100_000;
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -38,15 +40,38 @@ fn machine() -> String {
 }
 
 async fn build_binaries() -> anyhow::Result<()> {
-    // `cargo run` builds only this package: build the binaries under test, same profile.
+    // `cargo run` builds only this package: build the binaries under test, same profile. Naming
+    // this package too keeps cargo's feature unification the same as `cargo run -p tests`, so the
+    // shared dependencies are not rebuilt with other features on every run.
     let Ok(cargo) = std::env::var("CARGO") else {
         return Ok(());
     };
     let release = !cfg!(debug_assertions);
     let mut cmd = tokio::process::Command::new(cargo);
-    cmd.args(["build", "-p", "ingest", "-p", "worker"]);
+    cmd.args([
+        "build", "-p", "tests", "-p", "ingest", "-p", "worker", "--bins",
+    ]);
     if release {
         cmd.arg("--release");
+    }
+    // `cargo run` hands its package's CARGO_* variables to the bench; build scripts that watch
+    // them would see a change and rebuild. Pass on only cargo's own configuration.
+    const KEEP: [&str; 9] = [
+        "CARGO_HOME",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_",
+        "CARGO_NET_",
+        "CARGO_TERM_",
+        "CARGO_REGISTRIES_",
+        "CARGO_PROFILE_",
+        "CARGO_INCREMENTAL",
+        "CARGO_HTTP_",
+    ];
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("CARGO_") && !KEEP.iter().any(|p| k.starts_with(p)) {
+            cmd.env_remove(&key);
+        }
     }
     anyhow::ensure!(
         cmd.status().await?.success(),
@@ -82,43 +107,96 @@ async fn main() -> anyhow::Result<()> {
     eprintln!(
         "B_pub: raw lapin publisher, persistent + mandatory, 256 confirms in flight, quorum queue"
     );
-    let b_pub = baseline::raw_publisher(&url, 30_000, 256)
+    let broker = cpu::find_process("beam.smp");
+    if broker.is_none() {
+        eprintln!("  (RabbitMQ's beam.smp is not visible here: its CPU is not accounted)");
+    }
+    let me = Some(std::process::id());
+    let pub_watch = cpu::Watched::new()
+        .with("broker", broker)
+        .with("publisher", me);
+    let b_pub = baseline::raw_publisher(&pub_watch, &url, 30_000, 256)
         .await
         .context("B_pub")?;
     eprintln!(
-        "  {:.0} msgs/s, confirm p50 {:.1} ms p99 {:.1} ms",
-        b_pub.msgs_per_s, b_pub.confirm_p50_ms, b_pub.confirm_p99_ms
+        "  {:.0} msgs/s, confirm p50 {:.1} ms p99 {:.1} ms  cpu/msg: {}",
+        b_pub.msgs_per_s,
+        b_pub.confirm_p50_ms,
+        b_pub.confirm_p99_ms,
+        b_pub.cpu.describe()
     );
 
+    if let Ok(windows) = std::env::var("BENCH_PUB_WINDOWS") {
+        for w in windows
+            .split(',')
+            .filter_map(|w| w.trim().parse::<usize>().ok())
+        {
+            let r = baseline::raw_publisher(&pub_watch, &url, 20_000, w).await?;
+            eprintln!(
+                "  window {w:>4}: {:.0} msgs/s, confirm p50 {:.1} ms p99 {:.1} ms  cpu/msg: {}",
+                r.msgs_per_s,
+                r.confirm_p50_ms,
+                r.confirm_p99_ms,
+                r.cpu.describe()
+            );
+        }
+    }
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let mut stack = Stack::new("bench").await?;
-    stack.start_ingest().await?;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(512)
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    eprintln!("ingest: open-loop load, 4 s a step, until p99 ≥ {P99_LIMIT_MS} ms");
-    let rates = [
-        500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0, 10000.0, 12000.0,
-    ];
-    let steps = load::find_max_rate(
-        &client,
-        &stack.webhook_url(),
-        &secret,
-        &rates,
-        Duration::from_secs(4),
-        P99_LIMIT_MS,
-    )
-    .await;
+    let mut steps = Vec::new();
+    if only != "worker" {
+        stack.start_ingest().await?;
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], stack.ingest_port));
+        let ingest_watch = cpu::Watched::new()
+            .with("broker", broker)
+            .with("ingest", stack.ingest.as_ref().and_then(|p| p.pid()))
+            .with("generator", me);
+        eprintln!("ingest: open-loop load, 4 s a step, until p99 ≥ {P99_LIMIT_MS} ms");
+        let rates = [
+            500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0, 10000.0, 12000.0,
+            14000.0, 16000.0,
+        ];
+        steps = load::find_max_rate(
+            &ingest_watch,
+            addr,
+            ingest::WEBHOOK_PATH,
+            &secret,
+            &rates,
+            Duration::from_secs(4),
+            P99_LIMIT_MS,
+        )
+        .await;
+    }
     let best = load::max_sustained(&steps, P99_LIMIT_MS).cloned();
     let ingest_rate = best.as_ref().map_or(0.0, |s| s.accepted_per_s);
+    if only == "ingest" {
+        // A quick loop for ingest work: baseline and ingest only, nothing written.
+        eprintln!(
+            "ingest {ingest_rate:.0}/s ÷ B_pub {:.0}/s = {:.2}",
+            b_pub.msgs_per_s,
+            ingest_rate / b_pub.msgs_per_s
+        );
+        stack.teardown().await;
+        return Ok(());
+    }
+    if only == "worker" {
+        eprintln!("worker only: pre-filling the apply queue with {WORKER_ONLY_EVENTS} events");
+        prefill::prefill(&url, &stack.topology, WORKER_ONLY_EVENTS, 1_000_000).await?;
+    }
 
-    eprintln!("B_sql: direct upserts into directory_users");
-    let b_sql = baseline::sql_upserts(&stack.db_url, 50_000, 500, 2_000)
+    let batch = std::env::var("WORKER_BATCH_SIZE")
+        .ok()
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(200);
+    eprintln!(
+        "B_sql: direct SQL (user upserts; and the worker's rows per event, {batch} a transaction)"
+    );
+    let b_sql = sql_baseline::sql_baselines(&stack.db_url, 50_000, 500, 2_000, 60_000, batch)
         .await
         .context("B_sql")?;
     eprintln!(
-        "  batched {:.0} rows/s (500 a statement), single-row commits {:.0} rows/s",
-        b_sql.batched_rows_per_s, b_sql.single_row_commits_per_s
+        "  users batched {:.0} rows/s (500 a statement), single-row commits {:.0} rows/s, same writes as the worker {:.0} events/s",
+        b_sql.batched_rows_per_s, b_sql.single_row_commits_per_s, b_sql.same_writes_events_per_s
     );
 
     // The apply queue now holds everything ingest accepted: drain it with one worker.
@@ -127,6 +205,14 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("worker: draining {queued} queued events");
     let started = std::time::Instant::now();
     stack.start_worker().await?;
+    let worker_watch = cpu::Watched::new()
+        .with("broker", broker)
+        .with(
+            "worker",
+            <[tests::procs::Proc]>::first(&stack.workers).and_then(|p| p.pid()),
+        )
+        .with_all("postgres", &cpu::find_processes("postgres"));
+    let drain_cpu = worker_watch.start();
     let db = stack.db_url.clone();
     load::time_until(
         i64::from(queued),
@@ -135,8 +221,22 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     let drain = started.elapsed();
+    let drain_cpu = drain_cpu.finish(usize::try_from(queued).unwrap_or(usize::MAX));
     let worker_rate = f64::from(queued) / drain.as_secs_f64();
-    eprintln!("  {worker_rate:.0} events/s");
+    let worker_ratio_same = worker_rate / b_sql.same_writes_events_per_s;
+    eprintln!(
+        "  {worker_rate:.0} events/s = {worker_ratio_same:.2} × B_sql same writes  cpu/event: {}",
+        drain_cpu.describe()
+    );
+    if only == "worker" {
+        stack.teardown().await;
+        return Ok(());
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], stack.ingest_port));
+    let ingest_watch = cpu::Watched::new()
+        .with("broker", broker)
+        .with("ingest", stack.ingest.as_ref().and_then(|p| p.pid()))
+        .with("generator", me);
 
     eprintln!("end to end: ingest + worker, queue depth must stay flat");
     let mut e2e_best = 0.0;
@@ -146,8 +246,9 @@ async fn main() -> anyhow::Result<()> {
     ] {
         let before = tap.depth(&stack.topology.apply_queue()).await?;
         let s = load::open_loop(
-            &client,
-            &stack.webhook_url(),
+            &ingest_watch,
+            addr,
+            ingest::WEBHOOK_PATH,
             &secret,
             rate,
             Duration::from_secs(5),
@@ -174,8 +275,9 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let half = (e2e_best / 2.0).max(50.0);
     let s = load::open_loop(
-        &client,
-        &stack.webhook_url(),
+        &ingest_watch,
+        addr,
+        ingest::WEBHOOK_PATH,
         &secret,
         half,
         Duration::from_secs(8),
