@@ -3,7 +3,7 @@
 
 use crate::handle::Handler;
 use crate::health::{Health, TICK};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use shared::amqp::BrokerLink;
@@ -98,8 +98,14 @@ pub async fn run(
                         // Take what is already there (up to the batch size) without waiting long.
                         let mut batch = vec![delivery];
                         let mut failed = false;
+                        let deadline = tokio::time::Instant::now() + BATCH_WAIT;
                         while batch.len() < settings.batch_size.max(1) {
-                            match tokio::time::timeout(BATCH_WAIT, consumer.next()).await {
+                            // What is buffered already is taken without arming a timer.
+                            let next = match consumer.next().now_or_never() {
+                                Some(next) => Ok(next),
+                                None => tokio::time::timeout_at(deadline, consumer.next()).await,
+                            };
+                            match next {
                                 Ok(Some(Ok(d))) => batch.push(d),
                                 Ok(Some(Err(_))) | Ok(None) => {
                                     failed = true;

@@ -96,16 +96,26 @@ impl Handler {
                 self.transient_streak.store(0, Ordering::Relaxed);
                 let per_event = started.elapsed().as_secs_f64() / parsed.len() as f64;
                 let now = chrono::Utc::now();
-                for ((d, (meta, event)), outcome) in parsed.into_iter().zip(&items).zip(outcomes) {
+                for ((_, event), outcome) in items.iter().zip(&outcomes) {
                     self.metrics.apply_seconds.observe(per_event);
-                    if outcome == Outcome::Applied {
+                    if *outcome == Outcome::Applied {
                         self.trigger_sync(event);
                         let lag = now - event.envelope.occurred_at;
                         self.metrics
                             .lag_seconds
                             .observe(lag.num_milliseconds().max(0) as f64 / 1000.0);
                     }
-                    match d.acker.ack(BasicAckOptions::default()).await {
+                }
+                // All acks at once: the connection's I/O loop writes them together instead of
+                // waking up (and waking us) once per message.
+                let acks = futures_util::future::join_all(
+                    parsed
+                        .iter()
+                        .map(|d| d.acker.ack(BasicAckOptions::default())),
+                )
+                .await;
+                for (((meta, _), outcome), ack) in items.iter().zip(&outcomes).zip(acks) {
+                    match ack {
                         Ok(_) => self.metrics.count(&meta.event_type, outcome.as_str()),
                         Err(e) => {
                             tracing::warn!(error = %e, event_id = %meta.message_id, "ack failed; message will be redelivered")

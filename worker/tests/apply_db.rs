@@ -367,3 +367,97 @@ async fn batches_reach_the_same_end_state_in_any_order_and_split() {
     }
     db.drop_db().await;
 }
+
+/// `04_user_updated` with its id, time, groups and email replaced.
+fn user_update(n: u32, groups: &[(&str, &str)], email: &str) -> Vec<u8> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&fixture("04_user_updated.json")).unwrap();
+    v["id"] = format!("evt_rewrite_{n:03}").into();
+    v["occurred_at"] = format!("2025-02-01T00:00:{n:02}Z").into();
+    v["data"]["email"] = email.into();
+    v["data"]["groups"] = groups
+        .iter()
+        .map(|(id, name)| serde_json::json!({"id": id, "name": name}))
+        .collect();
+    serde_json::to_vec(&v).unwrap()
+}
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct RowVersion {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    key: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    version: String,
+}
+
+/// Membership and role rows with their row versions (`xmin`: changes when a row is rewritten).
+async fn set_rows(conn: &mut diesel_async::AsyncPgConnection) -> Vec<RowVersion> {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(
+        "SELECT 'm:' || directory_group_id AS key, xmin::text AS version FROM directory_group_memberships \
+         UNION ALL SELECT 'r:' || role_name || ':' || source, xmin::text FROM user_roles ORDER BY 1",
+    )
+    .load(conn)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn memberships_and_roles_are_rewritten_only_when_they_change() {
+    let db = TestDb::create().await;
+    let mut conn = db.connect().await;
+    let a = applier(&db, RoleMapping::default());
+    let eng = ("dirgroup_eng", "Engineering");
+    let fin = ("dirgroup_fin", "Finance");
+    for batched in [false, true] {
+        truncate(&mut conn).await;
+        let apply = async |body: Vec<u8>| {
+            let (meta, event) = parsed(&body);
+            if batched {
+                a.apply_batch(&[(meta, event)]).await.unwrap()[0]
+            } else {
+                a.apply(&meta, &event).await.unwrap()
+            }
+        };
+        assert_eq!(
+            apply(user_update(1, &[eng, fin], "a@example.com")).await,
+            Outcome::Applied
+        );
+        let first = set_rows(&mut conn).await;
+        let keys: Vec<&str> = first.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "m:dirgroup_eng",
+                "m:dirgroup_fin",
+                "r:billing_admin:scalekit",
+                "r:member:scalekit"
+            ],
+            "batched={batched}"
+        );
+        // A profile change with the same groups and roles leaves those rows untouched.
+        assert_eq!(
+            apply(user_update(2, &[eng, fin], "b@example.com")).await,
+            Outcome::Applied
+        );
+        assert_eq!(set_rows(&mut conn).await, first, "batched={batched}");
+        // Leaving a group rewrites the sets: the membership is gone.
+        assert_eq!(
+            apply(user_update(3, &[eng], "b@example.com")).await,
+            Outcome::Applied
+        );
+        let after = set_rows(&mut conn).await;
+        let keys: Vec<&str> = after.iter().map(|r| r.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "m:dirgroup_eng",
+                "r:billing_admin:scalekit",
+                "r:member:scalekit"
+            ],
+            "batched={batched}"
+        );
+        assert_ne!(after[0].version, first[0].version, "rewritten");
+    }
+    db.drop_db().await;
+}

@@ -8,6 +8,7 @@ pub mod load;
 pub mod prefill;
 pub mod report;
 pub mod sql_baseline;
+pub mod summary;
 
 /// Latency percentiles in milliseconds.
 pub fn percentile(sorted_ms: &[f64], p: f64) -> f64 {

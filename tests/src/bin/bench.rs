@@ -5,7 +5,8 @@
 use anyhow::Context;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::time::Duration;
-use tests::bench::report::{Row, row, write};
+use tests::bench::report::write;
+use tests::bench::summary::Summary;
 use tests::bench::{baseline, cpu, load, percentile, prefill, sql_baseline};
 use tests::stack::{SECRET, Stack};
 
@@ -80,17 +81,19 @@ async fn build_binaries() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn processed(db_url: &str) -> i64 {
+/// Rows in `processed_events`, over one kept connection (a new connection per poll would cost
+/// the database a backend start each time, inside the measurement).
+type Db = std::sync::Arc<tokio::sync::Mutex<AsyncPgConnection>>;
+
+async fn processed(db: Db) -> i64 {
     #[derive(diesel::QueryableByName)]
     struct N {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let Ok(mut conn) = AsyncPgConnection::establish(db_url).await else {
-        return -1;
-    };
+    let mut conn = db.lock().await;
     diesel::sql_query("SELECT count(*) AS n FROM processed_events")
-        .get_result::<N>(&mut conn)
+        .get_result::<N>(&mut *conn)
         .await
         .map_or(-1, |r| r.n)
 }
@@ -102,7 +105,6 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("machine: {machine}");
     let url = shared::testkit::amqp_url();
     let secret: shared::WebhookSecret = SECRET.parse()?;
-    let mut rows: Vec<Row> = Vec::new();
 
     eprintln!(
         "B_pub: raw lapin publisher, persistent + mandatory, 256 confirms in flight, quorum queue"
@@ -213,10 +215,12 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_all("postgres", &cpu::find_processes("postgres"));
     let drain_cpu = worker_watch.start();
-    let db = stack.db_url.clone();
+    let db: Db = std::sync::Arc::new(tokio::sync::Mutex::new(
+        AsyncPgConnection::establish(&stack.db_url).await?,
+    ));
     load::time_until(
         i64::from(queued),
-        || processed(&db),
+        || processed(db.clone()),
         Duration::from_secs(900),
     )
     .await?;
@@ -269,9 +273,8 @@ async fn main() -> anyhow::Result<()> {
         e2e_best = s.accepted_per_s;
     }
     // Let the queue settle, then measure 2xx → committed at half the sustained rate.
-    let db = stack.db_url.clone();
     let total_now = i64::from(queued) + 1;
-    let _ = load::time_until(total_now, || processed(&db), Duration::from_secs(5)).await;
+    let _ = load::time_until(total_now, || processed(db.clone()), Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let half = (e2e_best / 2.0).max(50.0);
     let s = load::open_loop(
@@ -324,87 +327,27 @@ async fn main() -> anyhow::Result<()> {
     let worker_rss = <[tests::procs::Proc]>::first(&stack.workers)
         .and_then(|p| p.peak_rss_kib())
         .unwrap_or(0);
-    let ingest_ratio = ingest_rate / b_pub.msgs_per_s;
-    let worker_ratio = worker_rate / b_sql.batched_rows_per_s;
-
-    rows.push(row(
-        "B_pub raw publisher",
-        format!(
-            "{:.0} msgs/s (confirm p50 {:.1} ms, p99 {:.1} ms)",
-            b_pub.msgs_per_s, b_pub.confirm_p50_ms, b_pub.confirm_p99_ms
-        ),
-        "lapin, persistent, mandatory, 256 in flight, quorum queue",
-    ));
-    rows.push(row(
-        "ingest max sustained (p99 < 50 ms)",
-        best.as_ref().map_or("-".into(), |b| {
-            format!(
-                "{:.0} webhooks/s (p50 {:.1} ms, p99 {:.1} ms)",
-                b.accepted_per_s, b.p50_ms, b.p99_ms
-            )
-        }),
-        "open loop, signed ~1 KiB bodies, 202 only after confirm",
-    ));
-    rows.push(row(
-        "ingest ÷ B_pub",
-        format!("{ingest_ratio:.2}"),
-        "target ≥ 0.7",
-    ));
-    rows.push(row(
-        "B_sql batched",
-        format!("{:.0} rows/s", b_sql.batched_rows_per_s),
-        "500-row INSERT … ON CONFLICT per transaction",
-    ));
-    rows.push(row(
-        "B_sql single-row commits",
-        format!("{:.0} rows/s", b_sql.single_row_commits_per_s),
-        "one upsert per transaction",
-    ));
-    rows.push(row(
-        "worker apply (drain)",
-        format!("{worker_rate:.0} events/s ({queued} events)"),
-        "dedupe + ordering + memberships + roles + audit per event",
-    ));
-    rows.push(row(
-        "worker ÷ B_sql batched",
-        format!("{worker_ratio:.2}"),
-        "target ≥ 0.7",
-    ));
-    rows.push(row(
-        "worker ÷ B_sql single-row",
-        format!("{:.2}", worker_rate / b_sql.single_row_commits_per_s),
-        "",
-    ));
-    rows.push(row(
-        "end to end sustained",
-        format!("{e2e_best:.0} webhooks/s"),
-        "apply queue depth flat over 5 s",
-    ));
-    rows.push(row(
-        "2xx → committed",
-        format!("p50 {e2e_p50:.1} ms, p99 {e2e_p99:.1} ms at {half:.0}/s"),
-        "processed_at minus the 202's arrival",
-    ));
-    rows.push(row(
-        "peak RSS",
-        format!(
-            "ingest {} MiB, worker {} MiB",
-            ingest_rss / 1024,
-            worker_rss / 1024
-        ),
-        "VmHWM",
-    ));
+    let summary = Summary {
+        b_pub,
+        ingest_steps: steps,
+        ingest_best: best,
+        b_sql,
+        worker_events: queued,
+        worker_rate,
+        drain_cpu,
+        e2e_best,
+        e2e_p50_ms: e2e_p50,
+        e2e_p99_ms: e2e_p99,
+        e2e_rate: half,
+        ingest_rss_kib: ingest_rss,
+        worker_rss_kib: worker_rss,
+    };
+    let rows = summary.rows();
     println!("\n| metric | value | note |\n|---|---|---|");
     for r in &rows {
         println!("| {} | {} | {} |", r.metric, r.value, r.note);
     }
-    let json = serde_json::json!({
-        "machine": machine,
-        "b_pub": b_pub, "ingest_steps": steps, "ingest_max_sustained": best, "ingest_ratio": ingest_ratio,
-        "b_sql": b_sql, "worker_events_per_s": worker_rate, "worker_ratio_batched": worker_ratio,
-        "e2e_sustained_per_s": e2e_best, "e2e_latency_ms": {"p50": e2e_p50, "p99": e2e_p99, "rate": half},
-        "peak_rss_kib": {"ingest": ingest_rss, "worker": worker_rss},
-    });
+    let json = summary.json(&machine);
     let stem = std::env::var("BENCH_NAME")
         .unwrap_or_else(|_| chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string());
     let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../bench/results");

@@ -7,7 +7,7 @@
 //! event and classifies its failure). Other event kinds go through `Applier::apply`.
 
 use super::batch_store::{self, FinalUser, UserKey};
-use super::user_plan::{PlanContext, UserEvent, UserPlan, plan_user};
+use super::user_plan::{Memberships, PlanContext, RoleSet, UserEvent, UserPlan, plan_user};
 use super::version::Version;
 use super::{Applier, ApplyError, Outcome, locks};
 use crate::db::schema::processed_events as p;
@@ -176,6 +176,8 @@ async fn apply_user_segment(
     let groups: Vec<UserKey> = group_keys.into_iter().collect();
     let deleted = batch_store::deleted_groups(conn, &groups).await?;
     let mut changed: BTreeMap<UserKey, Option<String>> = BTreeMap::new();
+    // Each changed user's memberships and roles as stored before this batch.
+    let mut stored_sets: BTreeMap<UserKey, Option<(Memberships, RoleSet)>> = BTreeMap::new();
     let mut audits: Vec<Audit> = Vec::new();
     for &i in segment {
         let (_, event) = &items[i];
@@ -219,6 +221,9 @@ async fn apply_user_segment(
                     change.after.clone(),
                 ));
                 let next = change.applied_to(current);
+                stored_sets
+                    .entry(key.clone())
+                    .or_insert_with(|| current.map(|c| (c.memberships.clone(), c.roles.clone())));
                 let entry = changed.entry(key.clone()).or_insert(None);
                 if directory_id.is_some() {
                     *entry = directory_id;
@@ -235,6 +240,17 @@ async fn apply_user_segment(
                 key,
                 state: s,
                 directory_id: dir.as_deref(),
+                sets_changed: stored_sets.get(key).is_none_or(|stored| {
+                    stored
+                        .as_ref()
+                        .is_none_or(|(m, r)| *m != s.memberships || *r != s.roles)
+                }),
+                // Unknown (not in the map): assume rows, so the rewrite stays correct.
+                had_rows: stored_sets.get(key).is_none_or(|stored| {
+                    stored
+                        .as_ref()
+                        .is_some_and(|(m, r)| !m.is_empty() || !r.is_empty())
+                }),
             })
         })
         .collect();

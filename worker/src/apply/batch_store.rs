@@ -1,5 +1,7 @@
 //! Set-based reads and writes for a segment of user events applied together: one statement per
-//! table instead of one per event.
+//! table instead of one per event. Membership and role reads probe the primary key once per user
+//! (`LATERAL … OFFSET 0` keeps the planner from hashing a whole table when its statistics are
+//! stale, as they are while a fresh database fills up).
 
 use super::user_plan::{Profile, RoleSource, StoredUser};
 use super::version::Version;
@@ -132,8 +134,9 @@ pub async fn load_users(
         })
         .collect();
     let memberships: Vec<PairRow> = diesel::sql_query(
-        "SELECT m.organization_id, m.directory_user_id, m.directory_group_id AS a, m.group_name AS b FROM directory_group_memberships m \
-         JOIN unnest($1::text[], $2::text[]) AS k(o, id) ON m.organization_id = k.o AND m.directory_user_id = k.id",
+        "SELECT k.o AS organization_id, k.id AS directory_user_id, m.a, m.b FROM unnest($1::text[], $2::text[]) AS k(o, id) \
+         CROSS JOIN LATERAL (SELECT directory_group_id AS a, group_name AS b FROM directory_group_memberships \
+         WHERE organization_id = k.o AND directory_user_id = k.id OFFSET 0) m",
     )
     .bind::<Array<Text>, _>(&orgs)
     .bind::<Array<Text>, _>(&users)
@@ -145,8 +148,9 @@ pub async fn load_users(
         }
     }
     let roles: Vec<PairRow> = diesel::sql_query(
-        "SELECT r.organization_id, r.directory_user_id, r.role_name AS a, r.source AS b FROM user_roles r \
-         JOIN unnest($1::text[], $2::text[]) AS k(o, id) ON r.organization_id = k.o AND r.directory_user_id = k.id",
+        "SELECT k.o AS organization_id, k.id AS directory_user_id, r.a, r.b FROM unnest($1::text[], $2::text[]) AS k(o, id) \
+         CROSS JOIN LATERAL (SELECT role_name AS a, source AS b FROM user_roles \
+         WHERE organization_id = k.o AND directory_user_id = k.id OFFSET 0) r",
     )
     .bind::<Array<Text>, _>(&orgs)
     .bind::<Array<Text>, _>(&users)
@@ -191,9 +195,41 @@ pub struct FinalUser<'a> {
     pub key: &'a UserKey,
     pub state: &'a StoredUser,
     pub directory_id: Option<&'a str>,
+    /// Whether memberships or roles differ from what is stored (only then are they rewritten).
+    pub sets_changed: bool,
+    /// Whether any membership or role row is stored for the user (read under its lock: only
+    /// the user's own writes add rows, so when none were read there is nothing to delete).
+    pub had_rows: bool,
 }
 
-/// Writes the final users, replaces their memberships and roles.
+impl FinalUser<'_> {
+    /// Whether `state`'s memberships or roles differ from `stored`'s (a new user: always).
+    pub fn sets_differ(stored: Option<&StoredUser>, state: &StoredUser) -> bool {
+        stored.is_none_or(|s| s.memberships != state.memberships || s.roles != state.roles)
+    }
+
+    /// Whether `stored` has membership or role rows.
+    pub fn has_rows(stored: Option<&StoredUser>) -> bool {
+        stored.is_some_and(|s| !s.memberships.is_empty() || !s.roles.is_empty())
+    }
+}
+
+/// Deletes the memberships and roles of `keys` (to be rewritten).
+async fn delete_sets(conn: &mut AsyncPgConnection, keys: &[UserKey]) -> diesel::QueryResult<()> {
+    let (orgs, ids) = split(keys);
+    for table in ["directory_group_memberships", "user_roles"] {
+        diesel::sql_query(format!(
+            "DELETE FROM {table} t USING unnest($1::text[], $2::text[]) AS k(o, id) WHERE t.organization_id = k.o AND t.directory_user_id = k.id"
+        ))
+        .bind::<Array<Text>, _>(&orgs)
+        .bind::<Array<Text>, _>(&ids)
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Writes the final users; replaces the memberships and roles of those whose sets changed.
 pub async fn write_users(
     conn: &mut AsyncPgConnection,
     users: &[FinalUser<'_>],
@@ -261,18 +297,15 @@ pub async fn write_users(
             .execute(conn)
             .await?;
     }
-    let keys: Vec<UserKey> = users.iter().map(|f| f.key.clone()).collect();
-    let (orgs, ids) = split(&keys);
-    diesel::sql_query("DELETE FROM directory_group_memberships m USING unnest($1::text[], $2::text[]) AS k(o, id) WHERE m.organization_id = k.o AND m.directory_user_id = k.id")
-        .bind::<Array<Text>, _>(&orgs)
-        .bind::<Array<Text>, _>(&ids)
-        .execute(conn)
-        .await?;
-    diesel::sql_query("DELETE FROM user_roles r USING unnest($1::text[], $2::text[]) AS k(o, id) WHERE r.organization_id = k.o AND r.directory_user_id = k.id")
-        .bind::<Array<Text>, _>(&orgs)
-        .bind::<Array<Text>, _>(&ids)
-        .execute(conn)
-        .await?;
+    let users: Vec<&FinalUser<'_>> = users.iter().filter(|f| f.sets_changed).collect();
+    let keys: Vec<UserKey> = users
+        .iter()
+        .filter(|f| f.had_rows)
+        .map(|f| f.key.clone())
+        .collect();
+    if !keys.is_empty() {
+        delete_sets(conn, &keys).await?;
+    }
     let memberships: Vec<_> = users
         .iter()
         .flat_map(|f| {

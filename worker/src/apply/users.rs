@@ -101,6 +101,8 @@ async fn write(
             key: &key,
             state: &state,
             directory_id,
+            sets_changed: FinalUser::sets_differ(current, &state),
+            had_rows: FinalUser::has_rows(current),
         }],
     )
     .await?;

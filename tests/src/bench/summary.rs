@@ -1,0 +1,162 @@
+//! One bench run's numbers, as the Markdown rows and the JSON written to `bench/results/`.
+
+use super::baseline::PubResult;
+use super::cpu::CpuUse;
+use super::load::RateStep;
+use super::report::{Row, row};
+use super::sql_baseline::SqlResult;
+
+pub struct Summary {
+    pub b_pub: PubResult,
+    pub ingest_steps: Vec<RateStep>,
+    pub ingest_best: Option<RateStep>,
+    pub b_sql: SqlResult,
+    pub worker_events: u32,
+    pub worker_rate: f64,
+    pub drain_cpu: CpuUse,
+    pub e2e_best: f64,
+    pub e2e_p50_ms: f64,
+    pub e2e_p99_ms: f64,
+    pub e2e_rate: f64,
+    pub ingest_rss_kib: u64,
+    pub worker_rss_kib: u64,
+}
+
+impl Summary {
+    pub fn ingest_rate(&self) -> f64 {
+        self.ingest_best.as_ref().map_or(0.0, |s| s.accepted_per_s)
+    }
+
+    pub fn ingest_ratio(&self) -> f64 {
+        self.ingest_rate() / self.b_pub.msgs_per_s
+    }
+
+    /// The target ratio: the worker against the same rows written directly.
+    pub fn worker_ratio(&self) -> f64 {
+        self.worker_rate / self.b_sql.same_writes_events_per_s
+    }
+
+    pub fn rows(&self) -> Vec<Row> {
+        let b = &self.b_pub;
+        let s = &self.b_sql;
+        vec![
+            row(
+                "B_pub raw publisher",
+                format!(
+                    "{:.0} msgs/s (confirm p50 {:.1} ms, p99 {:.1} ms)",
+                    b.msgs_per_s, b.confirm_p50_ms, b.confirm_p99_ms
+                ),
+                "lapin, persistent, mandatory, 256 in flight, quorum queue",
+            ),
+            row("B_pub CPU per message", b.cpu.describe(), "from /proc"),
+            row(
+                "ingest max sustained (p99 < 50 ms)",
+                self.ingest_best.as_ref().map_or("-".into(), |b| {
+                    format!(
+                        "{:.0} webhooks/s (p50 {:.1} ms, p99 {:.1} ms)",
+                        b.accepted_per_s, b.p50_ms, b.p99_ms
+                    )
+                }),
+                "open loop, signed ~1 KiB bodies, 202 only after confirm",
+            ),
+            row(
+                "ingest CPU per webhook at that rate",
+                self.ingest_best
+                    .as_ref()
+                    .map_or("-".into(), |b| b.cpu.describe()),
+                "broker, ingest and the load generator share the 2 cores",
+            ),
+            row(
+                "ingest ÷ B_pub",
+                format!("{:.2}", self.ingest_ratio()),
+                "target ≥ 0.7",
+            ),
+            row(
+                "B_sql user upserts, batched",
+                format!("{:.0} rows/s", s.batched_rows_per_s),
+                "500-row INSERT … ON CONFLICT per transaction, one table",
+            ),
+            row(
+                "B_sql user upserts, single-row commits",
+                format!("{:.0} rows/s", s.single_row_commits_per_s),
+                "one upsert per transaction",
+            ),
+            row(
+                "B_sql the worker's rows, batched",
+                format!("{:.0} events/s", s.same_writes_events_per_s),
+                &format!(
+                    "dedupe row + user upsert + audit row per event, {} events per transaction",
+                    s.same_writes_batch
+                ),
+            ),
+            row(
+                "worker apply (drain)",
+                format!(
+                    "{:.0} events/s ({} events)",
+                    self.worker_rate, self.worker_events
+                ),
+                "locks, dedupe, reads, ordering, memberships, roles, audit, acks",
+            ),
+            row(
+                "worker CPU per event",
+                self.drain_cpu.describe(),
+                "during the drain",
+            ),
+            row(
+                "worker ÷ B_sql (the worker's rows)",
+                format!("{:.2}", self.worker_ratio()),
+                "target ≥ 0.7",
+            ),
+            row(
+                "worker ÷ B_sql user upserts batched",
+                format!("{:.2}", self.worker_rate / s.batched_rows_per_s),
+                "events/s over rows/s of one table",
+            ),
+            row(
+                "worker ÷ B_sql single-row",
+                format!("{:.2}", self.worker_rate / s.single_row_commits_per_s),
+                "",
+            ),
+            row(
+                "end to end sustained",
+                format!("{:.0} webhooks/s", self.e2e_best),
+                "apply queue depth flat over 5 s",
+            ),
+            row(
+                "2xx → committed",
+                format!(
+                    "p50 {:.1} ms, p99 {:.1} ms at {:.0}/s",
+                    self.e2e_p50_ms, self.e2e_p99_ms, self.e2e_rate
+                ),
+                "processed_at minus the 202's arrival",
+            ),
+            row(
+                "peak RSS",
+                format!(
+                    "ingest {} MiB, worker {} MiB",
+                    self.ingest_rss_kib / 1024,
+                    self.worker_rss_kib / 1024
+                ),
+                "VmHWM",
+            ),
+        ]
+    }
+
+    pub fn json(&self, machine: &str) -> serde_json::Value {
+        serde_json::json!({
+            "machine": machine,
+            "b_pub": self.b_pub,
+            "ingest_steps": self.ingest_steps,
+            "ingest_max_sustained": self.ingest_best,
+            "ingest_ratio": self.ingest_ratio(),
+            "b_sql": self.b_sql,
+            "worker_events_per_s": self.worker_rate,
+            "worker_cpu": self.drain_cpu,
+            "worker_ratio_same_writes": self.worker_ratio(),
+            "worker_ratio_user_upserts": self.worker_rate / self.b_sql.batched_rows_per_s,
+            "e2e_sustained_per_s": self.e2e_best,
+            "e2e_latency_ms": {"p50": self.e2e_p50_ms, "p99": self.e2e_p99_ms, "rate": self.e2e_rate},
+            "peak_rss_kib": {"ingest": self.ingest_rss_kib, "worker": self.worker_rss_kib},
+        })
+    }
+}
