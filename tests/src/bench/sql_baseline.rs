@@ -1,6 +1,7 @@
 //! B_sql: what PostgreSQL can do here without our code in the way, as direct SQL: the user
 //! upserts alone (batched and one per commit), and the same rows the worker writes for each
-//! event (dedupe row + user upsert + audit row), batched like the worker batches.
+//! event (dedupe row + user upsert + audit row, and a new user's membership and role), batched
+//! like the worker batches.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -11,7 +12,8 @@ pub struct SqlResult {
     pub batched_rows_per_s: f64,
     pub batch_size: usize,
     pub single_row_commits_per_s: f64,
-    /// Events/s when each event writes what the worker writes for it (dedupe + user + audit).
+    /// Events/s when each event writes what the worker writes for it (dedupe + user + audit,
+    /// plus membership + role for a user's first event).
     pub same_writes_events_per_s: f64,
     pub same_writes_batch: usize,
 }
@@ -20,6 +22,9 @@ const USERS_PREFIX: &str = "INSERT INTO directory_users (organization_id, direct
 const USERS_SUFFIX: &str = " ON CONFLICT (organization_id, directory_user_id) DO UPDATE SET email = excluded.email, given_name = excluded.given_name, family_name = excluded.family_name, display_name = excluded.display_name, attributes = excluded.attributes, source_updated_at = excluded.source_updated_at, source_event_id = excluded.source_event_id, updated_at = now()";
 const DEDUPE_PREFIX: &str = "INSERT INTO processed_events (event_id, webhook_id, event_type, organization_id, occurred_at, source, outcome) VALUES ";
 const DEDUPE_SUFFIX: &str = " ON CONFLICT (event_id) DO NOTHING";
+const MEMBERSHIP_PREFIX: &str = "INSERT INTO directory_group_memberships (organization_id, directory_user_id, directory_group_id, group_name) VALUES ";
+const ROLE_PREFIX: &str =
+    "INSERT INTO user_roles (organization_id, directory_user_id, role_name, source) VALUES ";
 const AUDIT_PREFIX: &str = "INSERT INTO audit_log (event_id, organization_id, entity_type, entity_id, action, before, after) VALUES ";
 
 fn padding() -> String {
@@ -112,20 +117,37 @@ pub async fn sql_baselines(
         let range = i..(i + event_batch).min(events);
         let dedupe: Vec<String> = range.clone().map(dedupe_row).collect();
         let user: Vec<String> = range.clone().map(|i| user_row(i, users, &attrs)).collect();
-        let audit: Vec<String> = range.map(|i| audit_row(i, users, &attrs)).collect();
-        in_transaction(
-            &mut conn,
-            &[
-                format!("{DEDUPE_PREFIX}{}{DEDUPE_SUFFIX}", dedupe.join(",")),
-                format!("{USERS_PREFIX}{}{USERS_SUFFIX}", user.join(",")),
-                format!("{AUDIT_PREFIX}{}", audit.join(",")),
-            ],
-        )
-        .await?;
+        let audit: Vec<String> = range.clone().map(|i| audit_row(i, users, &attrs)).collect();
+        let mut statements = vec![
+            format!("{DEDUPE_PREFIX}{}{DEDUPE_SUFFIX}", dedupe.join(",")),
+            format!("{USERS_PREFIX}{}{USERS_SUFFIX}", user.join(",")),
+            format!("{AUDIT_PREFIX}{}", audit.join(",")),
+        ];
+        // A user's first event also writes its membership and role (later ones change neither).
+        let new: Vec<usize> = range.filter(|i| *i < users).collect();
+        if !new.is_empty() {
+            let m: Vec<String> = new
+                .iter()
+                .map(|u| format!("('org_sql', 'diruser_{u:07}', 'dirgroup_bench', 'Bench')"))
+                .collect();
+            let r: Vec<String> = new
+                .iter()
+                .map(|u| format!("('org_sql', 'diruser_{u:07}', 'member', 'scalekit')"))
+                .collect();
+            statements.push(format!("{MEMBERSHIP_PREFIX}{}", m.join(",")));
+            statements.push(format!("{ROLE_PREFIX}{}", r.join(",")));
+        }
+        in_transaction(&mut conn, &statements).await?;
         i += event_batch;
     }
     let same_writes = events as f64 / started.elapsed().as_secs_f64();
-    for table in ["directory_users", "processed_events", "audit_log"] {
+    for table in [
+        "directory_users",
+        "processed_events",
+        "audit_log",
+        "directory_group_memberships",
+        "user_roles",
+    ] {
         diesel::sql_query(format!(
             "DELETE FROM {table} WHERE organization_id = 'org_sql'"
         ))
