@@ -53,6 +53,8 @@ impl Handler {
 
     /// Applies a batch of deliveries in one transaction (see `Applier::apply_batch`); parse
     /// failures and, when the batch fails, every event fall back to [`Handler::handle`].
+    /// The deliveries must come from one channel whose earlier deliveries are all settled (a
+    /// consume lane): the applied batch is acknowledged with one `multiple` ack.
     pub async fn handle_batch(&self, deliveries: Vec<Delivery>) {
         if deliveries.len() == 1 {
             for d in deliveries {
@@ -106,20 +108,26 @@ impl Handler {
                             .observe(lag.num_milliseconds().max(0) as f64 / 1000.0);
                     }
                 }
-                // All acks at once: the connection's I/O loop writes them together instead of
-                // waking up (and waking us) once per message.
-                let acks = futures_util::future::join_all(
-                    parsed
-                        .iter()
-                        .map(|d| d.acker.ack(BasicAckOptions::default())),
-                )
-                .await;
-                for (((meta, _), outcome), ack) in items.iter().zip(&outcomes).zip(acks) {
-                    match ack {
-                        Ok(_) => self.metrics.count(&meta.event_type, outcome.as_str()),
-                        Err(e) => {
-                            tracing::warn!(error = %e, event_id = %meta.message_id, "ack failed; message will be redelivered")
+                // One `multiple` ack for the batch: this lane's earlier deliveries (earlier
+                // batches, and this batch's events handled one by one above) are all settled,
+                // so everything up to the newest tag here is exactly this batch.
+                let newest = parsed.iter().max_by_key(|d| d.delivery_tag);
+                let acked = match newest {
+                    Some(d) => d
+                        .acker
+                        .ack(BasicAckOptions { multiple: true })
+                        .await
+                        .map_err(|e| e.to_string()),
+                    None => Ok(true),
+                };
+                match acked {
+                    Ok(_) => {
+                        for ((meta, _), outcome) in items.iter().zip(&outcomes) {
+                            self.metrics.count(&meta.event_type, outcome.as_str());
                         }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, size = items.len(), "batch ack failed; its messages will be redelivered (and deduplicated)");
                     }
                 }
                 tracing::debug!(size = items.len(), "batch applied");

@@ -9,14 +9,15 @@ use shared::amqp::BrokerLink;
 use shared::contract::routes;
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Liveness and readiness facts the consume loop keeps up to date.
 #[derive(Debug, Default)]
 pub struct Health {
     last_tick_ms: AtomicI64,
-    consuming: AtomicBool,
+    /// Lanes subscribed right now.
+    lanes_up: AtomicUsize,
 }
 
 /// The consume loop ticks at least this often; no tick for `WEDGED_AFTER` means wedged.
@@ -28,11 +29,17 @@ impl Health {
         self.last_tick_ms
             .store(chrono::Utc::now().timestamp_millis(), Ordering::Release);
     }
-    pub fn set_consuming(&self, on: bool) {
-        self.consuming.store(on, Ordering::Release);
+    pub fn lane_up(&self) {
+        self.lanes_up.fetch_add(1, Ordering::AcqRel);
     }
+    pub fn lane_down(&self) {
+        let _ = self
+            .lanes_up
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+    /// Whether at least one lane is subscribed.
     pub fn consuming(&self) -> bool {
-        self.consuming.load(Ordering::Acquire)
+        self.lanes_up.load(Ordering::Acquire) > 0
     }
     pub fn alive(&self) -> bool {
         let last = self.last_tick_ms.load(Ordering::Acquire);
