@@ -43,6 +43,15 @@ pub struct Config {
     #[arg(long, env = "INGEST_PUBLISH_CHANNELS", default_value_t = 2)]
     pub publish_channels: usize,
 
+    /// Most publishes a worker thread starts together (see README, "Publishing").
+    #[arg(long, env = "INGEST_PUBLISH_BATCH_MAX", default_value_t = 256)]
+    pub publish_batch_max: usize,
+
+    /// Microseconds a publish may wait for others to go out with it (0: only those already
+    /// waiting go together).
+    #[arg(long, env = "INGEST_PUBLISH_LINGER_MICROS", default_value_t = 500)]
+    pub publish_linger_micros: u64,
+
     /// `Retry-After` seconds sent with 503.
     #[arg(long, env = "INGEST_RETRY_AFTER_SECONDS", default_value_t = 5)]
     pub retry_after_seconds: u32,
@@ -86,6 +95,13 @@ impl Config {
 
     pub fn confirm_timeout(&self) -> Duration {
         Duration::from_millis(self.confirm_timeout_ms)
+    }
+
+    pub fn coalesce_settings(&self) -> crate::coalesce::CoalesceSettings {
+        crate::coalesce::CoalesceSettings {
+            max_batch: self.publish_batch_max.max(1),
+            linger: Duration::from_micros(self.publish_linger_micros),
+        }
     }
 
     /// The broker URL with any password replaced, for logs.

@@ -4,6 +4,7 @@
 //! It must never answer 2xx for a message the broker has not confirmed, never publish anything
 //! that did not pass verification, and never log a body or a secret.
 
+pub mod coalesce;
 pub mod config;
 pub mod health;
 pub mod metrics;

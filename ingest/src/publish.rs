@@ -2,9 +2,10 @@
 //! type as routing key; a signed body that is not an envelope goes to the dead-letter exchange
 //! with `x-dead-reason: malformed` (nothing signed is dropped).
 
+use crate::coalesce::Coalescer;
 use crate::webhook::AppState;
 use chrono::SecondsFormat;
-use shared::amqp::{PublishError, mark_dead, properties, publish_confirmed};
+use shared::amqp::{PublishError, mark_dead, properties};
 use shared::{DeadReason, Envelope, MessageMeta, Source, VerifiedWebhook};
 
 /// What was published.
@@ -16,7 +17,11 @@ pub enum Published {
 /// AMQP short strings (routing key, message id) hold at most 255 bytes.
 const SHORT_STRING_MAX: usize = 255;
 
-pub async fn publish(state: &AppState, hook: &VerifiedWebhook) -> Result<Published, PublishError> {
+pub async fn publish(
+    state: &AppState,
+    publisher: &Coalescer,
+    hook: &VerifiedWebhook,
+) -> Result<Published, PublishError> {
     let envelope = serde_json::from_slice::<Envelope>(hook.body())
         .map_err(|e| e.to_string())
         .and_then(|env| {
@@ -26,7 +31,6 @@ pub async fn publish(state: &AppState, hook: &VerifiedWebhook) -> Result<Publish
                 Ok(env)
             }
         });
-    let channel = state.link.channel()?;
     match envelope {
         Ok(env) => {
             let span = tracing::Span::current();
@@ -45,15 +49,15 @@ pub async fn publish(state: &AppState, hook: &VerifiedWebhook) -> Result<Publish
                 retry_count: 0,
                 replay_count: 0,
             };
-            publish_confirmed(
-                &channel,
-                &state.topology.exchange(),
-                &env.event_type,
-                hook.body(),
-                properties(&meta),
-                state.confirm_timeout,
-            )
-            .await?;
+            publisher
+                .publish(
+                    &state.topology.exchange(),
+                    &env.event_type,
+                    hook.body().clone(),
+                    properties(&meta),
+                    state.confirm_timeout,
+                )
+                .await?;
             Ok(Published::Event {
                 event_id: env.id.into_inner(),
             })
@@ -71,15 +75,15 @@ pub async fn publish(state: &AppState, hook: &VerifiedWebhook) -> Result<Publish
                 replay_count: 0,
             };
             let props = mark_dead(properties(&meta), DeadReason::Malformed, &reason);
-            publish_confirmed(
-                &channel,
-                &state.topology.dead_exchange(),
-                DeadReason::Malformed.as_str(),
-                hook.body(),
-                props,
-                state.confirm_timeout,
-            )
-            .await?;
+            publisher
+                .publish(
+                    &state.topology.dead_exchange(),
+                    DeadReason::Malformed.as_str(),
+                    hook.body().clone(),
+                    props,
+                    state.confirm_timeout,
+                )
+                .await?;
             Ok(Published::Malformed { reason })
         }
     }

@@ -1,6 +1,7 @@
 //! `Application::build(config)` binds the listener and starts the broker link;
 //! `run_until_stopped()` serves until SIGTERM/SIGINT (or `stop()`), drains, and closes the link.
 
+use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::webhook::AppState;
@@ -58,6 +59,7 @@ impl Application {
             config.publish_channels,
         );
         let metrics = Arc::new(Metrics::new());
+        let link_for_workers = link.clone();
         let state = web::Data::new(AppState {
             verifier: Verifier::new(secrets.clone()).with_tolerance(config.tolerance_seconds),
             link: link.clone(),
@@ -74,9 +76,13 @@ impl Application {
             secrets = secrets.len(),
             "ingest starting"
         );
+        let coalesce = config.coalesce_settings();
         let mut server = HttpServer::new(move || {
+            // One coalescer per HTTP worker thread, on that thread's runtime.
+            let publisher = web::Data::new(Coalescer::start(link_for_workers.clone(), coalesce));
             App::new()
                 .app_data(state.clone())
+                .app_data(publisher)
                 .route(WEBHOOK_PATH, web::post().to(webhook::receive))
                 .route(routes::HEALTHZ, web::get().to(health::healthz))
                 .route(routes::READYZ, web::get().to(health::readyz))

@@ -1,5 +1,6 @@
 //! `POST /webhooks/scalekit`: raw body (bounded) → verify → publish with confirm → answer.
 
+use crate::coalesce::Coalescer;
 use crate::metrics::Metrics;
 use crate::publish::{self, Published};
 use actix_web::http::StatusCode;
@@ -71,6 +72,7 @@ pub async fn receive(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
+    publisher: web::Data<Coalescer>,
 ) -> HttpResponse {
     let webhook_id = req
         .headers()
@@ -86,12 +88,19 @@ pub async fn receive(
         organization_id = tracing::field::Empty,
     );
     state.metrics.in_flight.inc();
-    let response = handle(req, payload, &state).instrument(span).await;
+    let response = handle(req, payload, &state, &publisher)
+        .instrument(span)
+        .await;
     state.metrics.in_flight.dec();
     response
 }
 
-async fn handle(req: HttpRequest, payload: web::Payload, state: &AppState) -> HttpResponse {
+async fn handle(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    publisher: &Coalescer,
+) -> HttpResponse {
     let body = match read_body(&req, payload, state.max_body_bytes).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
@@ -123,7 +132,7 @@ async fn handle(req: HttpRequest, payload: web::Payload, state: &AppState) -> Ht
         }
     };
     let started = std::time::Instant::now();
-    let result = publish::publish(state, &verified).await;
+    let result = publish::publish(state, publisher, &verified).await;
     state
         .metrics
         .publish_seconds
