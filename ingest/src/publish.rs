@@ -6,7 +6,7 @@ use crate::coalesce::Coalescer;
 use crate::webhook::AppState;
 use chrono::SecondsFormat;
 use shared::amqp::{PublishError, mark_dead, properties};
-use shared::{DeadReason, Envelope, MessageMeta, Source, VerifiedWebhook};
+use shared::{DeadReason, EnvelopeHead, MessageMeta, Source, VerifiedWebhook};
 
 /// What was published.
 pub enum Published {
@@ -22,7 +22,7 @@ pub async fn publish(
     publisher: &Coalescer,
     hook: &VerifiedWebhook,
 ) -> Result<Published, PublishError> {
-    let envelope = serde_json::from_slice::<Envelope>(hook.body())
+    let envelope = serde_json::from_slice::<EnvelopeHead>(hook.body())
         .map_err(|e| e.to_string())
         .and_then(|env| {
             if env.event_type.len() > SHORT_STRING_MAX || env.id.as_str().len() > SHORT_STRING_MAX {

@@ -51,7 +51,10 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        let topology = Topology::new(config.amqp_prefix.clone());
+        // Retry tiers are the worker's configuration (WORKER_RETRY_TIERS): ingest declares the
+        // rest of the topology and leaves the tier queues to the worker, so the two never
+        // disagree about which tier queues exist.
+        let topology = Topology::new(config.amqp_prefix.clone()).with_tiers(Vec::new());
         let link = BrokerLink::start(
             config.amqp_url.expose_secret().to_owned(),
             connection_name("ingest"),

@@ -25,6 +25,26 @@ pub struct Envelope {
     pub display_name: Option<String>,
 }
 
+/// The envelope without its payload: what ingest needs to route a webhook. It accepts exactly
+/// the bodies [`Envelope`] accepts — `data` must be present and be JSON — but checks the payload
+/// without building it (no allocation per field of a body that is forwarded as bytes anyway).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct EnvelopeHead {
+    pub spec_version: String,
+    pub id: EventId,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub occurred_at: DateTime<Utc>,
+    pub environment_id: EnvironmentId,
+    #[serde(default)]
+    pub organization_id: Option<OrganizationId>,
+    pub object: String,
+    #[serde(rename = "data")]
+    _data: serde::de::IgnoredAny,
+    #[serde(default)]
+    pub display_name: Option<String>,
+}
+
 /// The typed payload. Adding a variant is a compile error in every exhaustive `match` over it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -133,5 +153,56 @@ impl WebhookEvent {
             .organization_id
             .as_ref()
             .or_else(|| self.event.data_organization_id())
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::*;
+
+    fn same_verdict(body: &[u8]) {
+        let full = serde_json::from_slice::<Envelope>(body);
+        let head = serde_json::from_slice::<EnvelopeHead>(body);
+        assert_eq!(
+            full.is_ok(),
+            head.is_ok(),
+            "{}: {full:?} / {head:?}",
+            String::from_utf8_lossy(body)
+        );
+        if let (Ok(f), Ok(h)) = (full, head) {
+            assert_eq!(
+                (f.id, f.event_type, f.occurred_at, f.organization_id),
+                (h.id, h.event_type, h.occurred_at, h.organization_id)
+            );
+        }
+    }
+
+    #[test]
+    fn head_accepts_exactly_what_the_envelope_accepts() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fixtures/events");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "json") {
+                same_verdict(&std::fs::read(path).unwrap());
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 8);
+        let ok = r#"{"spec_version":"1","id":"evt_1","type":"x.y","occurred_at":"2025-01-01T00:00:00Z","environment_id":"env_1","object":"X","data":{"a":[1,{"b":null}]}}"#;
+        same_verdict(ok.as_bytes());
+        for broken in [
+            ok.replace(r#","data":{"a":[1,{"b":null}]}"#, ""),
+            ok.replace(r#"{"a":[1,{"b":null}]}"#, "[1,2"),
+            ok.replace(
+                r#""occurred_at":"2025-01-01T00:00:00Z""#,
+                r#""occurred_at":"yesterday""#,
+            ),
+            ok.replace(r#""id":"evt_1""#, r#""id":7"#),
+            ok.replace(r#""data""#, r#""data":1,"data""#),
+            "not json".to_owned(),
+        ] {
+            same_verdict(broken.as_bytes());
+        }
     }
 }
