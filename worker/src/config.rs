@@ -149,7 +149,7 @@ pub struct Common {
 
     /// Unacknowledged messages the broker may hand this worker at once (≥ batch size ×
     /// concurrency keeps every lane busy).
-    #[arg(long, global = true, env = "WORKER_PREFETCH", default_value_t = 1000)]
+    #[arg(long, global = true, env = "WORKER_PREFETCH", default_value_t = 2000)]
     pub prefetch: u16,
 
     /// Batches (transactions) applied concurrently.
@@ -157,7 +157,7 @@ pub struct Common {
     pub concurrency: usize,
 
     /// Most events applied together in one transaction (1 = one transaction per event).
-    #[arg(long, global = true, env = "WORKER_BATCH_SIZE", default_value_t = 200)]
+    #[arg(long, global = true, env = "WORKER_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
 
     /// Erase a deleted user's personal data (an id-only tombstone stays) instead of deactivating.
@@ -313,7 +313,7 @@ mod tests {
     fn defaults_subcommands_and_redaction() {
         let cli = Cli::try_parse_from(["worker"]).unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.common.prefetch, 1000);
+        assert_eq!(cli.common.prefetch, 2000);
         assert_eq!(cli.common.topology().apply_queue(), "scim.events.apply");
         assert_eq!(
             cli.common

@@ -189,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
     let batch = std::env::var("WORKER_BATCH_SIZE")
         .ok()
         .and_then(|b| b.parse().ok())
-        .unwrap_or(200);
+        .unwrap_or(500);
     eprintln!(
         "B_sql: direct SQL (user upserts; and the worker's rows per event, {batch} a transaction)"
     );
