@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use serde::Serialize;
 use shared::WebhookSecret;
-use shared::testkit::signed_headers;
+use shared::testkit::{RabbitTap, signed_headers};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -87,7 +87,11 @@ pub async fn open_loop(
     }
 }
 
-/// Steps the offered rate up until p99 ≥ `p99_limit_ms` or errors appear; returns all steps.
+/// Steps the offered rate up until two steps in a row have p99 ≥ `p99_limit_ms` or errors (one
+/// bad step can be a pause of the broker's; two in a row is the limit); returns all steps.
+/// The queue the steps fill is emptied after each (`drain`): every step starts, like B_pub, from
+/// an empty queue instead of one holding every earlier step's messages.
+#[allow(clippy::too_many_arguments)]
 pub async fn find_max_rate(
     watched: &Watched,
     addr: SocketAddr,
@@ -96,9 +100,11 @@ pub async fn find_max_rate(
     rates: &[f64],
     step: Duration,
     p99_limit_ms: f64,
+    drain: (&RabbitTap, &str),
 ) -> Vec<RateStep> {
     let mut out = Vec::new();
     let mut base = 1_000_000;
+    let mut over_in_a_row = 0;
     for &rate in rates {
         let s = open_loop(watched, addr, path, secret, rate, step, base).await;
         base += 1_000_000;
@@ -112,7 +118,16 @@ pub async fn find_max_rate(
         );
         let over = s.p99_ms >= p99_limit_ms || s.errors > 0;
         out.push(s);
-        if over {
+        let (tap, queue) = drain;
+        if let Err(e) = tap
+            .channel
+            .queue_purge(queue.into(), lapin::options::QueuePurgeOptions::default())
+            .await
+        {
+            eprintln!("  (could not empty {queue}: {e})");
+        }
+        over_in_a_row = if over { over_in_a_row + 1 } else { 0 };
+        if over_in_a_row == 2 {
             break;
         }
     }

@@ -11,8 +11,8 @@ use tests::bench::{baseline, cpu, load, percentile, prefill, sql_baseline};
 use tests::stack::{SECRET, Stack};
 
 const P99_LIMIT_MS: f64 = 50.0;
-/// Events the worker drains in `BENCH_ONLY=worker` runs (no ingest phase fills the queue).
-const WORKER_ONLY_EVENTS: usize = 100_000;
+/// Events the worker drains (published into its queue beforehand by a raw publisher).
+const DRAIN_EVENTS: usize = 100_000;
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -155,9 +155,11 @@ async fn main() -> anyhow::Result<()> {
             .with("generator", me);
         eprintln!("ingest: open-loop load, 4 s a step, until p99 ≥ {P99_LIMIT_MS} ms");
         let rates = [
-            500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0, 10000.0, 12000.0,
-            14000.0, 16000.0,
+            500.0, 1000.0, 2000.0, 4000.0, 6000.0, 8000.0, 10000.0, 12000.0, 13000.0, 14000.0,
+            15000.0, 16000.0, 18000.0, 20000.0,
         ];
+        let tap = shared::testkit::RabbitTap::connect(&url).await?;
+        let apply_queue = stack.topology.apply_queue();
         steps = load::find_max_rate(
             &ingest_watch,
             addr,
@@ -166,8 +168,10 @@ async fn main() -> anyhow::Result<()> {
             &rates,
             Duration::from_secs(4),
             P99_LIMIT_MS,
+            (&tap, &apply_queue),
         )
         .await;
+        let _ = tap.connection.close(200, "done".into()).await;
     }
     let best = load::max_sustained(&steps, P99_LIMIT_MS).cloned();
     let ingest_rate = best.as_ref().map_or(0.0, |s| s.accepted_per_s);
@@ -181,10 +185,8 @@ async fn main() -> anyhow::Result<()> {
         stack.teardown().await;
         return Ok(());
     }
-    if only == "worker" {
-        eprintln!("worker only: pre-filling the apply queue with {WORKER_ONLY_EVENTS} events");
-        prefill::prefill(&url, &stack.topology, WORKER_ONLY_EVENTS, 1_000_000).await?;
-    }
+    eprintln!("worker: pre-filling the apply queue with {DRAIN_EVENTS} events (raw publisher)");
+    prefill::prefill(&url, &stack.topology, DRAIN_EVENTS, 100_000_000).await?;
 
     let batch = std::env::var("WORKER_BATCH_SIZE")
         .ok()
@@ -201,7 +203,6 @@ async fn main() -> anyhow::Result<()> {
         b_sql.batched_rows_per_s, b_sql.single_row_commits_per_s, b_sql.same_writes_events_per_s
     );
 
-    // The apply queue now holds everything ingest accepted: drain it with one worker.
     let tap = shared::testkit::RabbitTap::connect(&url).await?;
     let queued = tap.depth(&stack.topology.apply_queue()).await?;
     eprintln!("worker: draining {queued} queued events");
@@ -298,7 +299,7 @@ async fn main() -> anyhow::Result<()> {
             processed_at: chrono::DateTime<chrono::Utc>,
         }
         let mut conn = AsyncPgConnection::establish(&stack.db_url).await?;
-        let rows_p: Vec<P> = diesel::sql_query("SELECT event_id, processed_at FROM processed_events WHERE event_id >= 'evt_bench_090000000'").load(&mut conn).await?;
+        let rows_p: Vec<P> = diesel::sql_query("SELECT event_id, processed_at FROM processed_events WHERE event_id >= 'evt_bench_090000000' AND event_id < 'evt_bench_100000000'").load(&mut conn).await?;
         let at: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = rows_p
             .into_iter()
             .map(|p| (p.event_id, p.processed_at))
