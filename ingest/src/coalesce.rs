@@ -9,7 +9,7 @@ use bytes::Bytes;
 use lapin::BasicProperties;
 use lapin::PublisherConfirm;
 use lapin::options::BasicPublishOptions;
-use shared::amqp::{BrokerLink, PublishError};
+use shared::amqp::{BrokerLink, PublishError, settled};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -70,14 +70,7 @@ impl Coalescer {
                 .await
                 .map_err(|_| PublishError::Unavailable)?;
             let confirm = answer.await.map_err(|_| PublishError::Unavailable)??;
-            let confirm = confirm.await?;
-            if confirm.is_nack() {
-                return Err(PublishError::Nacked);
-            }
-            if let Some(returned) = confirm.take_message() {
-                return Err(PublishError::Returned(returned.reply_text.to_string()));
-            }
-            Ok(())
+            settled(confirm).await
         };
         tokio::time::timeout(timeout, work)
             .await

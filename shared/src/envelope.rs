@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Every webhook body: the fields common to all events. `data` is kept raw.
+/// Every webhook body: the fields common to all events, with the payload as `D`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Envelope {
+pub struct EnvelopeOf<D> {
     pub spec_version: String,
     pub id: EventId,
     #[serde(rename = "type")]
@@ -20,30 +20,18 @@ pub struct Envelope {
     #[serde(default)]
     pub organization_id: Option<OrganizationId>,
     pub object: String,
-    pub data: Value,
+    pub data: D,
     #[serde(default)]
     pub display_name: Option<String>,
 }
 
+/// The envelope with `data` kept raw.
+pub type Envelope = EnvelopeOf<Value>;
+
 /// The envelope without its payload: what ingest needs to route a webhook. It accepts exactly
 /// the bodies [`Envelope`] accepts — `data` must be present and be JSON — but checks the payload
 /// without building it (no allocation per field of a body that is forwarded as bytes anyway).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct EnvelopeHead {
-    pub spec_version: String,
-    pub id: EventId,
-    #[serde(rename = "type")]
-    pub event_type: String,
-    pub occurred_at: DateTime<Utc>,
-    pub environment_id: EnvironmentId,
-    #[serde(default)]
-    pub organization_id: Option<OrganizationId>,
-    pub object: String,
-    #[serde(rename = "data")]
-    _data: serde::de::IgnoredAny,
-    #[serde(default)]
-    pub display_name: Option<String>,
-}
+pub type EnvelopeHead = EnvelopeOf<serde::de::IgnoredAny>;
 
 /// The typed payload. Adding a variant is a compile error in every exhaustive `match` over it.
 #[derive(Debug, Clone, PartialEq)]

@@ -21,7 +21,7 @@ pub mod telemetry;
 pub mod testkit;
 
 pub use contract::{DeadReason, MessageMeta, RetryTier, Source, Topology};
-pub use envelope::{Envelope, EnvelopeHead, Event, ParseError, WebhookEvent};
+pub use envelope::{Envelope, EnvelopeHead, EnvelopeOf, Event, ParseError, WebhookEvent};
 pub use event_data::{DirectoryData, GroupData, GroupRef, RoleRef, UserData, UserDeletedData};
 pub use event_type::EventType;
 pub use ids::{

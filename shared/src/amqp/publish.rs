@@ -22,6 +22,19 @@ pub enum PublishError {
     Broker(#[from] lapin::Error),
 }
 
+/// Waits for a mandatory publish's confirm: `Ok` only for an ack without a returned message
+/// (an ack that comes with a returned message means nothing was queued).
+pub async fn settled(confirm: lapin::PublisherConfirm) -> Result<(), PublishError> {
+    let confirm = confirm.await?;
+    if confirm.is_nack() {
+        return Err(PublishError::Nacked);
+    }
+    if let Some(returned) = confirm.take_message() {
+        return Err(PublishError::Returned(returned.reply_text.to_string()));
+    }
+    Ok(())
+}
+
 /// Publishes with `mandatory` and waits (bounded) for the broker's confirm. An ack that comes
 /// with a returned message is a failure: nothing was queued.
 pub async fn publish_confirmed(
@@ -44,15 +57,8 @@ pub async fn publish_confirmed(
                 body,
                 properties,
             )
-            .await?
             .await?;
-        if confirm.is_nack() {
-            return Err(PublishError::Nacked);
-        }
-        if let Some(returned) = confirm.take_message() {
-            return Err(PublishError::Returned(returned.reply_text.to_string()));
-        }
-        Ok(())
+        settled(confirm).await
     };
     tokio::time::timeout(timeout, work)
         .await
