@@ -1,9 +1,9 @@
 //! Publishes from many concurrent requests written to the broker together. Each HTTP worker
 //! thread has one `Coalescer` task: requests hand it their message and get back the pending
-//! confirm; the task takes every message that is waiting (and, with a linger, what arrives within
-//! it) and starts all their publishes at once, so lapin writes them in one go and RabbitMQ handles
-//! them as a burst rather than one wake-up per message. Nothing is acknowledged to the caller
-//! early: each request still waits for its own confirm (`publish_confirmed`'s rules).
+//! confirm; the task takes every message that is waiting (and, while busy, what arrives within
+//! the linger) and starts all their publishes at once, so lapin writes them in one go and
+//! RabbitMQ handles them as a burst rather than one wake-up per message. Nothing is
+//! acknowledged to the caller early: each request still waits for its own confirm.
 
 use bytes::Bytes;
 use lapin::BasicProperties;
@@ -78,11 +78,25 @@ impl Coalescer {
     }
 }
 
+/// How long the next batch waits for company: the linger only while the previous batch had
+/// company too (under load), so a lone webhook on a quiet system is not held back.
+fn linger_after(previous_batch: usize, settings: CoalesceSettings) -> Duration {
+    if previous_batch > 1 {
+        settings.linger
+    } else {
+        Duration::ZERO
+    }
+}
+
 /// Gathers the next batch: the first message, all that are already waiting, and (with a linger)
 /// what arrives before it ends; `None` once every sender is gone.
-async fn next_batch(rx: &mut mpsc::Receiver<Job>, settings: CoalesceSettings) -> Option<Vec<Job>> {
+async fn next_batch(
+    rx: &mut mpsc::Receiver<Job>,
+    max: usize,
+    linger: Duration,
+) -> Option<Vec<Job>> {
     let first = rx.recv().await?;
-    let max = settings.max_batch.max(1);
+    let max = max.max(1);
     let mut batch = vec![first];
     while batch.len() < max {
         match rx.try_recv() {
@@ -90,8 +104,8 @@ async fn next_batch(rx: &mut mpsc::Receiver<Job>, settings: CoalesceSettings) ->
             Err(_) => break,
         }
     }
-    if !settings.linger.is_zero() {
-        let deadline = tokio::time::Instant::now() + settings.linger;
+    if !linger.is_zero() {
+        let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < max {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(job)) => batch.push(job),
@@ -103,7 +117,15 @@ async fn next_batch(rx: &mut mpsc::Receiver<Job>, settings: CoalesceSettings) ->
 }
 
 async fn run(link: BrokerLink, settings: CoalesceSettings, mut rx: mpsc::Receiver<Job>) {
-    while let Some(batch) = next_batch(&mut rx, settings).await {
+    let mut previous = 0;
+    while let Some(batch) = next_batch(
+        &mut rx,
+        settings.max_batch,
+        linger_after(previous, settings),
+    )
+    .await
+    {
+        previous = batch.len();
         let channel = match link.channel() {
             Ok(channel) => channel,
             Err(e) => {
@@ -170,23 +192,22 @@ mod tests {
             answers.push(a);
             tx.send(j).await.unwrap();
         }
-        let settings = CoalesceSettings {
-            max_batch: 3,
-            linger: Duration::ZERO,
-        };
-        assert_eq!(next_batch(&mut rx, settings).await.unwrap().len(), 3);
-        assert_eq!(next_batch(&mut rx, settings).await.unwrap().len(), 2);
+        assert_eq!(
+            next_batch(&mut rx, 3, Duration::ZERO).await.unwrap().len(),
+            3
+        );
+        assert_eq!(
+            next_batch(&mut rx, 3, Duration::ZERO).await.unwrap().len(),
+            2
+        );
         drop(tx);
-        assert!(next_batch(&mut rx, settings).await.is_none());
+        assert!(next_batch(&mut rx, 3, Duration::ZERO).await.is_none());
     }
 
     #[tokio::test(start_paused = true)]
     async fn lingers_for_late_arrivals_but_not_past_the_deadline() {
         let (tx, mut rx) = mpsc::channel(16);
-        let settings = CoalesceSettings {
-            max_batch: 10,
-            linger: Duration::from_millis(5),
-        };
+        let linger = Duration::from_millis(5);
         let (first, _a) = job();
         tx.send(first).await.unwrap();
         let late = tx.clone();
@@ -198,7 +219,18 @@ mod tests {
             let (j, _c) = job();
             let _ = late.send(j).await;
         });
-        assert_eq!(next_batch(&mut rx, settings).await.unwrap().len(), 2);
-        assert_eq!(next_batch(&mut rx, settings).await.unwrap().len(), 1);
+        assert_eq!(next_batch(&mut rx, 10, linger).await.unwrap().len(), 2);
+        assert_eq!(next_batch(&mut rx, 10, linger).await.unwrap().len(), 1);
+    }
+
+    #[test]
+    fn lingers_only_under_load() {
+        let settings = CoalesceSettings {
+            max_batch: 10,
+            linger: Duration::from_millis(2),
+        };
+        assert_eq!(linger_after(0, settings), Duration::ZERO, "first batch");
+        assert_eq!(linger_after(1, settings), Duration::ZERO, "quiet");
+        assert_eq!(linger_after(2, settings), Duration::from_millis(2), "busy");
     }
 }

@@ -47,9 +47,9 @@ pub struct Config {
     #[arg(long, env = "INGEST_PUBLISH_BATCH_MAX", default_value_t = 256)]
     pub publish_batch_max: usize,
 
-    /// Microseconds a publish may wait for others to go out with it (0: only those already
-    /// waiting go together).
-    #[arg(long, env = "INGEST_PUBLISH_LINGER_MICROS", default_value_t = 500)]
+    /// Microseconds a publish may wait for others to go out with it, while publishes are
+    /// arriving together (a lone one never waits; 0: only those already waiting go together).
+    #[arg(long, env = "INGEST_PUBLISH_LINGER_MICROS", default_value_t = 2000)]
     pub publish_linger_micros: u64,
 
     /// `Retry-After` seconds sent with 503.

@@ -46,7 +46,7 @@ impl Summary {
                     "{:.0} msgs/s (confirm p50 {:.1} ms, p99 {:.1} ms)",
                     b.msgs_per_s, b.confirm_p50_ms, b.confirm_p99_ms
                 ),
-                "lapin, persistent, mandatory, 256 in flight, quorum queue",
+                "lapin, persistent, mandatory, 256 in flight, quorum queue; median of 3 runs",
             ),
             row("B_pub CPU per message", b.cpu.describe(), "from /proc"),
             row(
