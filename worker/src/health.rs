@@ -113,3 +113,24 @@ pub fn server(
     .listen(listener)?
     .run())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consuming_while_any_lane_is_subscribed() {
+        let h = Health::default();
+        assert!(!h.consuming());
+        h.lane_up();
+        h.lane_up();
+        h.lane_down();
+        assert!(h.consuming(), "one lane still up");
+        h.lane_down();
+        assert!(!h.consuming());
+        h.lane_down();
+        assert!(!h.consuming(), "never below zero");
+        h.lane_up();
+        assert!(h.consuming());
+    }
+}
