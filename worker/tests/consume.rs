@@ -10,7 +10,7 @@ use rand::{Rng, SeedableRng};
 use shared::amqp::header_str;
 use std::time::Duration;
 use support::app::*;
-use support::db::TestDb;
+use support::env::Env;
 use support::fixture;
 
 fn user_created(i: usize) -> Vec<u8> {
@@ -24,8 +24,8 @@ fn user_created(i: usize) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicates_are_applied_once() {
-    let db = TestDb::create().await;
-    let broker = Broker::new().await;
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
     let n = 200;
     let mut bodies: Vec<Vec<u8>> = (0..n).map(user_created).collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -39,7 +39,7 @@ async fn duplicates_are_applied_once() {
     }
     let w = spawn_worker(&broker.prefix, &db.url, &[]).await;
     let done = wait_until(Duration::from_secs(30), || async {
-        count(&db, "SELECT count(*) AS n FROM processed_events").await == n as i64
+        count(db, "SELECT count(*) AS n FROM processed_events").await == n as i64
             && broker
                 .tap
                 .depth(&broker.topology.apply_queue())
@@ -50,16 +50,12 @@ async fn duplicates_are_applied_once() {
     .await;
     assert!(done, "all events processed");
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) AS n FROM directory_users WHERE active"
-        )
-        .await,
+        count(db, "SELECT count(*) AS n FROM directory_users WHERE active").await,
         n as i64
     );
     assert_eq!(
         count(
-            &db,
+            db,
             "SELECT count(*) AS n FROM audit_log WHERE entity_type = 'user'"
         )
         .await,
@@ -84,14 +80,13 @@ async fn duplicates_are_applied_once() {
         200
     );
     w.stop().await;
-    broker.cleanup().await;
-    db.drop_db().await;
+    env.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_messages_are_dead_lettered_and_others_flow() {
-    let db = TestDb::create().await;
-    let broker = Broker::new().await;
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
     let w = spawn_worker(&broker.prefix, &db.url, &[]).await;
     broker.publish(b"{not json").await;
     // Valid envelope, but a user event without a user id.
@@ -106,7 +101,7 @@ async fn poison_messages_are_dead_lettered_and_others_flow() {
     let dead_q = broker.topology.dead_queue();
     assert!(
         wait_until(Duration::from_secs(20), || async {
-            count(&db, "SELECT count(*) AS n FROM processed_events").await == 10
+            count(db, "SELECT count(*) AS n FROM processed_events").await == 10
         })
         .await
     );
@@ -135,14 +130,13 @@ async fn poison_messages_are_dead_lettered_and_others_flow() {
     assert!(header_str(&first.delivery.properties, "x-dead-error").is_some_and(|e| !e.is_empty()));
     assert!(first.delivery.data == b"{not json" || second.delivery.data == b"{not json");
     w.stop().await;
-    broker.cleanup().await;
-    db.drop_db().await;
+    env.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_outage_goes_to_retry_tiers_then_applies() {
-    let db = TestDb::create().await;
-    let broker = Broker::new().await;
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
     let proxy = shared::testkit::TcpProxy::start("127.0.0.1:5432".parse().unwrap())
         .await
         .unwrap();
@@ -153,7 +147,7 @@ async fn database_outage_goes_to_retry_tiers_then_applies() {
     }
     assert!(
         wait_until(Duration::from_secs(20), || async {
-            count(&db, "SELECT count(*) AS n FROM processed_events").await == 5
+            count(db, "SELECT count(*) AS n FROM processed_events").await == 5
         })
         .await
     );
@@ -183,7 +177,7 @@ async fn database_outage_goes_to_retry_tiers_then_applies() {
     proxy.restore().await.unwrap();
     assert!(
         wait_until(Duration::from_secs(60), || async {
-            count(&db, "SELECT count(*) AS n FROM processed_events").await == 25
+            count(db, "SELECT count(*) AS n FROM processed_events").await == 25
         })
         .await,
         "everything applied once the database is back"
@@ -197,18 +191,17 @@ async fn database_outage_goes_to_retry_tiers_then_applies() {
         0
     );
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM directory_users").await,
+        count(db, "SELECT count(*) AS n FROM directory_users").await,
         25
     );
     w.stop().await;
-    broker.cleanup().await;
-    db.drop_db().await;
+    env.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_with_work_in_flight_loses_nothing_and_applies_once() {
-    let db = TestDb::create().await;
-    let broker = Broker::new().await;
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
     let n = 600;
     for i in 0..n {
         broker.publish(&user_created(i)).await;
@@ -229,22 +222,22 @@ async fn stop_with_work_in_flight_loses_nothing_and_applies_once() {
     .await;
     assert!(
         wait_until(Duration::from_secs(20), || async {
-            count(&db, "SELECT count(*) AS n FROM processed_events").await >= 30
+            count(db, "SELECT count(*) AS n FROM processed_events").await >= 30
         })
         .await
     );
     w.stop().await; // what SIGTERM does
-    let after_stop = count(&db, "SELECT count(*) AS n FROM processed_events").await;
+    let after_stop = count(db, "SELECT count(*) AS n FROM processed_events").await;
     assert!(after_stop < n as i64, "stopped mid-stream ({after_stop})");
     let w = spawn_worker(&broker.prefix, &db.url, &[]).await;
     assert!(
         wait_until(Duration::from_secs(30), || async {
-            count(&db, "SELECT count(*) AS n FROM processed_events").await == n as i64
+            count(db, "SELECT count(*) AS n FROM processed_events").await == n as i64
         })
         .await
     );
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM audit_log").await,
+        count(db, "SELECT count(*) AS n FROM audit_log").await,
         n as i64,
         "no double apply"
     );
@@ -257,8 +250,7 @@ async fn stop_with_work_in_flight_loses_nothing_and_applies_once() {
         0
     );
     w.stop().await;
-    broker.cleanup().await;
-    db.drop_db().await;
+    env.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

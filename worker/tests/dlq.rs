@@ -7,8 +7,8 @@ mod support;
 use shared::DeadReason;
 use std::time::Duration;
 use support::app::*;
-use support::db::TestDb;
 use support::dlq::*;
+use support::env::Env;
 use support::fixture;
 use worker::dlq::message::Filter;
 use worker::dlq::{ReplayOptions, list, purge, replay};
@@ -189,8 +189,8 @@ async fn filters_dry_run_max_guard_and_purge_on_a_mixed_dlq_of_1000() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_then_fix_then_replay_applies_exactly_once() {
-    let db = TestDb::create().await;
-    let broker = Broker::new().await;
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
     let url = shared::testkit::amqp_url();
     {
         use diesel_async::RunQueryDsl;
@@ -263,7 +263,7 @@ async fn poison_then_fix_then_replay_applies_exactly_once() {
     .unwrap();
     assert_eq!(r.done, 1);
     assert!(wait_until(Duration::from_secs(20), || async {
-        count(&db, "SELECT count(*) AS n FROM processed_events WHERE event_id = 'evt_poison' AND source = 'replay'").await == 1
+        count(db, "SELECT count(*) AS n FROM processed_events WHERE event_id = 'evt_poison' AND source = 'replay'").await == 1
     })
     .await);
     // Replaying the second copy is a no-op thanks to dedupe.
@@ -276,13 +276,13 @@ async fn poison_then_fix_then_replay_applies_exactly_once() {
         .await
     );
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM processed_events").await,
+        count(db, "SELECT count(*) AS n FROM processed_events").await,
         1
     );
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM audit_log").await, 1);
+    assert_eq!(count(db, "SELECT count(*) AS n FROM audit_log").await, 1);
     assert_eq!(
         count(
-            &db,
+            db,
             "SELECT count(*) AS n FROM directory_users WHERE email = 'jane@blocked.example'"
         )
         .await,
@@ -297,6 +297,5 @@ async fn poison_then_fix_then_replay_applies_exactly_once() {
         0
     );
     w.stop().await;
-    broker.cleanup().await;
-    db.drop_db().await;
+    env.finish().await;
 }

@@ -8,6 +8,7 @@ use shared::amqp::BrokerLink;
 use std::time::{Duration, Instant};
 use support::app::*;
 use support::db::TestDb;
+use support::env::Env;
 use support::fake_scalekit::{self, FakeScalekit, Script};
 use worker::sync::progress::Progress;
 use worker::sync::{SyncError, Syncer};
@@ -53,8 +54,8 @@ async fn active(db: &TestDb) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_creates_reconciles_and_a_failed_listing_deactivates_nothing() {
-    let db = TestDb::create().await;
-    let broker = Broker::new().await;
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
     let script = Script {
         unauthorized_once_at_page: Some(2),
         throttle_once_at_page: Some(3),
@@ -70,7 +71,7 @@ async fn sync_creates_reconciles_and_a_failed_listing_deactivates_nothing() {
     )
     .await;
     let w = spawn_worker(&broker.prefix, &db.url, &[]).await;
-    let (s, link) = syncer(&broker, &db, &fake, &["--scalekit-max-retries", "3"]).await;
+    let (s, link) = syncer(broker, db, &fake, &["--scalekit-max-retries", "3"]).await;
 
     // 200 users in 7 pages of 30, through a 401, a 429 (Retry-After: 1) and a 500.
     let started = Instant::now();
@@ -98,25 +99,25 @@ async fn sync_creates_reconciles_and_a_failed_listing_deactivates_nothing() {
     }
     assert!(
         wait_until(Duration::from_secs(30), || async {
-            active(&db).await == 200
+            active(db).await == 200
         })
         .await
     );
     assert_eq!(
         count(
-            &db,
+            db,
             "SELECT count(*) AS n FROM directory_users WHERE directory_id = 'dir_sync'"
         )
         .await,
         200
     );
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM directory_group_memberships").await,
+        count(db, "SELECT count(*) AS n FROM directory_group_memberships").await,
         200
     );
     assert_eq!(
         count(
-            &db,
+            db,
             "SELECT count(*) AS n FROM processed_events WHERE source = 'sync'"
         )
         .await,
@@ -145,12 +146,12 @@ async fn sync_creates_reconciles_and_a_failed_listing_deactivates_nothing() {
     );
     assert!(
         wait_until(Duration::from_secs(30), || async {
-            active(&db).await == 197
+            active(db).await == 197
         })
         .await
     );
     let inactive = count(
-        &db,
+        db,
         &format!(
             "SELECT count(*) AS n FROM directory_users WHERE NOT active AND directory_user_id IN ('{}')",
             removed.join("','")
@@ -171,19 +172,18 @@ async fn sync_creates_reconciles_and_a_failed_listing_deactivates_nothing() {
         .unwrap_err();
     assert!(matches!(err, SyncError::Client(_)), "{err}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(active(&db).await, 197, "nothing deactivated");
+    assert_eq!(active(db).await, 197, "nothing deactivated");
 
     link.close().await;
     w.stop().await;
     fake.stop().await;
-    broker.cleanup().await;
-    db.drop_db().await;
+    env.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newer_webhook_wins_over_snapshot_and_directory_enabled_triggers_a_sync() {
-    let db = TestDb::create().await;
-    let broker = Broker::new().await;
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
     let fake = FakeScalekit::start(
         ORG,
         DIR,
@@ -213,10 +213,7 @@ async fn newer_webhook_wins_over_snapshot_and_directory_enabled_triggers_a_sync(
     });
     broker.publish(&serde_json::to_vec(&enabled).unwrap()).await;
     assert!(
-        wait_until(Duration::from_secs(30), || async {
-            active(&db).await == 40
-        })
-        .await,
+        wait_until(Duration::from_secs(30), || async { active(db).await == 40 }).await,
         "synced on directory_enabled"
     );
 
@@ -231,7 +228,7 @@ async fn newer_webhook_wins_over_snapshot_and_directory_enabled_triggers_a_sync(
     assert!(
         wait_until(Duration::from_secs(20), || async {
             count(
-                &db,
+                db,
                 "SELECT count(*) AS n FROM directory_users WHERE email = 'renamed@example.com'",
             )
             .await
@@ -245,16 +242,16 @@ async fn newer_webhook_wins_over_snapshot_and_directory_enabled_triggers_a_sync(
     let mut changed = users(40);
     changed[5]["given_name"] = "Changed".into();
     fake.set_users(changed);
-    let (s, link) = syncer(&broker, &db, &fake, &[]).await;
+    let (s, link) = syncer(broker, db, &fake, &[]).await;
     let summary = s.sync_org(ORG, None, &mut Progress::quiet()).await.unwrap();
     assert_eq!(summary.seen, 40);
     assert!(wait_until(Duration::from_secs(20), || async {
-        count(&db, "SELECT count(*) AS n FROM processed_events WHERE source = 'sync' AND outcome = 'stale'").await >= 1
+        count(db, "SELECT count(*) AS n FROM processed_events WHERE source = 'sync' AND outcome = 'stale'").await >= 1
     })
     .await);
     assert_eq!(
         count(
-            &db,
+            db,
             "SELECT count(*) AS n FROM directory_users WHERE email = 'renamed@example.com'"
         )
         .await,
@@ -263,7 +260,7 @@ async fn newer_webhook_wins_over_snapshot_and_directory_enabled_triggers_a_sync(
     );
     assert_eq!(
         count(
-            &db,
+            db,
             "SELECT count(*) AS n FROM directory_users WHERE given_name = 'Changed'"
         )
         .await,
@@ -278,14 +275,13 @@ async fn newer_webhook_wins_over_snapshot_and_directory_enabled_triggers_a_sync(
     link.close().await;
     w.stop().await;
     fake.stop().await;
-    broker.cleanup().await;
-    db.drop_db().await;
+    env.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_surface_the_scalekit_error() {
-    let db = TestDb::create().await;
-    let broker = Broker::new().await;
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
     let fake = FakeScalekit::start(ORG, DIR, users(1), vec![], Script::default()).await;
     let common = cli(
         &broker.prefix,
@@ -305,16 +301,15 @@ async fn bad_credentials_surface_the_scalekit_error() {
     assert!(err.contains("invalid client credentials"), "{err}");
     assert!(err.contains("16"), "{err}");
     fake.stop().await;
-    broker.cleanup().await;
-    db.drop_db().await;
+    env.finish().await;
 }
 
 /// Not part of the suite (run with `--ignored`): 100,000 users, reports users/s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "load test: cargo test -p worker --release --test sync -- --ignored --nocapture"]
 async fn sync_of_100k_users() {
-    let db = TestDb::create().await;
-    let broker = Broker::new().await;
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
     let fake = FakeScalekit::start(
         ORG,
         DIR,
@@ -323,7 +318,7 @@ async fn sync_of_100k_users() {
         Script::default(),
     )
     .await;
-    let (s, link) = syncer(&broker, &db, &fake, &[]).await;
+    let (s, link) = syncer(broker, db, &fake, &[]).await;
     let started = Instant::now();
     let summary = s.sync_org(ORG, None, &mut Progress::quiet()).await.unwrap();
     let secs = started.elapsed().as_secs_f64();
@@ -345,6 +340,5 @@ async fn sync_of_100k_users() {
     );
     link.close().await;
     fake.stop().await;
-    broker.cleanup().await;
-    db.drop_db().await;
+    env.finish().await;
 }

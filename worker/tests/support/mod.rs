@@ -3,6 +3,7 @@
 pub mod app;
 pub mod db;
 pub mod dlq;
+pub mod env;
 pub mod fake_scalekit;
 
 use shared::{MessageMeta, Source, WebhookEvent};
