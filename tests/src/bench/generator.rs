@@ -117,3 +117,92 @@ pub async fn run(
     }
     outcomes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A minimal HTTP/1.1 server answering every request with `status` (keep-alive).
+    async fn server(status: &'static str) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // One request: headers, then content-length bytes of body.
+                        while let Some(end) = find(&buf, b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                            let len: usize = head
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse().ok())
+                                .unwrap_or(0);
+                            if buf.len() < end + 4 + len {
+                                break;
+                            }
+                            buf.drain(..end + 4 + len);
+                            let answer =
+                                format!("HTTP/1.1 {status}\r\ncontent-length: 2\r\n\r\n{{}}");
+                            if sock.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                        }
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    fn jobs(n: usize) -> Vec<Job> {
+        (0..n)
+            .map(|i| Job {
+                id: format!("job{i}"),
+                request: Request::post("/hook")
+                    .header("host", "test")
+                    .body(Full::new(Bytes::from(format!("{{\"i\":{i}}}"))))
+                    .unwrap(),
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_job_gets_one_outcome_with_the_servers_status() {
+        let addr = server("202 Accepted").await;
+        let out = run(addr, jobs(300), std::time::Duration::from_micros(100), 8).await;
+        assert_eq!(out.len(), 300);
+        assert!(out.iter().all(|o| o.status == Some(202)));
+        let mut ids: Vec<&str> = out.iter().map(|o| o.id.as_str()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 300, "each job answered once");
+        assert!(out.iter().all(|o| o.latency_ms >= 0.0));
+    }
+
+    #[tokio::test]
+    async fn other_statuses_and_refused_connections_are_not_counted_as_accepted() {
+        let addr = server("503 Service Unavailable").await;
+        let out = run(addr, jobs(20), std::time::Duration::from_micros(100), 4).await;
+        assert!(out.iter().all(|o| o.status == Some(503)));
+        // A port nobody listens on: every job comes back without a status.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let out = run(closed, jobs(5), std::time::Duration::from_micros(100), 2).await;
+        assert_eq!(out.len(), 5);
+        assert!(out.iter().all(|o| o.status.is_none()));
+    }
+}
