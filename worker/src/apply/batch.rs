@@ -7,7 +7,7 @@
 //! event and classifies its failure). Other event kinds go through `Applier::apply`.
 
 use super::batch_store::{self, FinalUser, UserKey};
-use super::user_plan::{Memberships, PlanContext, RoleSet, UserEvent, UserPlan, plan_user};
+use super::user_plan::{PlanContext, StoredUser, UserEvent, UserPlan, plan_user};
 use super::version::Version;
 use super::{Applier, ApplyError, Outcome, locks};
 use crate::db::schema::processed_events as p;
@@ -172,12 +172,17 @@ async fn apply_user_segment(
     }
     let (user_keys, group_keys) = segment_keys(items, orgs, segment);
     let keys: Vec<UserKey> = user_keys.into_iter().collect();
-    let mut state = batch_store::load_users(conn, &keys).await?;
+    // As stored before the batch, and as the batch leaves each changed user (with the directory
+    // id of the newest event that carried one).
+    let loaded = batch_store::load_users(conn, &keys).await?;
+    let mut next: BTreeMap<UserKey, (StoredUser, Option<String>)> = BTreeMap::new();
     let groups: Vec<UserKey> = group_keys.into_iter().collect();
     let deleted = batch_store::deleted_groups(conn, &groups).await?;
-    let mut changed: BTreeMap<UserKey, Option<String>> = BTreeMap::new();
-    // Each changed user's memberships and roles as stored before this batch.
-    let mut stored_sets: BTreeMap<UserKey, Option<(Memberships, RoleSet)>> = BTreeMap::new();
+    let mut deleted_by_org: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (o, g) in &deleted {
+        deleted_by_org.entry(o).or_default().insert(g.clone());
+    }
+    let none_deleted = BTreeSet::new();
     let mut audits: Vec<Audit> = Vec::new();
     for &i in segment {
         let (_, event) = &items[i];
@@ -197,18 +202,13 @@ async fn apply_user_segment(
             ),
             _ => continue,
         };
-        let deleted_here: BTreeSet<String> = deleted
-            .iter()
-            .filter(|(o, _)| o == org)
-            .map(|(_, g)| g.clone())
-            .collect();
         let ctx = PlanContext {
             organization_id: org,
             mapping,
             hard_delete,
-            deleted_groups: &deleted_here,
+            deleted_groups: deleted_by_org.get(org).unwrap_or(&none_deleted),
         };
-        let current = state.get(&key);
+        let current = next.get(&key).map(|(s, _)| s).or_else(|| loaded.get(&key));
         match plan_user(plan_event, raw, version, current, &ctx) {
             UserPlan::Stale => outcomes[i] = Outcome::Stale,
             UserPlan::Apply(change) => {
@@ -220,39 +220,19 @@ async fn apply_user_segment(
                     change.before.clone(),
                     change.after.clone(),
                 ));
-                let next = change.applied_to(current);
-                stored_sets
-                    .entry(key.clone())
-                    .or_insert_with(|| current.map(|c| (c.memberships.clone(), c.roles.clone())));
-                let entry = changed.entry(key.clone()).or_insert(None);
-                if directory_id.is_some() {
-                    *entry = directory_id;
-                }
-                state.insert(key, next);
+                let state = change.applied_to(current);
+                let directory_id = match next.remove(&key) {
+                    Some((_, earlier)) => directory_id.or(earlier),
+                    None => directory_id,
+                };
+                next.insert(key, (state, directory_id));
                 outcomes[i] = Outcome::Applied;
             }
         }
     }
-    let finals: Vec<FinalUser<'_>> = changed
+    let finals: Vec<FinalUser<'_>> = next
         .iter()
-        .filter_map(|(key, dir)| {
-            state.get(key).map(|s| FinalUser {
-                key,
-                state: s,
-                directory_id: dir.as_deref(),
-                sets_changed: stored_sets.get(key).is_none_or(|stored| {
-                    stored
-                        .as_ref()
-                        .is_none_or(|(m, r)| *m != s.memberships || *r != s.roles)
-                }),
-                // Unknown (not in the map): assume rows, so the rewrite stays correct.
-                had_rows: stored_sets.get(key).is_none_or(|stored| {
-                    stored
-                        .as_ref()
-                        .is_some_and(|(m, r)| !m.is_empty() || !r.is_empty())
-                }),
-            })
-        })
+        .map(|(key, (state, dir))| FinalUser::new(key, state, dir.as_deref(), loaded.get(key)))
         .collect();
     batch_store::write_users(conn, &finals).await?;
     batch_store::write_audit(conn, &audits).await

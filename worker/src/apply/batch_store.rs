@@ -202,15 +202,23 @@ pub struct FinalUser<'a> {
     pub had_rows: bool,
 }
 
-impl FinalUser<'_> {
-    /// Whether `state`'s memberships or roles differ from `stored`'s (a new user: always).
-    pub fn sets_differ(stored: Option<&StoredUser>, state: &StoredUser) -> bool {
-        stored.is_none_or(|s| s.memberships != state.memberships || s.roles != state.roles)
-    }
-
-    /// Whether `stored` has membership or role rows.
-    pub fn has_rows(stored: Option<&StoredUser>) -> bool {
-        stored.is_some_and(|s| !s.memberships.is_empty() || !s.roles.is_empty())
+impl<'a> FinalUser<'a> {
+    /// `state` to be written over `stored` (what was read under the user's lock; `None` for a
+    /// new user).
+    pub fn new(
+        key: &'a UserKey,
+        state: &'a StoredUser,
+        directory_id: Option<&'a str>,
+        stored: Option<&StoredUser>,
+    ) -> Self {
+        Self {
+            key,
+            state,
+            directory_id,
+            sets_changed: stored
+                .is_none_or(|s| s.memberships != state.memberships || s.roles != state.roles),
+            had_rows: stored.is_some_and(|s| !s.memberships.is_empty() || !s.roles.is_empty()),
+        }
     }
 }
 

@@ -95,17 +95,7 @@ async fn write(
     };
     let key = (ctx.organization_id.to_owned(), user.to_owned());
     let state = change.applied_to(current);
-    batch_store::write_users(
-        conn,
-        &[FinalUser {
-            key: &key,
-            state: &state,
-            directory_id,
-            sets_changed: FinalUser::sets_differ(current, &state),
-            had_rows: FinalUser::has_rows(current),
-        }],
-    )
-    .await?;
+    batch_store::write_users(conn, &[FinalUser::new(&key, &state, directory_id, current)]).await?;
     audit::record(
         conn,
         AuditEntry {
