@@ -1,6 +1,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod app;
+pub mod apply;
 pub mod db;
 pub mod dlq;
 pub mod env;

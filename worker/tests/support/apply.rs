@@ -1,0 +1,31 @@
+//! Driving the applier directly against a test database.
+
+use super::db::TestDb;
+use super::parsed;
+use std::sync::Arc;
+use worker::apply::{Applier, Outcome};
+use worker::role_mapping::RoleMapping;
+
+pub fn applier(db: &TestDb, mapping: RoleMapping) -> Applier {
+    Applier::new(worker::db::pool(&db.url, 4), Arc::new(mapping), false)
+}
+
+pub async fn apply_all(a: &Applier, bodies: &[Vec<u8>]) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for b in bodies {
+        let (meta, event) = parsed(b);
+        out.push(a.apply(&meta, &event).await.unwrap());
+    }
+    out
+}
+
+/// Empties every table the applier writes.
+pub async fn truncate(conn: &mut diesel_async::AsyncPgConnection) {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(
+        "TRUNCATE directories, directory_users, directory_groups, directory_group_memberships, user_roles, processed_events, audit_log",
+    )
+    .execute(conn)
+    .await
+    .unwrap();
+}
