@@ -40,12 +40,7 @@ async fn duplicates_are_applied_once() {
     let w = spawn_worker(&broker.prefix, &db.url, &[]).await;
     let done = wait_until(Duration::from_secs(30), || async {
         count(db, "SELECT count(*) AS n FROM processed_events").await == n as i64
-            && broker
-                .tap
-                .depth(&broker.topology.apply_queue())
-                .await
-                .unwrap()
-                == 0
+            && broker.apply_depth().await == 0
     })
     .await;
     assert!(done, "all events processed");
@@ -164,14 +159,7 @@ async fn database_outage_goes_to_retry_tiers_then_applies() {
         "{}",
         w.metrics.render()
     );
-    assert_eq!(
-        broker
-            .tap
-            .depth(&broker.topology.dead_queue())
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(broker.dead_depth().await, 0);
     let ready = reqwest::get(format!("{}/readyz", w.base)).await.unwrap();
     assert_eq!(ready.status(), 503, "not ready without the database");
     proxy.restore().await.unwrap();
@@ -182,14 +170,7 @@ async fn database_outage_goes_to_retry_tiers_then_applies() {
         .await,
         "everything applied once the database is back"
     );
-    assert_eq!(
-        broker
-            .tap
-            .depth(&broker.topology.dead_queue())
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(broker.dead_depth().await, 0);
     assert_eq!(
         count(db, "SELECT count(*) AS n FROM directory_users").await,
         25
@@ -241,14 +222,7 @@ async fn stop_with_work_in_flight_loses_nothing_and_applies_once() {
         n as i64,
         "no double apply"
     );
-    assert_eq!(
-        broker
-            .tap
-            .depth(&broker.topology.apply_queue())
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(broker.apply_depth().await, 0);
     w.stop().await;
     env.finish().await;
 }

@@ -210,12 +210,7 @@ async fn poison_then_fix_then_replay_applies_exactly_once() {
     broker.publish(&body).await; // Scalekit delivered it twice
     assert!(
         wait_until(Duration::from_secs(20), || async {
-            broker
-                .tap
-                .depth(&broker.topology.dead_queue())
-                .await
-                .unwrap()
-                == 2
+            broker.dead_depth().await == 2
         })
         .await
     );
@@ -288,14 +283,7 @@ async fn poison_then_fix_then_replay_applies_exactly_once() {
         .await,
         1
     );
-    assert_eq!(
-        broker
-            .tap
-            .depth(&broker.topology.dead_queue())
-            .await
-            .unwrap(),
-        0
-    );
+    assert_eq!(broker.dead_depth().await, 0);
     w.stop().await;
     env.finish().await;
 }

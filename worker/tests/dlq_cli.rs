@@ -126,26 +126,12 @@ async fn cli_list_show_and_guarded_purge() {
         .unwrap();
     assert!(!out.status.success(), "purge refuses without --yes");
     assert!(String::from_utf8_lossy(&out.stdout).contains("would delete evt_dead_0001"));
-    assert_eq!(
-        broker
-            .tap
-            .depth(&broker.topology.dead_queue())
-            .await
-            .unwrap(),
-        6
-    );
+    assert_eq!(broker.dead_depth().await, 6);
     let out = worker_cmd(&broker, &["dlq", "purge", "--org", "org_1", "--yes"])
         .output()
         .await
         .unwrap();
     assert!(out.status.success());
-    assert_eq!(
-        broker
-            .tap
-            .depth(&broker.topology.dead_queue())
-            .await
-            .unwrap(),
-        5
-    );
+    assert_eq!(broker.dead_depth().await, 5);
     broker.cleanup().await;
 }

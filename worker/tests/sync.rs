@@ -330,14 +330,7 @@ async fn sync_of_100k_users() {
         summary.pages
     );
     assert_eq!(summary.seen, 100_000);
-    assert_eq!(
-        broker
-            .tap
-            .depth(&broker.topology.apply_queue())
-            .await
-            .unwrap(),
-        100_001
-    );
+    assert_eq!(broker.apply_depth().await, 100_001);
     link.close().await;
     fake.stop().await;
     env.finish().await;

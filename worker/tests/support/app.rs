@@ -142,6 +142,16 @@ impl Broker {
         .unwrap();
     }
 
+    /// Messages ready in the apply queue.
+    pub async fn apply_depth(&self) -> u32 {
+        self.tap.depth(&self.topology.apply_queue()).await.unwrap()
+    }
+
+    /// Messages ready in the dead-letter queue.
+    pub async fn dead_depth(&self) -> u32 {
+        self.tap.depth(&self.topology.dead_queue()).await.unwrap()
+    }
+
     pub async fn cleanup(self) {
         let _ = self.tap.connection.close(200, "done".into()).await;
         delete_topology(&amqp_url(), &self.topology, &[])
