@@ -43,7 +43,7 @@ pub struct Config {
     #[arg(long, env = "INGEST_PUBLISH_CHANNELS", default_value_t = 2)]
     pub publish_channels: usize,
 
-    /// Most publishes a worker thread starts together (see README, "Publishing").
+    /// Most publishes an HTTP worker thread starts together (see README, "ingest").
     #[arg(long, env = "INGEST_PUBLISH_BATCH_MAX", default_value_t = 256)]
     pub publish_batch_max: usize,
 

@@ -51,7 +51,7 @@ pub async fn publish(
             };
             publisher
                 .publish(
-                    &state.topology.exchange(),
+                    &state.events_exchange,
                     &env.event_type,
                     hook.body().clone(),
                     properties(&meta),
@@ -77,7 +77,7 @@ pub async fn publish(
             let props = mark_dead(properties(&meta), DeadReason::Malformed, &reason);
             publisher
                 .publish(
-                    &state.topology.dead_exchange(),
+                    &state.dead_exchange,
                     DeadReason::Malformed.as_str(),
                     hook.body().clone(),
                     props,

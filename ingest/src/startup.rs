@@ -66,7 +66,8 @@ impl Application {
         let state = web::Data::new(AppState {
             verifier: Verifier::new(secrets.clone()).with_tolerance(config.tolerance_seconds),
             link: link.clone(),
-            topology,
+            events_exchange: topology.exchange(),
+            dead_exchange: topology.dead_exchange(),
             metrics: Arc::clone(&metrics),
             confirm_timeout: config.confirm_timeout(),
             retry_after_seconds: config.retry_after_seconds,

@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::json;
 use shared::amqp::BrokerLink;
-use shared::{HeaderSource, Topology, Verifier};
+use shared::{HeaderSource, Verifier};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
@@ -19,7 +19,10 @@ use tracing::Instrument;
 pub struct AppState {
     pub verifier: Verifier,
     pub link: BrokerLink,
-    pub topology: Topology,
+    /// `{prefix}.events`, where verified events go (named once, not per request).
+    pub events_exchange: String,
+    /// `{prefix}.events.dlx`, where signed bodies that are not envelopes go.
+    pub dead_exchange: String,
     pub metrics: Arc<Metrics>,
     pub confirm_timeout: Duration,
     pub retry_after_seconds: u32,
