@@ -118,7 +118,7 @@ async fn next_batch(
 
 async fn run(link: BrokerLink, settings: CoalesceSettings, mut rx: mpsc::Receiver<Job>) {
     let mut previous = 0;
-    while let Some(batch) = next_batch(
+    while let Some(mut batch) = next_batch(
         &mut rx,
         settings.max_batch,
         linger_after(previous, settings),
@@ -135,8 +135,10 @@ async fn run(link: BrokerLink, settings: CoalesceSettings, mut rx: mpsc::Receive
                 continue;
             }
         };
-        // All publishes start before any is awaited: their frames are queued together.
-        let started = futures_util::future::join_all(batch.iter().map(|job| {
+        // All publishes start before any is awaited: their frames are queued together. The
+        // properties (headers included) are moved into the publish, not copied.
+        let started = futures_util::future::join_all(batch.iter_mut().map(|job| {
+            let properties = std::mem::take(&mut job.properties);
             channel.basic_publish(
                 job.exchange.as_str().into(),
                 job.routing_key.as_str().into(),
@@ -145,7 +147,7 @@ async fn run(link: BrokerLink, settings: CoalesceSettings, mut rx: mpsc::Receive
                     ..BasicPublishOptions::default()
                 },
                 &job.body,
-                job.properties.clone(),
+                properties,
             )
         }))
         .await;
