@@ -49,39 +49,15 @@ pub async fn raw_publisher(
     let body = super::event_body(0, "org_bench");
     let started = Instant::now();
     let cpu = watched.start();
-    let latencies: Vec<anyhow::Result<f64>> = futures_util::stream::iter(0..n)
-        .map(|_| {
-            let ch = ch.clone();
-            let queue = queue.clone();
-            let body = body.clone();
-            async move {
-                let t = Instant::now();
-                let props = BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into());
-                let confirm = ch
-                    .basic_publish(
-                        "".into(),
-                        queue.as_str().into(),
-                        BasicPublishOptions {
-                            mandatory: true,
-                            ..Default::default()
-                        },
-                        &body,
-                        props,
-                    )
-                    .await?
-                    .await?;
-                anyhow::ensure!(confirm.is_ack(), "nack");
-                Ok(t.elapsed().as_secs_f64() * 1000.0)
-            }
-        })
-        .buffer_unordered(window)
-        .collect()
-        .await;
+    let props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into());
+    let mut ms = pipelined(&ch, n, window, |_| {
+        (String::new(), queue.clone(), body.clone(), props.clone())
+    })
+    .await?;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu = cpu.finish(n);
-    let mut ms: Vec<f64> = latencies.into_iter().collect::<anyhow::Result<_>>()?;
     ms.sort_by(f64::total_cmp);
     ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await?;
@@ -93,4 +69,43 @@ pub async fn raw_publisher(
         confirm_p99_ms: percentile(&ms, 0.99),
         cpu,
     })
+}
+
+/// One message to publish: exchange, routing key, body, properties.
+pub type Message = (String, String, Vec<u8>, BasicProperties);
+
+/// Publishes `n` messages made by `message(i)` on `ch` (in confirm mode), mandatory, with
+/// `window` confirms in flight; returns each message's confirm latency in milliseconds. Fails
+/// on a nack or a returned message.
+pub async fn pipelined(
+    ch: &lapin::Channel,
+    n: usize,
+    window: usize,
+    message: impl Fn(usize) -> Message,
+) -> anyhow::Result<Vec<f64>> {
+    let latencies: Vec<anyhow::Result<f64>> = futures_util::stream::iter(0..n)
+        .map(|i| {
+            let (exchange, routing_key, body, props) = message(i);
+            async move {
+                let t = Instant::now();
+                let confirm = ch
+                    .basic_publish(
+                        exchange.as_str().into(),
+                        routing_key.as_str().into(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..Default::default()
+                        },
+                        &body,
+                        props,
+                    )
+                    .await?;
+                shared::amqp::settled(confirm).await?;
+                Ok(t.elapsed().as_secs_f64() * 1000.0)
+            }
+        })
+        .buffer_unordered(window)
+        .collect()
+        .await;
+    latencies.into_iter().collect()
 }

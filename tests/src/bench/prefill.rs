@@ -1,8 +1,7 @@
 //! Fills the apply queue straight from a lapin publisher (as ingest would have, same exchange,
 //! routing key and headers), so the worker's drain can be measured without running ingest first.
 
-use futures_util::StreamExt;
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use shared::amqp::{declare_topology, properties};
 use shared::{MessageMeta, Source, Topology};
 
@@ -18,44 +17,26 @@ pub async fn prefill(
     declare_topology(&ch, topology).await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     let exchange = topology.exchange();
-    let results: Vec<anyhow::Result<()>> = futures_util::stream::iter(0..n)
-        .map(|i| {
-            let ch = ch.clone();
-            let exchange = exchange.clone();
-            async move {
-                let body = super::event_body(id_base + i, "org_bench");
-                let event_type = "organization.directory.user_updated";
-                let meta = MessageMeta {
-                    message_id: format!("evt_bench_{:09}", id_base + i),
-                    webhook_id: Some(format!("msg_bench_{}", id_base + i)),
-                    event_type: event_type.to_owned(),
-                    organization_id: Some("org_bench".to_owned()),
-                    occurred_at: None,
-                    source: Source::Webhook,
-                    retry_count: 0,
-                    replay_count: 0,
-                };
-                let confirm = ch
-                    .basic_publish(
-                        exchange.as_str().into(),
-                        event_type.into(),
-                        BasicPublishOptions {
-                            mandatory: true,
-                            ..Default::default()
-                        },
-                        &body,
-                        properties(&meta),
-                    )
-                    .await?
-                    .await?;
-                anyhow::ensure!(confirm.is_ack(), "nack");
-                Ok(())
-            }
-        })
-        .buffer_unordered(256)
-        .collect()
-        .await;
-    results.into_iter().collect::<anyhow::Result<()>>()?;
+    let event_type = "organization.directory.user_updated";
+    super::baseline::pipelined(&ch, n, 256, |i| {
+        let meta = MessageMeta {
+            message_id: format!("evt_bench_{:09}", id_base + i),
+            webhook_id: Some(format!("msg_bench_{}", id_base + i)),
+            event_type: event_type.to_owned(),
+            organization_id: Some("org_bench".to_owned()),
+            occurred_at: None,
+            source: Source::Webhook,
+            retry_count: 0,
+            replay_count: 0,
+        };
+        (
+            exchange.clone(),
+            event_type.to_owned(),
+            super::event_body(id_base + i, "org_bench"),
+            properties(&meta),
+        )
+    })
+    .await?;
     let _ = conn.close(200, "done".into()).await;
     Ok(())
 }
