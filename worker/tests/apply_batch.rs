@@ -7,7 +7,7 @@ mod support;
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use support::apply::{applier, apply_all, truncate};
+use support::apply::{applier, apply_all, corpora, truncate};
 use support::db::TestDb;
 use support::*;
 use worker::apply::Outcome;
@@ -24,14 +24,8 @@ async fn batches_reach_the_same_end_state_in_any_order_and_split() {
     )
     .unwrap();
     let a = applier(&db, mapping);
-    let all: Vec<_> = FIXTURES.iter().map(|f| fixture(f)).collect();
-    let active: Vec<_> = FIXTURES
-        .iter()
-        .filter(|f| !f.starts_with("06"))
-        .map(|f| fixture(f))
-        .collect();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0xba7c);
-    for bodies in [all, active] {
+    for (_, bodies) in corpora() {
         truncate(&mut conn).await;
         apply_all(&a, &bodies).await;
         let expected = snapshot(&mut conn).await.unwrap();

@@ -1,7 +1,7 @@
 //! Driving the applier directly against a test database.
 
 use super::db::TestDb;
-use super::parsed;
+use super::{FIXTURES, fixture, parsed};
 use std::sync::Arc;
 use worker::apply::{Applier, Outcome};
 use worker::role_mapping::RoleMapping;
@@ -28,4 +28,16 @@ pub async fn truncate(conn: &mut diesel_async::AsyncPgConnection) {
     .execute(conn)
     .await
     .unwrap();
+}
+
+/// The sample events in order, named: all of them, and all but `06_user_deleted` (the user
+/// stays active, so memberships and roles matter).
+pub fn corpora() -> [(&'static str, Vec<Vec<u8>>); 2] {
+    let all: Vec<_> = FIXTURES.iter().map(|f| fixture(f)).collect();
+    let active: Vec<_> = FIXTURES
+        .iter()
+        .filter(|f| !f.starts_with("06"))
+        .map(|f| fixture(f))
+        .collect();
+    [("all", all), ("active", active)]
 }
