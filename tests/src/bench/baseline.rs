@@ -47,21 +47,34 @@ pub async fn raw_publisher(
     .await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     let body = super::event_body(0, "org_bench");
-    let started = Instant::now();
-    let cpu = watched.start();
     let props = BasicProperties::default()
         .with_delivery_mode(2)
         .with_content_type("application/json".into());
-    let mut ms = pipelined(&ch, n, window, |_| {
+    let result = measured(watched, &ch, n, window, |_| {
         (String::new(), queue.clone(), body.clone(), props.clone())
     })
     .await?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = cpu.finish(n);
-    ms.sort_by(f64::total_cmp);
     ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await?;
     let _ = conn.close(200, "done".into()).await;
+    Ok(result)
+}
+
+/// Publishes `n` messages made by `message(i)` with [`pipelined`] and measures the pace, the
+/// confirm latencies and where the CPU went.
+pub async fn measured(
+    watched: &Watched,
+    ch: &lapin::Channel,
+    n: usize,
+    window: usize,
+    message: impl Fn(usize) -> Message,
+) -> anyhow::Result<PubResult> {
+    let started = Instant::now();
+    let cpu = watched.start();
+    let mut ms = pipelined(ch, n, window, message).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = cpu.finish(n);
+    ms.sort_by(f64::total_cmp);
     Ok(PubResult {
         messages: n,
         msgs_per_s: n as f64 / elapsed,

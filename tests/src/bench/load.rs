@@ -89,27 +89,28 @@ pub async fn open_loop(
 
 /// Steps the offered rate up until two steps in a row have p99 ≥ `p99_limit_ms` or errors (one
 /// bad step can be a pause of the broker's; two in a row is the limit); returns all steps.
-/// The queue the steps fill is emptied after each (`drain`): every step starts, like B_pub, from
-/// an empty queue instead of one holding every earlier step's messages.
-#[allow(clippy::too_many_arguments)]
-pub async fn find_max_rate(
-    watched: &Watched,
-    addr: SocketAddr,
-    path: &str,
-    secret: &WebhookSecret,
+/// `step(rate, id_base)` runs one step (`open_loop` against ingest, say). The queue the steps
+/// fill is emptied after each (`drain`): every step starts, like B_pub, from an empty queue
+/// instead of one holding every earlier step's messages.
+pub async fn find_max_rate<F, Fut>(
+    label: &str,
     rates: &[f64],
-    step: Duration,
     p99_limit_ms: f64,
     drain: (&RabbitTap, &str),
-) -> Vec<RateStep> {
+    mut step: F,
+) -> Vec<RateStep>
+where
+    F: FnMut(f64, usize) -> Fut,
+    Fut: std::future::Future<Output = RateStep>,
+{
     let mut out = Vec::new();
     let mut base = 1_000_000;
     let mut over_in_a_row = 0;
     for &rate in rates {
-        let s = open_loop(watched, addr, path, secret, rate, step, base).await;
+        let s = step(rate, base).await;
         base += 1_000_000;
         eprintln!(
-            "  ingest @ {rate:>6.0}/s: accepted {:>7.0}/s  p50 {:>6.1} ms  p99 {:>6.1} ms  errors {}  cpu/msg: {}",
+            "  {label} @ {rate:>6.0}/s: accepted {:>7.0}/s  p50 {:>6.1} ms  p99 {:>6.1} ms  errors {}  cpu/msg: {}",
             s.accepted_per_s,
             s.p50_ms,
             s.p99_ms,

@@ -2,13 +2,18 @@
 //! measurements of the real binaries against them.
 
 pub mod baseline;
+pub mod ceiling;
 pub mod cpu;
 pub mod generator;
+pub mod ingest_half;
 pub mod load;
 pub mod prefill;
 pub mod report;
 pub mod sql_baseline;
 pub mod summary;
+
+use shared::amqp::properties;
+use shared::{MessageMeta, Source, Topology};
 
 /// Latency percentiles in milliseconds.
 pub fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
@@ -34,4 +39,27 @@ pub fn event_body(i: usize, org: &str) -> Vec<u8> {
         }
     });
     serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// The event type the bench's webhooks carry (their routing key).
+pub const EVENT_TYPE: &str = "organization.directory.user_updated";
+
+/// One of ingest's messages for bench event `i`: as ingest would publish it.
+pub fn ingest_message(topology: &Topology, i: usize) -> baseline::Message {
+    let meta = MessageMeta {
+        message_id: format!("evt_bench_{i:09}"),
+        webhook_id: Some(format!("msg_bench_{i}")),
+        event_type: EVENT_TYPE.to_owned(),
+        organization_id: Some("org_bench".to_owned()),
+        occurred_at: Some(chrono::Utc::now().to_rfc3339()),
+        source: Source::Webhook,
+        retry_count: 0,
+        replay_count: 0,
+    };
+    (
+        topology.exchange(),
+        EVENT_TYPE.to_owned(),
+        event_body(i, "org_bench"),
+        properties(&meta),
+    )
 }

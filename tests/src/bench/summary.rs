@@ -10,6 +10,11 @@ pub struct Summary {
     pub b_pub: PubResult,
     pub ingest_steps: Vec<RateStep>,
     pub ingest_best: Option<RateStep>,
+    /// B_pub when each message is one of ingest's (topic exchange, headers).
+    pub b_pub_ingest_messages: Option<PubResult>,
+    pub ceiling_steps: Vec<RateStep>,
+    /// The same load against a do-nothing HTTP server plus a paced raw publisher.
+    pub ceiling_best: Option<RateStep>,
     pub b_sql: SqlResult,
     pub worker_events: u32,
     pub worker_rate: f64,
@@ -29,6 +34,10 @@ impl Summary {
 
     pub fn ingest_ratio(&self) -> f64 {
         self.ingest_rate() / self.b_pub.msgs_per_s
+    }
+
+    pub fn ceiling_rate(&self) -> f64 {
+        self.ceiling_best.as_ref().map_or(0.0, |s| s.accepted_per_s)
     }
 
     /// The target ratio: the worker against the same rows written directly.
@@ -70,6 +79,36 @@ impl Summary {
                 "ingest ÷ B_pub",
                 format!("{:.2}", self.ingest_ratio()),
                 "target ≥ 0.7",
+            ),
+            row(
+                "B_pub with ingest's messages",
+                self.b_pub_ingest_messages.as_ref().map_or("-".into(), |p| {
+                    format!("{:.0} msgs/s; cpu/msg {}", p.msgs_per_s, p.cpu.describe())
+                }),
+                "the raw publisher, 256 in flight, each message as ingest publishes it: topic exchange, routing key, header table",
+            ),
+            row(
+                "ceiling: do-nothing HTTP + raw publisher, max sustained",
+                self.ceiling_best.as_ref().map_or("-".into(), |c| {
+                    format!(
+                        "{:.0} webhooks/s (p50 {:.1} ms, p99 {:.1} ms); cpu/msg {}",
+                        c.accepted_per_s,
+                        c.p50_ms,
+                        c.p99_ms,
+                        c.cpu.describe()
+                    )
+                }),
+                "the same generator and load against actix-web answering 202 at once, while a raw publisher puts ingest's message for each request into the broker at the same rate",
+            ),
+            row(
+                "ceiling ÷ B_pub",
+                format!("{:.2}", self.ceiling_rate() / self.b_pub.msgs_per_s),
+                "what this machine allows any actix-web ingest, before any of ingest's own work",
+            ),
+            row(
+                "ingest ÷ ceiling",
+                format!("{:.2}", self.ingest_rate() / self.ceiling_rate()),
+                "how much of that ingest reaches",
             ),
             row(
                 "B_sql user upserts, batched",
@@ -149,6 +188,11 @@ impl Summary {
             "ingest_steps": self.ingest_steps,
             "ingest_max_sustained": self.ingest_best,
             "ingest_ratio": self.ingest_ratio(),
+            "b_pub_ingest_messages": self.b_pub_ingest_messages,
+            "ceiling_steps": self.ceiling_steps,
+            "ceiling_max_sustained": self.ceiling_best,
+            "ceiling_ratio": self.ceiling_rate() / self.b_pub.msgs_per_s,
+            "ingest_of_ceiling": self.ingest_rate() / self.ceiling_rate(),
             "b_sql": self.b_sql,
             "worker_events_per_s": self.worker_rate,
             "worker_cpu": self.drain_cpu,

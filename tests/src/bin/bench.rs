@@ -153,34 +153,15 @@ async fn main() -> anyhow::Result<()> {
     }
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let mut stack = Stack::new("bench").await?;
-    let mut steps = Vec::new();
-    if only != "worker" {
-        stack.start_ingest().await?;
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], stack.ingest_port));
-        let ingest_watch = cpu::Watched::new()
-            .with("broker", broker)
-            .with("ingest", stack.ingest.as_ref().and_then(|p| p.pid()))
-            .with("generator", me);
-        eprintln!("ingest: open-loop load, 4 s a step, until p99 ≥ {P99_LIMIT_MS} ms");
-        let rates = [
-            500.0, 1000.0, 2000.0, 4000.0, 6000.0, 8000.0, 10000.0, 12000.0, 13000.0, 14000.0,
-            15000.0, 16000.0, 18000.0, 20000.0,
-        ];
-        let tap = shared::testkit::RabbitTap::connect(&url).await?;
-        let apply_queue = stack.topology.apply_queue();
-        steps = load::find_max_rate(
-            &ingest_watch,
-            addr,
-            ingest::WEBHOOK_PATH,
-            &secret,
-            &rates,
-            Duration::from_secs(4),
-            P99_LIMIT_MS,
-            (&tap, &apply_queue),
-        )
-        .await;
-        let _ = tap.connection.close(200, "done".into()).await;
-    }
+    let ingest_half = if only == "worker" {
+        None
+    } else {
+        Some(tests::bench::ingest_half::measure(&mut stack, broker, P99_LIMIT_MS).await?)
+    };
+    let steps = ingest_half
+        .as_ref()
+        .map(|h| h.steps.clone())
+        .unwrap_or_default();
     let best = load::max_sustained(&steps, P99_LIMIT_MS).cloned();
     let ingest_rate = best.as_ref().map_or(0.0, |s| s.accepted_per_s);
     if only == "ingest" {
@@ -190,6 +171,17 @@ async fn main() -> anyhow::Result<()> {
             b_pub.msgs_per_s,
             ingest_rate / b_pub.msgs_per_s
         );
+        if let Some(c) = ingest_half
+            .as_ref()
+            .and_then(|h| load::max_sustained(&h.ceiling_steps, P99_LIMIT_MS))
+        {
+            eprintln!(
+                "ceiling {:.0}/s ÷ B_pub = {:.2}; ingest ÷ ceiling = {:.2}",
+                c.accepted_per_s,
+                c.accepted_per_s / b_pub.msgs_per_s,
+                ingest_rate / c.accepted_per_s
+            );
+        }
         stack.teardown().await;
         return Ok(());
     }
@@ -340,6 +332,13 @@ async fn main() -> anyhow::Result<()> {
         b_pub,
         ingest_steps: steps,
         ingest_best: best,
+        b_pub_ingest_messages: ingest_half
+            .as_ref()
+            .map(|h| h.b_pub_ingest_messages.clone()),
+        ceiling_best: ingest_half
+            .as_ref()
+            .and_then(|h| load::max_sustained(&h.ceiling_steps, P99_LIMIT_MS).cloned()),
+        ceiling_steps: ingest_half.map(|h| h.ceiling_steps).unwrap_or_default(),
         b_sql,
         worker_events: queued,
         worker_rate,

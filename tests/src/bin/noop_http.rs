@@ -1,0 +1,42 @@
+//! The bench's stand-in for ingest with nothing of ingest's own: actix-web with the same number
+//! of HTTP workers, reading each POST body and answering 202 with a small JSON, no verification,
+//! no parsing, no broker. What HTTP alone costs on this machine. `noop_http <port>`; stops on
+//! SIGTERM/SIGINT (actix-web's own signal handling).
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+
+async fn accept(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Accepted().json(serde_json::json!({
+        "status": "queued",
+        "event_id": "evt_noop",
+        "bytes": body.len(),
+    }))
+}
+
+async fn ready() -> HttpResponse {
+    HttpResponse::Ok().finish()
+}
+
+#[actix_web::main]
+async fn main() -> anyhow::Result<()> {
+    let port: u16 = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    let workers: usize = std::env::var("INGEST_HTTP_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .filter(|w| *w > 0)
+        .unwrap_or(2);
+    HttpServer::new(|| {
+        App::new()
+            .app_data(web::PayloadConfig::new(1 << 20))
+            .route("/readyz", web::get().to(ready))
+            .route("/{path:.*}", web::post().to(accept))
+    })
+    .workers(workers)
+    .bind(("127.0.0.1", port))?
+    .run()
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The bench's own moving parts against the real broker: the paced publisher and the
+//! ingest-shaped B_pub put every message where ingest would, and the do-nothing HTTP server the
+//! ceiling is measured against answers like ingest does.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use http_body_util::Full;
+use lapin::options::ConfirmSelectOptions;
+use shared::Topology;
+use shared::amqp::meta_from_properties;
+use shared::testkit::{RabbitTap, amqp_url, delete_topology, unique_prefix};
+use std::time::Duration;
+use tests::bench::ceiling::{b_pub_ingest_messages, paced, publisher};
+use tests::bench::cpu::Watched;
+use tests::bench::{EVENT_TYPE, generator, ingest_message};
+use tests::procs::{Proc, free_port};
+
+#[tokio::test]
+async fn paced_publisher_routes_every_message_as_ingest_would() {
+    let url = amqp_url();
+    let topology = Topology::new(unique_prefix("paced"));
+    let conn = publisher(&url, &topology).await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let messages = (0..300).map(|i| ingest_message(&topology, i)).collect();
+    let confirmed = paced(&ch, messages, 3000.0).await.unwrap();
+    assert_eq!(confirmed, 300);
+
+    let tap = RabbitTap::connect(&url).await.unwrap();
+    let queue = topology.apply_queue();
+    assert_eq!(
+        tap.wait_depth(&queue, 300, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        300
+    );
+    let got = tap
+        .get(&queue, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("a message");
+    assert_eq!(got.delivery.routing_key.as_str(), EVENT_TYPE);
+    let meta = meta_from_properties(&got.delivery.properties, EVENT_TYPE);
+    assert_eq!(meta.message_id, "evt_bench_000000000");
+    assert_eq!(meta.organization_id.as_deref(), Some("org_bench"));
+    assert_eq!(got.delivery.properties.delivery_mode(), &Some(2));
+
+    let result = b_pub_ingest_messages(&Watched::new(), &conn, &topology, 200, 16)
+        .await
+        .unwrap();
+    assert_eq!(result.messages, 200);
+    assert!(result.msgs_per_s > 0.0);
+    assert!(result.confirm_p50_ms <= result.confirm_p99_ms);
+    assert_eq!(
+        tap.wait_depth(&queue, 499, Duration::from_secs(5))
+            .await
+            .unwrap(),
+        499,
+        "the 299 left of the paced run plus 200"
+    );
+    let _ = conn.close(200, "done".into()).await;
+    delete_topology(&url, &topology, &[]).await.unwrap();
+}
+
+#[tokio::test]
+async fn noop_http_answers_every_post_with_202() {
+    let port = free_port();
+    let server = Proc::spawn("noop_http", "noop_http", &[&port.to_string()], &[], port).unwrap();
+    let client = reqwest::Client::new();
+    server
+        .wait_ready(&client, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let resp = client
+        .post(format!("http://127.0.0.1:{port}/webhooks/scalekit"))
+        .body("{\"id\":\"evt_1\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202);
+    let json: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(json["status"], "queued");
+    assert_eq!(json["bytes"], 14);
+
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let jobs = (0..100)
+        .map(|i| generator::Job {
+            id: format!("job{i}"),
+            request: hyper::Request::post("/webhooks/scalekit")
+                .header("host", addr.to_string())
+                .body(Full::new(Bytes::from(vec![b'x'; 1024])))
+                .unwrap(),
+        })
+        .collect();
+    let out = generator::run(addr, jobs, Duration::from_micros(200), 8).await;
+    assert_eq!(out.len(), 100);
+    assert!(out.iter().all(|o| o.status == Some(202)));
+}
