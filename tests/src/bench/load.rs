@@ -135,6 +135,16 @@ where
     out
 }
 
+/// Whether an end-to-end step was sustained: no errors, ingest took (nearly) all that was
+/// offered, and the apply queue ended no deeper than a tenth of a second's worth (at least 500:
+/// one batch may be between deliveries) above where it started.
+pub fn e2e_sustained(step: &RateStep, depth_before: u32, depth_after: u32) -> bool {
+    let slack = (step.offered_per_s * 0.1).max(500.0);
+    step.errors == 0
+        && step.accepted_per_s >= 0.95 * step.offered_per_s
+        && f64::from(depth_after) <= f64::from(depth_before) + slack
+}
+
 /// The highest offered rate whose p99 stayed under the limit with no errors.
 pub fn max_sustained(steps: &[RateStep], p99_limit_ms: f64) -> Option<&RateStep> {
     steps
@@ -162,5 +172,33 @@ where
         // Polling is not free (a count over a growing table): 200 ms keeps it out of the way
         // at the cost of up to 200 ms on a drain of many seconds.
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(offered: f64, accepted: f64, errors: usize) -> RateStep {
+        RateStep {
+            offered_per_s: offered,
+            accepted_per_s: accepted,
+            errors,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            cpu: CpuUse::default(),
+            accepted_at: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sustained_needs_the_offer_taken_and_the_queue_flat() {
+        assert!(e2e_sustained(&step(6000.0, 5950.0, 0), 0, 300));
+        assert!(e2e_sustained(&step(8000.0, 7990.0, 0), 100, 900));
+        // The queue grew by more than a tenth of a second's worth.
+        assert!(!e2e_sustained(&step(8000.0, 7990.0, 0), 0, 3134));
+        // Ingest fell behind the offer: not sustained, whatever the queue did.
+        assert!(!e2e_sustained(&step(8000.0, 5941.0, 0), 0, 0));
+        assert!(!e2e_sustained(&step(2000.0, 2000.0, 1), 0, 0));
     }
 }

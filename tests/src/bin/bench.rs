@@ -262,11 +262,15 @@ async fn main() -> anyhow::Result<()> {
         .await;
         base += 1_000_000;
         let after = tap.depth(&stack.topology.apply_queue()).await?;
-        let flat = after <= before + (rate * 0.5) as u32 && s.errors == 0;
+        let flat = load::e2e_sustained(&s, before, after);
         eprintln!(
             "  e2e @ {rate:>5.0}/s: accepted {:>6.0}/s, queue {before} → {after} {}",
             s.accepted_per_s,
-            if flat { "(flat)" } else { "(growing)" }
+            if flat {
+                "(sustained)"
+            } else {
+                "(not sustained)"
+            }
         );
         if !flat {
             break;
