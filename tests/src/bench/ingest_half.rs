@@ -1,6 +1,5 @@
-//! The ingest half of the bench: B_pub with ingest's own messages, ingest under open-loop load,
-//! and the ceiling (the same load against a do-nothing HTTP server while a raw publisher feeds
-//! the broker the same messages), each stepped up to the highest rate with p99 under the limit.
+//! The ingest half of the bench: B_pub with ingest's own messages, ingest under open-loop load
+//! stepped up to the highest rate with p99 under the limit, and the ceiling (see `ceiling`).
 
 use super::baseline::PubResult;
 use super::ceiling;
@@ -17,12 +16,14 @@ pub const RATES: [f64; 14] = [
     16000.0, 18000.0, 20000.0,
 ];
 pub const STEP: Duration = Duration::from_secs(4);
+/// The rate the do-nothing server is measured at: high, where the cost per request is lowest.
+pub const NOOP_RATE: f64 = 20_000.0;
 
 pub struct IngestHalf {
     /// B_pub with ingest's messages (median of three runs).
     pub b_pub_ingest_messages: PubResult,
     pub steps: Vec<RateStep>,
-    pub ceiling_steps: Vec<RateStep>,
+    pub ceiling: ceiling::Ceiling,
 }
 
 /// Runs the three measurements against `stack` (ingest started here).
@@ -86,9 +87,7 @@ pub async fn measure(
     )
     .await;
 
-    eprintln!(
-        "ceiling: the same load against a do-nothing actix-web server + a paced raw publisher"
-    );
+    eprintln!("ceiling: a do-nothing actix-web server under the same generator at {NOOP_RATE}/s");
     let port = free_port();
     let workers = std::env::var("INGEST_HTTP_WORKERS").unwrap_or_else(|_| "2".to_owned());
     let noop = Proc::spawn(
@@ -102,40 +101,39 @@ pub async fn measure(
         .await?;
     let noop_addr = SocketAddr::from(([127, 0, 0, 1], port));
     let watch = Watched::new()
-        .with("broker", broker)
         .with("noop http", noop.pid())
-        .with("generator + publisher", me);
-    let paced_ch = publisher.create_channel().await?;
-    paced_ch
-        .confirm_select(lapin::options::ConfirmSelectOptions::default())
-        .await?;
-    let (w, t, ch) = (&watch, &topology, &paced_ch);
-    let ceiling_steps = load::find_max_rate(
-        "ceiling",
-        &RATES,
-        p99_limit_ms,
-        (&tap, &apply_queue),
-        |rate, base| async move {
-            let wanted = (rate * STEP.as_secs_f64()) as usize;
-            let messages = (0..wanted)
-                .map(|i| super::ingest_message(t, base + i))
-                .collect();
-            let (mut step, published) = tokio::join!(
-                load::open_loop(w, noop_addr, "/webhooks", s, rate, STEP, base),
-                ceiling::paced(ch, messages, rate)
-            );
-            // A message the broker did not confirm counts as a failed request.
-            step.errors += wanted.saturating_sub(published.unwrap_or(0));
-            step
-        },
+        .with("generator", me);
+    let noop_step = load::open_loop(
+        &watch,
+        noop_addr,
+        "/webhooks",
+        s,
+        NOOP_RATE,
+        STEP,
+        900_000_000,
     )
     .await;
+    eprintln!(
+        "  noop @ {NOOP_RATE}/s: accepted {:.0}/s  p99 {:.1} ms  errors {}  cpu/msg: {}",
+        noop_step.accepted_per_s,
+        noop_step.p99_ms,
+        noop_step.errors,
+        noop_step.cpu.describe()
+    );
     drop(noop);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let ceiling = ceiling::ceiling(cores, &b_pub_ingest_messages, noop_step);
+    eprintln!(
+        "  ceiling: {cores} cores ÷ ({}) = {:.0} webhooks/s ({:.0} without the generator)",
+        ceiling.describe(),
+        ceiling.webhooks_per_s,
+        ceiling.without_generator_per_s
+    );
     let _ = publisher.close(200, "done".into()).await;
     let _ = tap.connection.close(200, "done".into()).await;
     Ok(IngestHalf {
         b_pub_ingest_messages,
         steps,
-        ceiling_steps,
+        ceiling,
     })
 }

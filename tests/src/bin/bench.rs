@@ -171,15 +171,12 @@ async fn main() -> anyhow::Result<()> {
             b_pub.msgs_per_s,
             ingest_rate / b_pub.msgs_per_s
         );
-        if let Some(c) = ingest_half
-            .as_ref()
-            .and_then(|h| load::max_sustained(&h.ceiling_steps, P99_LIMIT_MS))
-        {
+        if let Some(c) = ingest_half.as_ref().map(|h| &h.ceiling) {
             eprintln!(
                 "ceiling {:.0}/s ÷ B_pub = {:.2}; ingest ÷ ceiling = {:.2}",
-                c.accepted_per_s,
-                c.accepted_per_s / b_pub.msgs_per_s,
-                ingest_rate / c.accepted_per_s
+                c.webhooks_per_s,
+                c.webhooks_per_s / b_pub.msgs_per_s,
+                ingest_rate / c.webhooks_per_s
             );
         }
         stack.teardown().await;
@@ -339,10 +336,7 @@ async fn main() -> anyhow::Result<()> {
         b_pub_ingest_messages: ingest_half
             .as_ref()
             .map(|h| h.b_pub_ingest_messages.clone()),
-        ceiling_best: ingest_half
-            .as_ref()
-            .and_then(|h| load::max_sustained(&h.ceiling_steps, P99_LIMIT_MS).cloned()),
-        ceiling_steps: ingest_half.map(|h| h.ceiling_steps).unwrap_or_default(),
+        ceiling: ingest_half.map(|h| h.ceiling),
         b_sql,
         worker_events: queued,
         worker_rate,
