@@ -1,7 +1,7 @@
 //! The ingest half of the bench: B_pub with ingest's own messages, ingest under open-loop load
 //! stepped up to the highest rate with p99 under the limit, and the ceiling (see `ceiling`).
 
-use super::baseline::PubResult;
+use super::baseline::{self, PubResult};
 use super::ceiling;
 use super::cpu::Watched;
 use super::load::{self, RateStep};
@@ -54,16 +54,13 @@ pub async fn measure(
 
     eprintln!("B_pub with ingest's messages (topic exchange, headers; 256 in flight; median of 3)");
     let pub_watch = Watched::new().with("broker", broker).with("publisher", me);
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        let r =
-            ceiling::b_pub_ingest_messages(&pub_watch, &publisher, &topology, 30_000, 256).await?;
-        empty(&tap).await;
-        eprintln!("  run: {:.0} msgs/s", r.msgs_per_s);
-        runs.push(r);
-    }
-    runs.sort_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s));
-    let b_pub_ingest_messages = runs.swap_remove(1);
+    let (w, conn, t, tp, e) = (&pub_watch, &publisher, &topology, &tap, &empty);
+    let b_pub_ingest_messages = baseline::median_of_three(|| async move {
+        let r = ceiling::b_pub_ingest_messages(w, conn, t, 30_000, 256).await;
+        e(tp).await;
+        r
+    })
+    .await?;
     eprintln!(
         "  {:.0} msgs/s  cpu/msg: {}",
         b_pub_ingest_messages.msgs_per_s,

@@ -117,17 +117,10 @@ async fn main() -> anyhow::Result<()> {
     let pub_watch = cpu::Watched::new()
         .with("broker", broker)
         .with("publisher", me);
-    // The broker's own pace varies run to run (segment writes, GC): the median of three.
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        let r = baseline::raw_publisher(&pub_watch, &url, 30_000, 256)
+    let b_pub =
+        baseline::median_of_three(|| baseline::raw_publisher(&pub_watch, &url, 30_000, 256))
             .await
             .context("B_pub")?;
-        eprintln!("  run: {:.0} msgs/s", r.msgs_per_s);
-        runs.push(r);
-    }
-    runs.sort_by(|a, b| a.msgs_per_s.total_cmp(&b.msgs_per_s));
-    let b_pub = runs.swap_remove(1);
     eprintln!(
         "  {:.0} msgs/s, confirm p50 {:.1} ms p99 {:.1} ms  cpu/msg: {}",
         b_pub.msgs_per_s,
