@@ -7,6 +7,7 @@ use super::cpu::Watched;
 use super::load::{self, RateStep};
 use crate::procs::{Proc, free_port};
 use crate::stack::{SECRET, Stack};
+use lapin::options::QueuePurgeOptions;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -39,25 +40,17 @@ pub async fn measure(
     let apply_queue = topology.apply_queue();
     let tap = shared::testkit::RabbitTap::connect(&url).await?;
     let publisher = ceiling::publisher(&url, &topology).await?;
-    let empty = |tap: &shared::testkit::RabbitTap| {
-        let q = apply_queue.clone();
-        let ch = tap.channel.clone();
-        async move {
-            let _ = ch
-                .queue_purge(
-                    q.as_str().into(),
-                    lapin::options::QueuePurgeOptions::default(),
-                )
-                .await;
-        }
-    };
 
     eprintln!("B_pub with ingest's messages (topic exchange, headers; 256 in flight; median of 3)");
     let pub_watch = Watched::new().with("broker", broker).with("publisher", me);
-    let (w, conn, t, tp, e) = (&pub_watch, &publisher, &topology, &tap, &empty);
+    let (w, conn, t, tp, q) = (&pub_watch, &publisher, &topology, &tap, &apply_queue);
     let b_pub_ingest_messages = baseline::median_of_three(|| async move {
         let r = ceiling::b_pub_ingest_messages(w, conn, t, 30_000, 256).await;
-        e(tp).await;
+        // Each run, like B_pub's, starts from an empty queue.
+        let _ = tp
+            .channel
+            .queue_purge(q.as_str().into(), QueuePurgeOptions::default())
+            .await;
         r
     })
     .await?;
