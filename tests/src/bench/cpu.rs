@@ -19,15 +19,6 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / TICKS_PER_SECOND)
 }
 
-/// The pid of the first process whose command name is `comm` (e.g. `beam.smp`).
-pub fn find_process(comm: &str) -> Option<u32> {
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-        let name = std::fs::read_to_string(e.path().join("comm")).ok()?;
-        (name.trim() == comm).then_some(pid)
-    })
-}
-
 /// Every process whose command name is `comm` (e.g. all `postgres` backends).
 pub fn find_processes(comm: &str) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -40,6 +31,11 @@ pub fn find_processes(comm: &str) -> Vec<u32> {
             (name.trim() == comm).then_some(pid)
         })
         .collect()
+}
+
+/// The pid of a process whose command name is `comm` (e.g. `beam.smp`, of which there is one).
+pub fn find_process(comm: &str) -> Option<u32> {
+    find_processes(comm).into_iter().next()
 }
 
 /// Processes to account, by role (a role may span several processes).
