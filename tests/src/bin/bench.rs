@@ -146,15 +146,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let mut stack = Stack::new("bench").await?;
-    let ingest_half = if only == "worker" {
-        None
+    let (b_pub_ingest_messages, steps, ceiling) = if only == "worker" {
+        (None, Vec::new(), None)
     } else {
-        Some(tests::bench::ingest_half::measure(&mut stack, broker, P99_LIMIT_MS).await?)
+        let h = tests::bench::ingest_half::measure(&mut stack, broker, P99_LIMIT_MS).await?;
+        (Some(h.b_pub_ingest_messages), h.steps, Some(h.ceiling))
     };
-    let steps = ingest_half
-        .as_ref()
-        .map(|h| h.steps.clone())
-        .unwrap_or_default();
     let best = load::max_sustained(&steps, P99_LIMIT_MS).cloned();
     let ingest_rate = best.as_ref().map_or(0.0, |s| s.accepted_per_s);
     if only == "ingest" {
@@ -164,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
             b_pub.msgs_per_s,
             ingest_rate / b_pub.msgs_per_s
         );
-        if let Some(c) = ingest_half.as_ref().map(|h| &h.ceiling) {
+        if let Some(c) = &ceiling {
             eprintln!(
                 "ceiling {:.0}/s ÷ B_pub = {:.2}; ingest ÷ ceiling = {:.2}",
                 c.webhooks_per_s,
@@ -326,10 +323,8 @@ async fn main() -> anyhow::Result<()> {
         b_pub,
         ingest_steps: steps,
         ingest_best: best,
-        b_pub_ingest_messages: ingest_half
-            .as_ref()
-            .map(|h| h.b_pub_ingest_messages.clone()),
-        ceiling: ingest_half.map(|h| h.ceiling),
+        b_pub_ingest_messages,
+        ceiling,
         b_sql,
         worker_events: queued,
         worker_rate,
