@@ -6,14 +6,11 @@
 //! the apply path.
 
 pub mod apply;
-pub mod classify;
 pub mod config;
-pub mod consume;
 pub mod db;
+pub mod delivery;
 pub mod depth;
 pub mod dlq;
-pub mod forward;
-pub mod handle;
 pub mod health;
 pub mod metrics;
 pub mod role_mapping;

@@ -3,9 +3,8 @@
 
 use crate::apply::Applier;
 use crate::config::{Common, redact_url};
-use crate::consume::{self, ConsumeSettings};
 use crate::db::{self, Pool};
-use crate::handle::Handler;
+use crate::delivery::{ConsumeSettings, Handler, lanes};
 use crate::health::{self, Health, HealthState};
 use crate::metrics::Metrics;
 use crate::role_mapping::{MappingError, RoleMapping};
@@ -184,7 +183,7 @@ impl Worker {
                 self.stop.clone(),
             ))
         });
-        consume::run(
+        lanes::run(
             self.handler,
             self.link.clone(),
             self.health,

@@ -1,32 +1,44 @@
-//! One `audit_log` row per applied change.
+//! `audit_log`: one row per applied change, written in the transaction of the change, in one
+//! statement per thousand rows.
 
-use crate::db::schema::audit_log;
+use crate::db::schema::audit_log as a;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
-pub struct AuditEntry<'a> {
-    pub event_id: &'a str,
-    pub organization_id: &'a str,
-    pub entity_type: &'a str,
-    pub entity_id: &'a str,
-    pub action: &'a str,
+/// One audit row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub event_id: String,
+    pub organization_id: String,
+    /// `user`, `group` or `directory`.
+    pub entity_type: &'static str,
+    pub entity_id: String,
+    pub action: &'static str,
     pub before: Option<Value>,
-    pub after: Option<Value>,
+    pub after: Value,
 }
 
-pub async fn record(conn: &mut AsyncPgConnection, e: AuditEntry<'_>) -> QueryResult<()> {
-    diesel::insert_into(audit_log::table)
-        .values((
-            audit_log::event_id.eq(e.event_id),
-            audit_log::organization_id.eq(e.organization_id),
-            audit_log::entity_type.eq(e.entity_type),
-            audit_log::entity_id.eq(e.entity_id),
-            audit_log::action.eq(e.action),
-            audit_log::before.eq(e.before),
-            audit_log::after.eq(e.after),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
+pub async fn write(conn: &mut AsyncPgConnection, rows: &[AuditRow]) -> QueryResult<()> {
+    for chunk in rows.chunks(1000) {
+        let values: Vec<_> = chunk
+            .iter()
+            .map(|r| {
+                (
+                    a::event_id.eq(r.event_id.as_str()),
+                    a::organization_id.eq(r.organization_id.as_str()),
+                    a::entity_type.eq(r.entity_type),
+                    a::entity_id.eq(r.entity_id.as_str()),
+                    a::action.eq(r.action),
+                    a::before.eq(r.before.as_ref()),
+                    a::after.eq(Some(&r.after)),
+                )
+            })
+            .collect();
+        diesel::insert_into(a::table)
+            .values(values)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }

@@ -1,8 +1,11 @@
-//! Transaction-scoped advisory locks that serialize work on one entity across workers. Order:
-//! groups before users, each set sorted, so two transactions never wait on each other in a cycle.
+//! Transaction-scoped advisory locks that serialize work on one entity across workers. One
+//! routine takes them all, in one global order: shared group locks, then exclusive locks (each
+//! set sorted), so two transactions never wait on each other in a cycle. A transaction takes
+//! every lock it needs before it inserts its dedupe rows (see `docs/architecture.md`, "Apply").
 
-use diesel::sql_types::Text;
+use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use std::collections::BTreeSet;
 
 pub fn user_key(org: &str, user: &str) -> String {
     format!("u/{org}/{user}")
@@ -16,20 +19,33 @@ pub fn directory_key(org: &str, dir: &str) -> String {
     format!("d/{org}/{dir}")
 }
 
-/// Exclusive lock until the end of the transaction.
-pub async fn lock(conn: &mut AsyncPgConnection, key: &str) -> diesel::QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind::<Text, _>(key)
-        .execute(conn)
-        .await
-        .map(|_| ())
+/// The locks one transaction takes: shared ones (groups a user event refers to) and exclusive
+/// ones (the entities it writes).
+#[derive(Debug, Default)]
+pub struct LockSet {
+    pub shared: BTreeSet<String>,
+    pub exclusive: BTreeSet<String>,
 }
 
-/// Shared lock until the end of the transaction.
-pub async fn lock_shared(conn: &mut AsyncPgConnection, key: &str) -> diesel::QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))")
-        .bind::<Text, _>(key)
-        .execute(conn)
-        .await
-        .map(|_| ())
+impl LockSet {
+    /// Takes every lock until the end of the transaction: shared first, then exclusive, each in
+    /// sorted order.
+    pub async fn acquire(&self, conn: &mut AsyncPgConnection) -> diesel::QueryResult<()> {
+        for (keys, function) in [
+            (&self.shared, "pg_advisory_xact_lock_shared"),
+            (&self.exclusive, "pg_advisory_xact_lock"),
+        ] {
+            if keys.is_empty() {
+                continue;
+            }
+            let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+            diesel::sql_query(format!(
+                "SELECT count({function}(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) s"
+            ))
+            .bind::<Array<Text>, _>(keys)
+            .execute(conn)
+            .await?;
+        }
+        Ok(())
+    }
 }

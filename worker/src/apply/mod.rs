@@ -1,30 +1,29 @@
-//! Applying one event to PostgreSQL exactly once: the dedupe row and the change share one
-//! transaction; one handler per event kind behind one exhaustive `match`.
+//! Applying events to PostgreSQL exactly once. There is one way in, [`Applier::apply_batch`]
+//! (a single event is a batch of one, [`Applier::apply`]), and every transaction does the same
+//! four steps: take its advisory locks ([`locks`]), claim its dedupe rows ([`claim`]), plan and
+//! write the changes, write their audit rows ([`audit`]).
+//!
+//! - user events ([`user`]) of a batch share one transaction, set-based: one load of every
+//!   user involved, the pure planner folded over each user's events in memory, one write per
+//!   table;
+//! - group and directory events ([`catalog`]) each get a transaction of their own, because a
+//!   group deletion locks its members, which are known only once the group is locked.
+//!
+//! Any error fails the whole transaction; the caller then applies the batch's events one by one,
+//! which isolates a bad event and classifies its failure (see `crate::delivery`).
 
-mod audit;
-mod batch;
-mod batch_store;
-pub mod catalog_plan;
-mod catalog_store;
-mod dedupe;
-mod groups;
-mod locks;
-pub mod user_plan;
-mod user_store;
-mod users;
+pub mod audit;
+pub mod catalog;
+mod claim;
+pub mod locks;
+pub mod user;
 pub mod version;
-
-#[cfg(test)]
-mod catalog_plan_tests;
-#[cfg(test)]
-mod user_plan_tests;
 
 use crate::db::{Pool, PoolError};
 use crate::role_mapping::RoleMapping;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use shared::{Event, MessageMeta, WebhookEvent};
 use std::sync::Arc;
-use version::Version;
 
 /// What applying an event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -49,12 +48,6 @@ impl Outcome {
     }
 }
 
-/// What a handler did.
-pub enum Applied {
-    Changed,
-    Stale,
-}
-
 /// Why an event could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -64,14 +57,36 @@ pub enum ApplyError {
     Pool(#[from] PoolError),
     #[error("event has no organization id")]
     MissingOrganization,
-    #[error("only user events are applied in batches")]
-    NotBatchable,
 }
 
-/// Per-event context handed to the handlers.
-pub struct ApplyContext<'a> {
-    pub event_id: &'a str,
+/// One event on its way in: its message metadata, the parsed event and its organization.
+#[derive(Clone, Copy)]
+pub struct Item<'a> {
+    pub meta: &'a MessageMeta,
+    pub event: &'a WebhookEvent,
     pub organization_id: &'a str,
+}
+
+impl<'a> Item<'a> {
+    fn new(meta: &'a MessageMeta, event: &'a WebhookEvent) -> Result<Self, ApplyError> {
+        let organization_id = event
+            .organization_id()
+            .map(|o| o.as_str())
+            .ok_or(ApplyError::MissingOrganization)?;
+        Ok(Self {
+            meta,
+            event,
+            organization_id,
+        })
+    }
+
+    fn event_id(&self) -> &'a str {
+        self.event.envelope.id.as_str()
+    }
+}
+
+/// Settings every plan needs.
+pub struct Rules<'a> {
     pub mapping: &'a RoleMapping,
     pub hard_delete: bool,
 }
@@ -82,6 +97,14 @@ pub struct Applier {
     pool: Pool,
     mapping: Arc<RoleMapping>,
     hard_delete: bool,
+}
+
+/// Whether the event is a user event (applied set-based, many to a transaction).
+pub fn is_user_event(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::UserCreated(_) | Event::UserUpdated(_) | Event::UserDeleted(_)
+    )
 }
 
 impl Applier {
@@ -101,106 +124,139 @@ impl Applier {
         &self.mapping
     }
 
-    pub fn hard_delete(&self) -> bool {
-        self.hard_delete
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            mapping: &self.mapping,
+            hard_delete: self.hard_delete,
+        }
     }
 
-    /// Applies one parsed event in one transaction with its dedupe row.
+    /// Applies one event: a batch of one.
     pub async fn apply(
         &self,
         meta: &MessageMeta,
         event: &WebhookEvent,
     ) -> Result<Outcome, ApplyError> {
+        let item = Item::new(meta, event)?;
+        if is_user_event(&event.event) {
+            Ok(self.apply_users(&[item]).await?[0])
+        } else {
+            self.apply_catalog(item).await
+        }
+    }
+
+    /// Applies events of any kind; outcomes in input order. User events share one transaction;
+    /// each group, directory or unknown event has its own, applied before the user events.
+    pub async fn apply_batch(
+        &self,
+        items: &[(MessageMeta, WebhookEvent)],
+    ) -> Result<Vec<Outcome>, ApplyError> {
+        let items: Vec<Item<'_>> = items
+            .iter()
+            .map(|(meta, event)| Item::new(meta, event))
+            .collect::<Result<_, _>>()?;
+        let mut outcomes = vec![Outcome::Duplicate; items.len()];
+        let (users, others): (Vec<usize>, Vec<usize>) =
+            (0..items.len()).partition(|&i| is_user_event(&items[i].event.event));
+        for i in others {
+            outcomes[i] = self.apply_catalog(items[i]).await?;
+        }
+        if !users.is_empty() {
+            let batch: Vec<Item<'_>> = users.iter().map(|&i| items[i]).collect();
+            for (i, outcome) in users.into_iter().zip(self.apply_users(&batch).await?) {
+                outcomes[i] = outcome;
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// User events in one transaction.
+    async fn apply_users(&self, items: &[Item<'_>]) -> Result<Vec<Outcome>, ApplyError> {
         let mut conn = self.pool.get().await?;
-        let org = event
-            .organization_id()
-            .map(|o| o.as_str().to_owned())
-            .ok_or(ApplyError::MissingOrganization)?;
-        let mapping = Arc::clone(&self.mapping);
-        let hard_delete = self.hard_delete;
-        let outcome = conn
-            .transaction::<Outcome, ApplyError, _>(async |conn| {
-                // Entity locks before the dedupe row: a batch holding the entity and inserting
-                // the same event id can then never wait on us while we wait on it.
-                lock_entities(conn, &org, &event.event).await?;
-                if !dedupe::claim(conn, meta, event, &org).await? {
-                    return Ok(Outcome::Duplicate);
+        let rules = self.rules();
+        conn.transaction::<_, ApplyError, _>(async |conn| {
+            let claimed = Claimed::take(conn, items, &user::apply::locks(items)).await?;
+            let applied = user::apply::apply(conn, &claimed.fresh, &rules).await?;
+            claimed.finish(conn, applied).await
+        })
+        .await
+    }
+
+    /// One group, directory or unknown event in its own transaction.
+    async fn apply_catalog(&self, item: Item<'_>) -> Result<Outcome, ApplyError> {
+        let mut conn = self.pool.get().await?;
+        let rules = self.rules();
+        let outcomes = conn
+            .transaction::<_, ApplyError, _>(async |conn| {
+                let items = [item];
+                let claimed = Claimed::take(conn, &items, &catalog::apply::locks(&item)).await?;
+                let mut applied = Vec::with_capacity(claimed.fresh.len());
+                for fresh in &claimed.fresh {
+                    applied.push(catalog::apply::apply(conn, fresh, &rules).await?);
                 }
-                let ctx = ApplyContext {
-                    event_id: event.envelope.id.as_str(),
-                    organization_id: &org,
-                    mapping: &mapping,
-                    hard_delete,
-                };
-                let outcome = dispatch(conn, &ctx, event).await?;
-                if outcome != Outcome::Applied {
-                    dedupe::set_outcome(conn, event.envelope.id.as_str(), outcome).await?;
-                }
-                Ok(outcome)
+                claimed.finish(conn, applied).await
             })
             .await?;
-        Ok(outcome)
+        Ok(outcomes[0])
     }
 }
 
-/// Whether `Applier::apply_batch` takes this kind of event (user events).
-pub fn batchable(event: &Event) -> bool {
-    matches!(
-        event,
-        Event::UserCreated(_) | Event::UserUpdated(_) | Event::UserDeleted(_)
-    )
+/// The first and last steps every transaction takes: its locks and dedupe claim before the
+/// changes, the outcomes of the new events recorded after.
+struct Claimed<'a> {
+    /// Per input item: whether it is new (claimed here) or a duplicate.
+    new: Vec<bool>,
+    /// The new items, in input order.
+    fresh: Vec<Item<'a>>,
 }
 
-/// Takes the locks the event's handler will take, in the global order (groups, then users).
-async fn lock_entities(
-    conn: &mut AsyncPgConnection,
-    org: &str,
-    event: &Event,
-) -> diesel::QueryResult<()> {
-    match event {
-        Event::UserCreated(u) | Event::UserUpdated(u) => {
-            let mut groups: Vec<&str> = u.groups.iter().flatten().map(|g| g.id.as_str()).collect();
-            groups.sort_unstable();
-            groups.dedup();
-            for g in groups {
-                locks::lock_shared(conn, &locks::group_key(org, g)).await?;
-            }
-            locks::lock(conn, &locks::user_key(org, u.id.as_str())).await
-        }
-        Event::UserDeleted(u) => locks::lock(conn, &locks::user_key(org, u.id.as_str())).await,
-        Event::GroupCreated(g) | Event::GroupUpdated(g) | Event::GroupDeleted(g) => {
-            locks::lock(conn, &locks::group_key(org, g.id.as_str())).await
-        }
-        Event::DirectoryEnabled(d) | Event::DirectoryDisabled(d) => {
-            locks::lock(conn, &locks::directory_key(org, d.id.as_str())).await
-        }
-        Event::Unknown { .. } => Ok(()),
+impl<'a> Claimed<'a> {
+    async fn take(
+        conn: &mut AsyncPgConnection,
+        items: &[Item<'a>],
+        locks: &locks::LockSet,
+    ) -> Result<Self, ApplyError> {
+        // Entity locks before the dedupe rows: a transaction holding an entity and inserting
+        // the same event id can then never wait on us while we wait on it.
+        locks.acquire(conn).await?;
+        let new = claim::claim_all(conn, items).await?;
+        let fresh = items
+            .iter()
+            .zip(&new)
+            .filter(|(_, n)| **n)
+            .map(|(i, _)| *i)
+            .collect();
+        Ok(Self { new, fresh })
     }
-}
 
-/// The one exhaustive `match`: a new event variant does not compile until it is handled here.
-async fn dispatch(
-    conn: &mut AsyncPgConnection,
-    ctx: &ApplyContext<'_>,
-    event: &WebhookEvent,
-) -> Result<Outcome, ApplyError> {
-    let version = Version::new(event.envelope.occurred_at, event.envelope.id.as_str());
-    let raw = &event.envelope.data;
-    let applied = match &event.event {
-        Event::DirectoryEnabled(d) => groups::directory(conn, ctx, d, true, version).await?,
-        Event::DirectoryDisabled(d) => groups::directory(conn, ctx, d, false, version).await?,
-        Event::UserCreated(u) | Event::UserUpdated(u) => {
-            users::upsert(conn, ctx, u, raw, version).await?
+    /// Records stale and ignored outcomes of the new events (`applied`, one each) and returns
+    /// the outcome of every input item.
+    async fn finish(
+        self,
+        conn: &mut AsyncPgConnection,
+        applied: Vec<Outcome>,
+    ) -> Result<Vec<Outcome>, ApplyError> {
+        for outcome in [Outcome::Stale, Outcome::Ignored] {
+            let ids: Vec<&str> = self
+                .fresh
+                .iter()
+                .zip(&applied)
+                .filter(|(_, o)| **o == outcome)
+                .map(|(i, _)| i.event_id())
+                .collect();
+            claim::set_outcome(conn, &ids, outcome).await?;
         }
-        Event::UserDeleted(u) => users::delete(conn, ctx, u, raw, version).await?,
-        Event::GroupCreated(g) | Event::GroupUpdated(g) => {
-            groups::group(conn, ctx, g, raw, false, version).await?
-        }
-        Event::GroupDeleted(g) => groups::group(conn, ctx, g, raw, true, version).await?,
-        Event::Unknown { .. } => return Ok(Outcome::Ignored),
-    };
-    Ok(match applied {
-        Applied::Changed => Outcome::Applied,
-        Applied::Stale => Outcome::Stale,
-    })
+        let mut applied = applied.into_iter();
+        Ok(self
+            .new
+            .iter()
+            .map(|new| {
+                if *new {
+                    applied.next().unwrap_or(Outcome::Duplicate)
+                } else {
+                    Outcome::Duplicate
+                }
+            })
+            .collect())
+    }
 }

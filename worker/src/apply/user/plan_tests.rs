@@ -1,7 +1,7 @@
 //! The user planner without a database: every user event kind, each ordering rule, role mapping.
 
-use super::user_plan::*;
-use super::version::Version;
+use super::plan::*;
+use crate::apply::version::Version;
 use crate::role_mapping::RoleMapping;
 use chrono::{TimeZone, Utc};
 use serde_json::json;

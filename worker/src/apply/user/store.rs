@@ -1,16 +1,17 @@
-//! Set-based reads and writes for a segment of user events applied together: one statement per
-//! table instead of one per event. Membership and role reads probe the primary key once per user
+//! Set-based reads and writes of users, their memberships and roles: one statement per table
+//! for a whole batch (a single event is a batch of one). Membership and role reads probe the primary key once per user
 //! (`LATERAL … OFFSET 0` keeps the planner from hashing a whole table when its statistics are
 //! stale, as they are while a fresh database fills up).
 
-use super::user_plan::{Profile, RoleSource, StoredUser};
-use super::version::Version;
+use super::plan::{Profile, RoleSource, StoredUser};
+use crate::apply::version::Version;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::collections::{BTreeMap, BTreeSet};
 
-pub type UserKey = (String, String);
+/// (organization id, user or group id).
+pub type Key = (String, String);
 
 #[derive(diesel::QueryableByName)]
 struct UserRow {
@@ -66,36 +67,15 @@ struct KeyRow {
     id: String,
 }
 
-fn split(keys: &[UserKey]) -> (Vec<&str>, Vec<&str>) {
+fn split(keys: &[Key]) -> (Vec<&str>, Vec<&str>) {
     keys.iter().map(|(o, u)| (o.as_str(), u.as_str())).unzip()
-}
-
-/// Advisory locks, in one global order: shared group locks, then user locks (each sorted).
-pub async fn lock_all(
-    conn: &mut AsyncPgConnection,
-    group_keys: &BTreeSet<String>,
-    user_keys: &BTreeSet<String>,
-) -> diesel::QueryResult<()> {
-    if !group_keys.is_empty() {
-        let g: Vec<&str> = group_keys.iter().map(String::as_str).collect();
-        diesel::sql_query("SELECT count(pg_advisory_xact_lock_shared(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) s")
-            .bind::<Array<Text>, _>(g)
-            .execute(conn)
-            .await?;
-    }
-    let u: Vec<&str> = user_keys.iter().map(String::as_str).collect();
-    diesel::sql_query("SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) s")
-        .bind::<Array<Text>, _>(u)
-        .execute(conn)
-        .await
-        .map(|_| ())
 }
 
 /// The stored users among `keys`, with memberships and roles.
 pub async fn load_users(
     conn: &mut AsyncPgConnection,
-    keys: &[UserKey],
-) -> diesel::QueryResult<BTreeMap<UserKey, StoredUser>> {
+    keys: &[Key],
+) -> diesel::QueryResult<BTreeMap<Key, StoredUser>> {
     let (orgs, users) = split(keys);
     let rows: Vec<UserRow> = diesel::sql_query(
         "SELECT u.organization_id, u.directory_user_id, active, deactivated_at, erased_at, email, given_name, family_name, display_name, preferred_username, attributes, source_updated_at, source_event_id, profile_updated_at, profile_event_id \
@@ -105,7 +85,7 @@ pub async fn load_users(
     .bind::<Array<Text>, _>(&users)
     .load(conn)
     .await?;
-    let mut out: BTreeMap<UserKey, StoredUser> = rows
+    let mut out: BTreeMap<Key, StoredUser> = rows
         .into_iter()
         .map(|r| {
             (
@@ -170,8 +150,8 @@ pub async fn load_users(
 /// Which of the (org, group) pairs are soft-deleted.
 pub async fn deleted_groups(
     conn: &mut AsyncPgConnection,
-    keys: &[UserKey],
-) -> diesel::QueryResult<BTreeSet<UserKey>> {
+    keys: &[Key],
+) -> diesel::QueryResult<BTreeSet<Key>> {
     if keys.is_empty() {
         return Ok(BTreeSet::new());
     }
@@ -190,9 +170,9 @@ pub async fn deleted_groups(
         .collect())
 }
 
-/// The final state of one user after the segment.
+/// The final state of one user after a batch.
 pub struct FinalUser<'a> {
-    pub key: &'a UserKey,
+    pub key: &'a Key,
     pub state: &'a StoredUser,
     pub directory_id: Option<&'a str>,
     /// Whether memberships or roles differ from what is stored (only then are they rewritten).
@@ -206,7 +186,7 @@ impl<'a> FinalUser<'a> {
     /// `state` to be written over `stored` (what was read under the user's lock; `None` for a
     /// new user).
     pub fn new(
-        key: &'a UserKey,
+        key: &'a Key,
         state: &'a StoredUser,
         directory_id: Option<&'a str>,
         stored: Option<&StoredUser>,
@@ -223,7 +203,7 @@ impl<'a> FinalUser<'a> {
 }
 
 /// Deletes the memberships and roles of `keys` (to be rewritten).
-async fn delete_sets(conn: &mut AsyncPgConnection, keys: &[UserKey]) -> diesel::QueryResult<()> {
+async fn delete_sets(conn: &mut AsyncPgConnection, keys: &[Key]) -> diesel::QueryResult<()> {
     let (orgs, ids) = split(keys);
     for table in ["directory_group_memberships", "user_roles"] {
         diesel::sql_query(format!(
@@ -242,9 +222,7 @@ pub async fn write_users(
     conn: &mut AsyncPgConnection,
     users: &[FinalUser<'_>],
 ) -> diesel::QueryResult<()> {
-    use crate::db::schema::{
-        directory_group_memberships as m, directory_users as u, user_roles as r,
-    };
+    use crate::db::schema::directory_users as u;
     use diesel::ExpressionMethods;
     use diesel::upsert::excluded;
     if users.is_empty() {
@@ -305,8 +283,19 @@ pub async fn write_users(
             .execute(conn)
             .await?;
     }
+    rewrite_sets(conn, users).await
+}
+
+/// Replaces the memberships and roles of the users whose sets changed (and only those: rows of
+/// an unchanged user are not rewritten).
+pub async fn rewrite_sets(
+    conn: &mut AsyncPgConnection,
+    users: &[FinalUser<'_>],
+) -> diesel::QueryResult<()> {
+    use crate::db::schema::{directory_group_memberships as m, user_roles as r};
+    use diesel::ExpressionMethods;
     let users: Vec<&FinalUser<'_>> = users.iter().filter(|f| f.sets_changed).collect();
-    let keys: Vec<UserKey> = users
+    let keys: Vec<Key> = users
         .iter()
         .filter(|f| f.had_rows)
         .map(|f| f.key.clone())
@@ -349,46 +338,6 @@ pub async fn write_users(
     for chunk in roles.chunks(5000) {
         diesel::insert_into(r::table)
             .values(chunk.to_vec())
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
-}
-
-/// One row per audit entry, in one statement per thousand.
-/// (event id, organization, user, action, before, after)
-pub type UserAudit = (
-    String,
-    String,
-    String,
-    &'static str,
-    Option<serde_json::Value>,
-    serde_json::Value,
-);
-
-pub async fn write_audit(
-    conn: &mut AsyncPgConnection,
-    entries: &[UserAudit],
-) -> diesel::QueryResult<()> {
-    use crate::db::schema::audit_log as a;
-    use diesel::ExpressionMethods;
-    for chunk in entries.chunks(1000) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|(event, org, user, action, before, after)| {
-                (
-                    a::event_id.eq(event.as_str()),
-                    a::organization_id.eq(org.as_str()),
-                    a::entity_type.eq("user"),
-                    a::entity_id.eq(user.as_str()),
-                    a::action.eq(*action),
-                    a::before.eq(before.as_ref()),
-                    a::after.eq(Some(after)),
-                )
-            })
-            .collect();
-        diesel::insert_into(a::table)
-            .values(rows)
             .execute(conn)
             .await?;
     }

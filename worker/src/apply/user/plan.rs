@@ -1,7 +1,7 @@
 //! Pure decisions for user events: given the stored user (if any) and an event, what the row,
 //! memberships and roles must become, and the differences to write.
 
-use super::version::Version;
+use crate::apply::version::Version;
 use crate::role_mapping::RoleMapping;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};

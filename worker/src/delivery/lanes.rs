@@ -4,7 +4,7 @@
 //! applied batch with one `multiple` ack. Lanes re-subscribe after broker loss with a pause; on
 //! shutdown each lane cancels its consumer after the batch in hand (bounded by the timeout).
 
-use crate::handle::Handler;
+use super::handle::Handler;
 use crate::health::{Health, TICK};
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};

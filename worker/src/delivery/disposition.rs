@@ -1,4 +1,7 @@
-//! Pure decisions about failures: which errors are worth retrying, and where a message goes.
+//! Pure decisions about failures: which errors are worth retrying, and where a message goes
+//! next (the retry tier for its retry count, or the dead-letter queue). The tiers themselves
+//! (names, delays, queues) are part of the message contract, `shared::contract::Topology`;
+//! `forward` publishes the copies.
 
 use crate::apply::{ApplyError, Outcome};
 use diesel::result::{DatabaseErrorKind, Error as DbError};
@@ -43,8 +46,6 @@ pub fn classify_apply(e: &ApplyError) -> Class {
     match e {
         ApplyError::Pool(_) => Class::Transient,
         ApplyError::MissingOrganization => Class::Permanent(DeadReason::Invalid),
-        // Not a failure of the event: the caller applies it on its own.
-        ApplyError::NotBatchable => Class::Transient,
         ApplyError::Database(db) => match db {
             DbError::DatabaseError(kind, info) => match kind {
                 DatabaseErrorKind::CheckViolation

@@ -1,7 +1,7 @@
 //! The catalogue planners without a database: groups and directories.
 
-use super::catalog_plan::*;
-use super::version::Version;
+use super::plan::*;
+use crate::apply::version::Version;
 use chrono::{TimeZone, Utc};
 use serde_json::json;
 use shared::{DirectoryData, GroupData};

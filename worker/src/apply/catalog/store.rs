@@ -1,7 +1,7 @@
 //! Loads and writes groups and directories for the catalogue planner.
 
-use super::catalog_plan::{DirectoryChange, GroupChange, StoredDirectory, StoredGroup};
-use super::version::Version;
+use super::plan::{DirectoryChange, GroupChange, StoredDirectory, StoredGroup};
+use crate::apply::version::Version;
 use crate::db::schema::{
     directories as d, directory_group_memberships as m, directory_groups as g,
 };
@@ -98,25 +98,6 @@ pub async fn group_members(
         .order(m::directory_user_id)
         .load(conn)
         .await
-}
-
-pub async fn remove_membership(
-    conn: &mut AsyncPgConnection,
-    org: &str,
-    user: &str,
-    group: &str,
-) -> QueryResult<()> {
-    diesel::delete(
-        m::table.filter(
-            m::organization_id
-                .eq(org)
-                .and(m::directory_user_id.eq(user))
-                .and(m::directory_group_id.eq(group)),
-        ),
-    )
-    .execute(conn)
-    .await
-    .map(|_| ())
 }
 
 pub async fn load_directory(

@@ -1,9 +1,9 @@
 //! One delivery, start to finish: parse → apply (one transaction) → ack; or forward to a retry
 //! tier / the dead-letter queue (confirmed) → ack. Nothing is acked before that.
 
+use super::disposition::{Class, Disposition, after_failure, classify_apply, classify_parse};
+use super::forward;
 use crate::apply::{Applier, Outcome};
-use crate::classify::{Disposition, after_failure, classify_apply, classify_parse};
-use crate::forward;
 use crate::metrics::Metrics;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -51,8 +51,8 @@ impl Handler {
         }
     }
 
-    /// Applies a batch of deliveries in one transaction (see `Applier::apply_batch`); parse
-    /// failures and, when the batch fails, every event fall back to [`Handler::handle`].
+    /// Applies a batch of deliveries (see `Applier::apply_batch`); parse failures and, when the
+    /// batch fails, every event fall back to [`Handler::handle`].
     /// The deliveries must come from one channel whose earlier deliveries are all settled (a
     /// consume lane): the applied batch is acknowledged with one `multiple` ack.
     pub async fn handle_batch(&self, deliveries: Vec<Delivery>) {
@@ -64,21 +64,21 @@ impl Handler {
         }
         let mut parsed = Vec::with_capacity(deliveries.len());
         let mut items = Vec::with_capacity(deliveries.len());
-        let mut single = Vec::new();
+        let mut unparsed = Vec::new();
         for d in deliveries {
             match WebhookEvent::parse(&d.data) {
-                Ok(event) if crate::apply::batchable(&event.event) => {
+                Ok(event) => {
                     items.push((
                         meta_from_properties(&d.properties, d.routing_key.as_str()),
                         event,
                     ));
                     parsed.push(d);
                 }
-                // Group, directory and unknown events (and bodies that do not parse) one by one.
-                _ => single.push(d),
+                // Bodies that do not parse are classified (and forwarded) one by one.
+                Err(_) => unparsed.push(d),
             }
         }
-        for d in single {
+        for d in unparsed {
             self.handle(d).await;
         }
         if parsed.is_empty() {
@@ -181,7 +181,7 @@ impl Handler {
                     }
                     Err(e) => {
                         let class = classify_apply(&e);
-                        if class == crate::classify::Class::Transient {
+                        if class == Class::Transient {
                             self.transient_streak.fetch_add(1, Ordering::Relaxed);
                         }
                         tracing::warn!(error = %e, ?class, "apply failed");

@@ -1,6 +1,6 @@
 //! Pure decisions for group and directory events: versioned upserts with soft deletion.
 
-use super::version::Version;
+use crate::apply::version::Version;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::{DirectoryData, GroupData};
@@ -103,7 +103,7 @@ pub enum DirectoryPlan {
 }
 
 /// Plans `directory_enabled` (`enabled = true`) or `directory_disabled`. The event type decides,
-/// not the payload's `enabled` flag (spec §3.1).
+/// not the payload's `enabled` flag (`docs/scalekit.md`, "Events").
 pub fn plan_directory(
     data: &DirectoryData,
     enabled: bool,

@@ -1,0 +1,157 @@
+//! The catalogue step of a transaction: one group or directory event, with soft deletion. A
+//! group deletion also takes the group out of its members' memberships and mapped roles.
+
+use super::plan::{DirectoryPlan, GroupPlan, plan_directory, plan_group};
+use super::store;
+use crate::apply::audit::{self, AuditRow};
+use crate::apply::locks::{self, LockSet};
+use crate::apply::user::plan::{RoleSet, RoleSource, diff_roles, mapped_roles};
+use crate::apply::user::store::{self as user_store, FinalUser, Key};
+use crate::apply::version::Version;
+use crate::apply::{Item, Outcome, Rules};
+use diesel_async::AsyncPgConnection;
+use serde_json::json;
+use shared::Event;
+
+/// The entity the event writes, locked exclusively (nothing for an unknown event).
+pub fn locks(item: &Item<'_>) -> LockSet {
+    let org = item.organization_id;
+    let key = match &item.event.event {
+        Event::GroupCreated(g) | Event::GroupUpdated(g) | Event::GroupDeleted(g) => {
+            Some(locks::group_key(org, g.id.as_str()))
+        }
+        Event::DirectoryEnabled(d) | Event::DirectoryDisabled(d) => {
+            Some(locks::directory_key(org, d.id.as_str()))
+        }
+        _ => None,
+    };
+    LockSet {
+        shared: Default::default(),
+        exclusive: key.into_iter().collect(),
+    }
+}
+
+/// Applies one new catalogue event (claimed, its lock held). The one exhaustive `match` over
+/// event kinds that are not user events: a new variant does not compile until handled here.
+pub async fn apply(
+    conn: &mut AsyncPgConnection,
+    item: &Item<'_>,
+    rules: &Rules<'_>,
+) -> diesel::QueryResult<Outcome> {
+    let envelope = &item.event.envelope;
+    let version = Version::new(envelope.occurred_at, envelope.id.as_str());
+    let org = item.organization_id;
+    let audits = match &item.event.event {
+        Event::GroupCreated(g) | Event::GroupUpdated(g) | Event::GroupDeleted(g) => {
+            let deleted = matches!(item.event.event, Event::GroupDeleted(_));
+            let group = g.id.as_str();
+            let current = store::load_group(conn, org, group).await?;
+            let GroupPlan::Apply(change) =
+                plan_group(g, &envelope.data, deleted, version, current.as_ref())
+            else {
+                return Ok(Outcome::Stale);
+            };
+            store::write_group(conn, org, group, &change).await?;
+            let mut audits = vec![AuditRow {
+                event_id: envelope.id.as_str().to_owned(),
+                organization_id: org.to_owned(),
+                entity_type: "group",
+                entity_id: group.to_owned(),
+                action: change.action,
+                before: change.before.clone(),
+                after: change.after.clone(),
+            }];
+            if change.removes_memberships {
+                audits.extend(remove_group(conn, item, group, rules).await?);
+            }
+            audits
+        }
+        Event::DirectoryEnabled(d) | Event::DirectoryDisabled(d) => {
+            let enabled = matches!(item.event.event, Event::DirectoryEnabled(_));
+            let dir = d.id.as_str();
+            let current = store::load_directory(conn, org, dir).await?;
+            let DirectoryPlan::Apply(change) =
+                plan_directory(d, enabled, version, current.as_ref())
+            else {
+                return Ok(Outcome::Stale);
+            };
+            store::write_directory(conn, org, dir, &change).await?;
+            vec![AuditRow {
+                event_id: envelope.id.as_str().to_owned(),
+                organization_id: org.to_owned(),
+                entity_type: "directory",
+                entity_id: dir.to_owned(),
+                action: change.action,
+                before: change.before.clone(),
+                after: change.after.clone(),
+            }]
+        }
+        Event::UserCreated(_) | Event::UserUpdated(_) | Event::UserDeleted(_) => {
+            // Not a catalogue event: `Applier` sends user events to `user::apply`.
+            return Ok(Outcome::Ignored);
+        }
+        Event::Unknown { .. } => return Ok(Outcome::Ignored),
+    };
+    audit::write(conn, &audits).await?;
+    Ok(Outcome::Applied)
+}
+
+/// Deleting a group never leaves a membership, or a role mapped from it, behind: each member
+/// (locked) loses the membership and has its mapped roles recomputed. One audit row per member.
+async fn remove_group(
+    conn: &mut AsyncPgConnection,
+    item: &Item<'_>,
+    group: &str,
+    rules: &Rules<'_>,
+) -> diesel::QueryResult<Vec<AuditRow>> {
+    let org = item.organization_id;
+    let members: Vec<Key> = store::group_members(conn, org, group)
+        .await?
+        .into_iter()
+        .map(|user| (org.to_owned(), user))
+        .collect();
+    if members.is_empty() {
+        return Ok(Vec::new());
+    }
+    LockSet {
+        shared: Default::default(),
+        exclusive: members.iter().map(|(o, u)| locks::user_key(o, u)).collect(),
+    }
+    .acquire(conn)
+    .await?;
+    let stored = user_store::load_users(conn, &members).await?;
+    let mut next = Vec::with_capacity(stored.len());
+    let mut audits = Vec::with_capacity(stored.len());
+    for (key, user) in &stored {
+        let mut state = user.clone();
+        state.memberships.remove(group);
+        let mut roles: RoleSet = user
+            .roles
+            .iter()
+            .filter(|(_, s)| *s == RoleSource::Scalekit)
+            .cloned()
+            .collect();
+        roles.extend(mapped_roles(org, rules.mapping, &state.memberships));
+        let (_, removed) = diff_roles(&user.roles, &roles);
+        state.roles = roles;
+        audits.push(AuditRow {
+            event_id: item.event.envelope.id.as_str().to_owned(),
+            organization_id: org.to_owned(),
+            entity_type: "user",
+            entity_id: key.1.clone(),
+            action: "group_removed",
+            before: None,
+            after: json!({
+                "group": group,
+                "roles_removed": removed.iter().map(|(r, _)| r).collect::<Vec<_>>(),
+            }),
+        });
+        next.push((key, state));
+    }
+    let finals: Vec<FinalUser<'_>> = next
+        .iter()
+        .map(|(key, state)| FinalUser::new(key, state, None, stored.get(*key)))
+        .collect();
+    user_store::rewrite_sets(conn, &finals).await?;
+    Ok(audits)
+}

@@ -1,0 +1,124 @@
+//! The user step of a transaction: every user the batch touches loaded at once, the planner
+//! folded over each user's events in input order, one write per table.
+
+use super::plan::{PlanContext, StoredUser, UserEvent, UserPlan, plan_user};
+use super::store::{self, FinalUser, Key};
+use crate::apply::audit::{self, AuditRow};
+use crate::apply::locks::{self, LockSet};
+use crate::apply::version::Version;
+use crate::apply::{Item, Outcome, Rules};
+use diesel_async::AsyncPgConnection;
+use shared::{Event, UserData};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A user event's user key, groups, planner input and directory id.
+fn parts<'a>(item: &Item<'a>) -> Option<(Key, UserEvent<'a>, Option<&'a UserData>)> {
+    let org = item.organization_id.to_owned();
+    match &item.event.event {
+        Event::UserCreated(u) | Event::UserUpdated(u) => Some((
+            (org, u.id.as_str().to_owned()),
+            UserEvent::Upsert(u),
+            Some(u),
+        )),
+        Event::UserDeleted(u) => {
+            Some(((org, u.id.as_str().to_owned()), UserEvent::Delete(u), None))
+        }
+        _ => None,
+    }
+}
+
+/// The users and the groups (as (org, group)) the events refer to.
+fn keys(items: &[Item<'_>]) -> (BTreeSet<Key>, BTreeSet<Key>) {
+    let mut users = BTreeSet::new();
+    let mut groups = BTreeSet::new();
+    for item in items {
+        let Some((key, _, data)) = parts(item) else {
+            continue;
+        };
+        for g in data.iter().flat_map(|u| u.groups.iter().flatten()) {
+            groups.insert((key.0.clone(), g.id.as_str().to_owned()));
+        }
+        users.insert(key);
+    }
+    (users, groups)
+}
+
+/// The locks of user events: their groups shared (a concurrent deletion of one must not
+/// interleave), their users exclusive.
+pub fn locks(items: &[Item<'_>]) -> LockSet {
+    let (users, groups) = keys(items);
+    LockSet {
+        shared: groups.iter().map(|(o, g)| locks::group_key(o, g)).collect(),
+        exclusive: users.iter().map(|(o, u)| locks::user_key(o, u)).collect(),
+    }
+}
+
+/// Applies new user events (already claimed, their locks held); one outcome each.
+pub async fn apply(
+    conn: &mut AsyncPgConnection,
+    items: &[Item<'_>],
+    rules: &Rules<'_>,
+) -> diesel::QueryResult<Vec<Outcome>> {
+    let mut outcomes = vec![Outcome::Ignored; items.len()];
+    if items.is_empty() {
+        return Ok(outcomes);
+    }
+    let (users, groups) = keys(items);
+    let users: Vec<Key> = users.into_iter().collect();
+    let groups: Vec<Key> = groups.into_iter().collect();
+    // As stored before the batch, and as the batch leaves each changed user (with the directory
+    // id of the newest event that carried one).
+    let stored = store::load_users(conn, &users).await?;
+    let mut next: BTreeMap<Key, (StoredUser, Option<String>)> = BTreeMap::new();
+    let mut deleted: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (org, group) in store::deleted_groups(conn, &groups).await? {
+        deleted.entry(org).or_default().insert(group);
+    }
+    let none_deleted = BTreeSet::new();
+    let mut audits: Vec<AuditRow> = Vec::new();
+    for (item, outcome) in items.iter().zip(outcomes.iter_mut()) {
+        let Some((key, plan_event, data)) = parts(item) else {
+            continue;
+        };
+        let envelope = &item.event.envelope;
+        let ctx = PlanContext {
+            organization_id: item.organization_id,
+            mapping: rules.mapping,
+            hard_delete: rules.hard_delete,
+            deleted_groups: deleted.get(item.organization_id).unwrap_or(&none_deleted),
+        };
+        let version = Version::new(envelope.occurred_at, envelope.id.as_str());
+        let current = next.get(&key).map(|(s, _)| s).or_else(|| stored.get(&key));
+        match plan_user(plan_event, &envelope.data, version, current, &ctx) {
+            UserPlan::Stale => *outcome = Outcome::Stale,
+            UserPlan::Apply(change) => {
+                audits.push(AuditRow {
+                    event_id: envelope.id.as_str().to_owned(),
+                    organization_id: key.0.clone(),
+                    entity_type: "user",
+                    entity_id: key.1.clone(),
+                    action: change.action,
+                    before: change.before.clone(),
+                    after: change.after.clone(),
+                });
+                let state = change.applied_to(current);
+                let directory_id = data
+                    .and_then(|u| u.directory_id.as_ref())
+                    .map(|d| d.as_str().to_owned());
+                let directory_id = match next.remove(&key) {
+                    Some((_, earlier)) => directory_id.or(earlier),
+                    None => directory_id,
+                };
+                next.insert(key, (state, directory_id));
+                *outcome = Outcome::Applied;
+            }
+        }
+    }
+    let finals: Vec<FinalUser<'_>> = next
+        .iter()
+        .map(|(key, (state, dir))| FinalUser::new(key, state, dir.as_deref(), stored.get(key)))
+        .collect();
+    store::write_users(conn, &finals).await?;
+    audit::write(conn, &audits).await?;
+    Ok(outcomes)
+}

@@ -1,0 +1,9 @@
+//! User events (`user_created`, `user_updated`, `user_deleted`): the pure planner, the
+//! set-based store, and the transaction step that joins them.
+
+pub mod apply;
+pub mod plan;
+pub mod store;
+
+#[cfg(test)]
+mod plan_tests;
