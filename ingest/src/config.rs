@@ -106,21 +106,7 @@ impl Config {
 
     /// The broker URL with any password replaced, for logs.
     pub fn amqp_url_redacted(&self) -> String {
-        redact_url(self.amqp_url.expose_secret())
-    }
-}
-
-/// `amqp://user:secret@host/` → `amqp://user:***@host/`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return "<unparseable url>".to_owned();
-    };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
+        shared::redact_url(self.amqp_url.expose_secret())
     }
 }
 

@@ -1,6 +1,7 @@
-//! The RabbitMQ message contract (ARCHITECTURE §2) as plain data: names derived from the prefix,
+//! The RabbitMQ message contract (`docs/architecture.md`, "Message contract") as plain data: names derived from the prefix,
 //! header names, and the metadata every message carries. ingest, worker and tests share it.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::Duration;
 
@@ -96,28 +97,38 @@ impl fmt::Display for DeadReason {
 }
 
 /// One retry tier: a queue whose messages wait `delay` and then dead-letter back to the exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryTier {
-    pub name: &'static str,
+    /// Part of the tier's queue name, e.g. `5s` in `scim.events.retry.5s`.
+    pub name: Cow<'static, str>,
     pub delay: Duration,
+}
+
+impl RetryTier {
+    pub fn new(name: impl Into<String>, delay: Duration) -> Self {
+        Self {
+            name: Cow::Owned(name.into()),
+            delay,
+        }
+    }
 }
 
 /// The default tiers: 5 s, 30 s, 5 min, 30 min. After the last, a message is dead-lettered.
 pub const RETRY_TIERS: [RetryTier; 4] = [
     RetryTier {
-        name: "5s",
+        name: Cow::Borrowed("5s"),
         delay: Duration::from_secs(5),
     },
     RetryTier {
-        name: "30s",
+        name: Cow::Borrowed("30s"),
         delay: Duration::from_secs(30),
     },
     RetryTier {
-        name: "5m",
+        name: Cow::Borrowed("5m"),
         delay: Duration::from_secs(300),
     },
     RetryTier {
-        name: "30m",
+        name: Cow::Borrowed("30m"),
         delay: Duration::from_secs(1800),
     },
 ];
@@ -224,8 +235,8 @@ mod tests {
     #[test]
     fn tiers_then_dead_letter() {
         let t = Topology::default();
-        assert_eq!(t.next_tier(0).map(|t| t.name), Some("5s"));
-        assert_eq!(t.next_tier(3).map(|t| t.name), Some("30m"));
+        assert_eq!(t.next_tier(0).map(|t| t.name.as_ref()), Some("5s"));
+        assert_eq!(t.next_tier(3).map(|t| t.name.as_ref()), Some("30m"));
         assert_eq!(t.next_tier(4), None);
     }
 

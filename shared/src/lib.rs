@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod event_data;
 pub mod event_type;
 pub mod ids;
+pub mod redact;
 pub mod secret;
 pub mod verify;
 
@@ -27,5 +28,6 @@ pub use event_type::EventType;
 pub use ids::{
     DirectoryGroupId, DirectoryId, DirectoryUserId, EnvironmentId, EventId, OrganizationId,
 };
+pub use redact::redact_url;
 pub use secret::{SecretError, WebhookSecret, WebhookSecrets};
 pub use verify::{HeaderSource, VerifiedWebhook, Verifier, VerifyError, sign};

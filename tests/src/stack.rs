@@ -50,18 +50,9 @@ impl Stack {
         worker::db::migrate::run(&db_url).await?;
         Ok(Self {
             topology: Topology::new(prefix.clone()).with_tiers(vec![
-                shared::RetryTier {
-                    name: "1s",
-                    delay: Duration::from_secs(1),
-                },
-                shared::RetryTier {
-                    name: "3s",
-                    delay: Duration::from_secs(3),
-                },
-                shared::RetryTier {
-                    name: "10s",
-                    delay: Duration::from_secs(10),
-                },
+                shared::RetryTier::new("1s", Duration::from_secs(1)),
+                shared::RetryTier::new("3s", Duration::from_secs(3)),
+                shared::RetryTier::new("10s", Duration::from_secs(10)),
             ]),
             prefix,
             worker_db_url: db_url.clone(),

@@ -2,7 +2,7 @@
 //! `run_until_stopped()` consumes until SIGTERM/SIGINT (or `stop_token()`), then drains.
 
 use crate::apply::Applier;
-use crate::config::{Common, redact_url};
+use crate::config::{BrokerArgs, RunArgs, ScalekitArgs};
 use crate::db::{self, Pool};
 use crate::delivery::{ConsumeSettings, Handler, lanes};
 use crate::health::{self, Health, HealthState};
@@ -18,11 +18,16 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// A syncer over the given link and pool (for `worker run` and `worker sync`).
-pub fn syncer(config: &Common, link: BrokerLink, pool: Pool) -> Result<Syncer, StartError> {
+pub fn syncer(
+    scalekit: &ScalekitArgs,
+    broker: &BrokerArgs,
+    link: BrokerLink,
+    pool: Pool,
+) -> Result<Syncer, StartError> {
     Ok(Syncer {
-        client: ScalekitClient::new(config.scalekit()?)?,
+        client: ScalekitClient::new(scalekit.client_config()?)?,
         link,
-        topology: config.topology(),
+        topology: broker.topology(),
         pool,
         confirm_timeout: std::time::Duration::from_secs(10),
     })
@@ -47,7 +52,7 @@ pub enum StartError {
 }
 
 pub struct Worker {
-    config: Common,
+    config: RunArgs,
     addr: SocketAddr,
     server: actix_web::dev::Server,
     link: BrokerLink,
@@ -62,8 +67,8 @@ pub struct Worker {
 impl Worker {
     /// Loads the role mapping, binds `WORKER_LISTEN` and starts the broker link. The database
     /// pool connects lazily. Must be called inside a tokio runtime.
-    pub fn build(config: Common) -> Result<Self, StartError> {
-        let mapping = match &config.role_mapping_file {
+    pub fn build(config: RunArgs) -> Result<Self, StartError> {
+        let mapping = match &config.apply.role_mapping_file {
             Some(path) => RoleMapping::load(path)?,
             None => RoleMapping::default(),
         };
@@ -75,17 +80,22 @@ impl Worker {
             addr: config.listen,
             source,
         })?;
-        let topology = config.topology();
+        let topology = config.broker.topology();
         let link = BrokerLink::start(
-            config.amqp_url().to_owned(),
+            config.broker.amqp_url().to_owned(),
             connection_name("worker"),
             topology.clone(),
             2,
         );
-        let pool = db::pool(config.database_url(), config.database_pool_size);
+        let pool = db::pool(config.database.database_url(), config.database_pool_size);
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
-        let (sync_trigger, scheduler) = match syncer(&config, link.clone(), pool.clone()) {
+        let (sync_trigger, scheduler) = match syncer(
+            &config.scalekit,
+            &config.broker,
+            link.clone(),
+            pool.clone(),
+        ) {
             Ok(s) => {
                 let (tx, rx) = mpsc::channel(schedule::TRIGGER_CAPACITY);
                 (Some(tx), Some((Arc::new(s), rx)))
@@ -99,7 +109,7 @@ impl Worker {
             Err(other) => return Err(other),
         };
         let handler = Arc::new(Handler {
-            applier: Applier::new(pool.clone(), Arc::new(mapping), config.hard_delete),
+            applier: Applier::new(pool.clone(), Arc::new(mapping), config.apply.hard_delete),
             link: link.clone(),
             topology,
             metrics: Arc::clone(&metrics),
@@ -118,9 +128,9 @@ impl Worker {
         .map_err(|source| StartError::Bind { addr, source })?;
         tracing::info!(
             %addr,
-            amqp = %redact_url(config.amqp_url()),
-            database = %redact_url(config.database_url()),
-            prefix = %config.amqp_prefix,
+            amqp = %shared::redact_url(config.broker.amqp_url()),
+            database = %shared::redact_url(config.database.database_url()),
+            prefix = %config.broker.amqp_prefix,
             "worker starting"
         );
         Ok(Self {
@@ -170,7 +180,7 @@ impl Worker {
         let signals = tokio::spawn(stop_on_signal(self.stop.clone()));
         let depth = tokio::spawn(crate::depth::run(
             self.link.clone(),
-            self.config.topology(),
+            self.config.broker.topology(),
             Arc::clone(&self.metrics),
             self.stop.clone(),
         ));
@@ -188,9 +198,9 @@ impl Worker {
             self.link.clone(),
             self.health,
             ConsumeSettings {
-                prefetch: self.config.prefetch,
-                concurrency: self.config.concurrency,
-                batch_size: self.config.batch_size,
+                prefetch: self.config.consume.prefetch,
+                concurrency: self.config.consume.concurrency,
+                batch_size: self.config.consume.batch_size,
                 shutdown_timeout: self.config.shutdown_timeout(),
             },
             self.stop,

@@ -36,15 +36,21 @@ async fn syncer(
         fake_scalekit::CLIENT_SECRET,
     ];
     args.extend_from_slice(extra);
-    let common = cli(&broker.prefix, &db.url, &args).common;
+    let run = cli(&broker.prefix, &db.url, &args);
     let link = BrokerLink::start(
         shared::testkit::amqp_url(),
         "sync-test".into(),
-        common.topology(),
+        run.broker.topology(),
         1,
     );
     assert!(link.wait_ready(Duration::from_secs(10)).await);
-    let s = worker::startup::syncer(&common, link.clone(), worker::db::pool(&db.url, 4)).unwrap();
+    let s = worker::startup::syncer(
+        &run.scalekit,
+        &run.broker,
+        link.clone(),
+        worker::db::pool(&db.url, 4),
+    )
+    .unwrap();
     (s, link)
 }
 
@@ -283,7 +289,7 @@ async fn bad_credentials_surface_the_scalekit_error() {
     let env = Env::new().await;
     let (db, broker) = (&env.db, &env.broker);
     let fake = FakeScalekit::start(ORG, DIR, users(1), vec![], Script::default()).await;
-    let common = cli(
+    let run = cli(
         &broker.prefix,
         &db.url,
         &[
@@ -294,9 +300,8 @@ async fn bad_credentials_surface_the_scalekit_error() {
             "--scalekit-client-secret",
             "wrong",
         ],
-    )
-    .common;
-    let client = worker::sync::ScalekitClient::new(common.scalekit().unwrap()).unwrap();
+    );
+    let client = worker::sync::ScalekitClient::new(run.scalekit.client_config().unwrap()).unwrap();
     let err = client.list_directories(ORG).await.unwrap_err().to_string();
     assert!(err.contains("invalid client credentials"), "{err}");
     assert!(err.contains("16"), "{err}");

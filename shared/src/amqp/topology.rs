@@ -106,7 +106,7 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
             .await?;
         let mut binding = FieldTable::default();
         binding.insert("x-match".into(), text("all"));
-        binding.insert(header::RETRY_TIER.into(), text(tier.name));
+        binding.insert(header::RETRY_TIER.into(), text(&tier.name));
         channel
             .queue_bind(
                 name.as_str().into(),

@@ -2,7 +2,7 @@
 
 use super::message::{Filter, parse_since};
 use super::{DlqError, ReplayOptions, list, purge, render, replay, show};
-use crate::config::{Common, DlqCommand, DlqFilterArgs};
+use crate::config::{DlqCommand, DlqFilterArgs};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DlqCliError {
@@ -29,14 +29,15 @@ fn filter(args: &DlqFilterArgs) -> Result<Filter, DlqCliError> {
 }
 
 /// Runs one dlq command, printing its output to stdout.
-pub async fn run(common: &Common, command: &DlqCommand) -> Result<(), DlqCliError> {
-    let url = common.amqp_url();
-    let topology = common.topology();
+pub async fn run(command: &DlqCommand) -> Result<(), DlqCliError> {
+    let url = command.broker().amqp_url();
+    let topology = command.broker().topology();
     match command {
         DlqCommand::List {
             filter: f,
             max,
             json,
+            ..
         } => {
             let (messages, total) = list(url, &topology, &filter(f)?, *max).await?;
             if *json {
@@ -45,7 +46,7 @@ pub async fn run(common: &Common, command: &DlqCommand) -> Result<(), DlqCliErro
                 print!("{}", render::table(&messages, total, chrono::Utc::now()));
             }
         }
-        DlqCommand::Show { id } => print!("{}", show(url, &topology, id).await?),
+        DlqCommand::Show { id, .. } => print!("{}", show(url, &topology, id).await?),
         DlqCommand::Replay {
             filter: f,
             max,
@@ -53,6 +54,7 @@ pub async fn run(common: &Common, command: &DlqCommand) -> Result<(), DlqCliErro
             dry_run,
             force,
             max_replays,
+            ..
         } => {
             let opts = ReplayOptions {
                 filter: filter(f)?,
@@ -73,6 +75,7 @@ pub async fn run(common: &Common, command: &DlqCommand) -> Result<(), DlqCliErro
             filter: f,
             max,
             yes,
+            ..
         } => {
             let r = purge(url, &topology, &filter(f)?, *max, *yes).await?;
             if !*yes {

@@ -9,7 +9,7 @@ use shared::{MessageMeta, Source, Topology, WebhookEvent};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use worker::Worker;
-use worker::config::Cli;
+use worker::config::{Cli, Command, RunArgs};
 
 pub struct TestWorker {
     pub base: String,
@@ -29,7 +29,8 @@ impl TestWorker {
     }
 }
 
-pub fn cli(prefix: &str, database_url: &str, extra: &[&str]) -> Cli {
+/// The options of `worker run` for a test: its prefix and database, short retry tiers.
+pub fn cli(prefix: &str, database_url: &str, extra: &[&str]) -> RunArgs {
     let mut args: Vec<String> = [
         "worker",
         "--amqp-url",
@@ -53,12 +54,15 @@ pub fn cli(prefix: &str, database_url: &str, extra: &[&str]) -> Cli {
         args.drain(i..i + 2);
     }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    Cli::try_parse_from(args).unwrap()
+    match Cli::try_parse_from(args).unwrap().into_command() {
+        Command::Run(run) => run,
+        other => panic!("not `worker run`: {other:?}"),
+    }
 }
 
 pub async fn spawn_worker(prefix: &str, database_url: &str, extra: &[&str]) -> TestWorker {
     let cli = cli(prefix, database_url, extra);
-    let w = Worker::build(cli.common).unwrap();
+    let w = Worker::build(cli).unwrap();
     assert!(w.link().wait_ready(Duration::from_secs(20)).await);
     let base = format!("http://{}", w.addr());
     let stop = w.stop_token();
@@ -84,7 +88,7 @@ impl Broker {
     pub async fn new() -> Self {
         let prefix = unique_prefix("worker");
         let topology = Topology::new(prefix.clone())
-            .with_tiers(cli(&prefix, "postgres://x", &[]).common.retry_tiers.0);
+            .with_tiers(cli(&prefix, "postgres://x", &[]).broker.retry_tiers.0);
         let tap = RabbitTap::connect(&amqp_url()).await.unwrap();
         declare_topology(&tap.channel, &topology).await.unwrap();
         let channel = tap.connection.create_channel().await.unwrap();

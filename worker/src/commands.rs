@@ -1,0 +1,76 @@
+//! What each subcommand does, so `main.rs` only parses and logs. `worker run` builds the
+//! [`Worker`]; the others are one-shot operations.
+
+use crate::config::{Command, MigrateArgs, RunArgs, SyncArgs};
+use crate::startup::{self, StartError, Worker};
+use crate::sync::SyncError;
+use crate::sync::progress::Progress;
+use crate::{db, dlq};
+use shared::amqp::{BrokerLink, connection_name};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("migrating: {0}")]
+    Migrate(#[from] db::migrate::MigrateError),
+    #[error("starting worker: {0}")]
+    Start(#[from] StartError),
+    #[error("running worker: {0}")]
+    Run(#[from] std::io::Error),
+    #[error(transparent)]
+    Dlq(#[from] dlq::cli::DlqCliError),
+    #[error("RabbitMQ is not reachable")]
+    BrokerUnreachable,
+    #[error("sync failed (nothing was deactivated): {0}")]
+    Sync(#[from] SyncError),
+}
+
+/// Runs one subcommand to its end.
+pub async fn run(command: Command) -> Result<(), CommandError> {
+    match command {
+        Command::Migrate(args) => migrate(&args).await,
+        Command::Dlq(args) => Ok(dlq::cli::run(&args.command).await?),
+        Command::Sync(args) => sync(&args).await,
+        Command::Run(args) => run_worker(args).await,
+    }
+}
+
+async fn migrate(args: &MigrateArgs) -> Result<(), CommandError> {
+    let applied = db::migrate::run(args.database.database_url()).await?;
+    tracing::info!(?applied, "migrations up to date");
+    Ok(())
+}
+
+async fn run_worker(args: RunArgs) -> Result<(), CommandError> {
+    if args.migrate {
+        let applied = db::migrate::run(args.database.database_url()).await?;
+        tracing::info!(?applied, "migrations up to date");
+    }
+    let worker = Worker::build(args)?;
+    worker.run_until_stopped().await?;
+    Ok(())
+}
+
+async fn sync(args: &SyncArgs) -> Result<(), CommandError> {
+    let link = BrokerLink::start(
+        args.broker.amqp_url().to_owned(),
+        connection_name("sync"),
+        args.broker.topology(),
+        1,
+    );
+    if !link.wait_ready(Duration::from_secs(30)).await {
+        return Err(CommandError::BrokerUnreachable);
+    }
+    let pool = db::pool(args.database.database_url(), 4);
+    let syncer = startup::syncer(&args.scalekit, &args.broker, link.clone(), pool)?;
+    let result = syncer
+        .sync_org(
+            &args.org,
+            args.directory.as_deref(),
+            &mut Progress::for_terminal(),
+        )
+        .await;
+    link.close().await;
+    println!("{}", result?);
+    Ok(())
+}
