@@ -8,8 +8,7 @@
 use bytes::Bytes;
 use lapin::BasicProperties;
 use lapin::PublisherConfirm;
-use lapin::options::BasicPublishOptions;
-use shared::amqp::{BrokerLink, PublishError, settled};
+use shared::amqp::{BrokerLink, LinkError, PublishError, confirm_within, mandatory};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -47,8 +46,8 @@ impl Coalescer {
         Self { tx }
     }
 
-    /// Publishes (mandatory) and waits, bounded by `timeout`, for the broker's confirm; an ack
-    /// that comes with a returned message is a failure: nothing was queued.
+    /// Publishes (mandatory) and waits, bounded by `timeout`, for the broker's confirm, settled
+    /// by the one rule of `shared::amqp::confirm_within`.
     pub async fn publish(
         &self,
         exchange: &str,
@@ -57,7 +56,7 @@ impl Coalescer {
         properties: BasicProperties,
         timeout: Duration,
     ) -> Result<(), PublishError> {
-        let work = async {
+        confirm_within(timeout, async {
             let (reply, answer) = oneshot::channel();
             self.tx
                 .send(Job {
@@ -68,13 +67,10 @@ impl Coalescer {
                     reply,
                 })
                 .await
-                .map_err(|_| PublishError::Unavailable)?;
-            let confirm = answer.await.map_err(|_| PublishError::Unavailable)??;
-            settled(confirm).await
-        };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| PublishError::ConfirmTimeout(timeout))?
+                .map_err(|_| LinkError::Down)?;
+            answer.await.map_err(|_| LinkError::Down)?
+        })
+        .await
     }
 }
 
@@ -130,7 +126,7 @@ async fn run(link: BrokerLink, settings: CoalesceSettings, mut rx: mpsc::Receive
             Ok(channel) => channel,
             Err(e) => {
                 for job in batch {
-                    let _ = job.reply.send(Err(clone_error(&e)));
+                    let _ = job.reply.send(Err(PublishError::Link(same_kind(&e))));
                 }
                 continue;
             }
@@ -142,10 +138,7 @@ async fn run(link: BrokerLink, settings: CoalesceSettings, mut rx: mpsc::Receive
             channel.basic_publish(
                 job.exchange.as_str().into(),
                 job.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
+                mandatory(),
                 &job.body,
                 properties,
             )
@@ -157,10 +150,11 @@ async fn run(link: BrokerLink, settings: CoalesceSettings, mut rx: mpsc::Receive
     }
 }
 
-fn clone_error(e: &PublishError) -> PublishError {
+/// The same failure for every job of the batch (`lapin::Error` is not `Clone`).
+fn same_kind(e: &LinkError) -> LinkError {
     match e {
-        PublishError::Blocked => PublishError::Blocked,
-        _ => PublishError::Unavailable,
+        LinkError::Blocked => LinkError::Blocked,
+        _ => LinkError::Down,
     }
 }
 

@@ -1,6 +1,6 @@
 //! `/healthz` (process alive), `/readyz` (broker connection and confirm channels up), `/metrics`.
 
-use crate::webhook::AppState;
+use crate::state::AppState;
 use actix_web::{HttpResponse, web};
 use serde_json::json;
 

@@ -10,6 +10,7 @@ pub mod health;
 pub mod metrics;
 pub mod publish;
 pub mod startup;
+pub mod state;
 pub mod webhook;
 
 pub use config::Config;

@@ -1,4 +1,4 @@
-//! Prometheus metrics of ingest (ARCHITECTURE §9). One registry per application instance, so
+//! Prometheus metrics of ingest (the README's "Metrics" table). One registry per application instance, so
 //! tests can run several in one process.
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,6 +11,55 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: &'static str,
+}
+
+/// How a webhook request ended: the `outcome` label of `scim_ingest_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// Published to the events exchange and confirmed (202).
+    Queued,
+    /// Signed but not an envelope: published to the dead-letter exchange and confirmed (202).
+    Malformed,
+    /// Body over `INGEST_MAX_BODY_BYTES` (413).
+    PayloadTooLarge,
+    /// The body could not be read (400).
+    BadBody,
+    /// Verification failed (400), with the verifier's code.
+    Rejected(&'static str),
+    /// The broker did not confirm in time (503).
+    BrokerUnavailable,
+}
+
+impl Outcome {
+    /// Every label value, for the metric's help text and the dashboards.
+    pub const LABELS: [&'static str; 9] = [
+        "queued",
+        "malformed",
+        "payload_too_large",
+        "bad_body",
+        "missing_header",
+        "invalid_timestamp",
+        "timestamp_too_old",
+        "timestamp_too_new",
+        "invalid_signature",
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Queued => "queued",
+            Outcome::Malformed => "malformed",
+            Outcome::PayloadTooLarge => "payload_too_large",
+            Outcome::BadBody => "bad_body",
+            Outcome::Rejected(code) => code,
+            Outcome::BrokerUnavailable => "broker_unavailable",
+        }
+    }
+}
+
+impl From<&shared::VerifyError> for Outcome {
+    fn from(e: &shared::VerifyError) -> Self {
+        Outcome::Rejected(e.code())
+    }
 }
 
 /// Names exported (with `_total` added to counters by the encoder).
@@ -37,11 +86,11 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
         let requests = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
-            REQUESTS,
-            "Webhook requests by outcome (queued, malformed_queued, a rejection code, broker_unavailable)",
-            requests.clone(),
+        let help = format!(
+            "Webhook requests by outcome ({}, broker_unavailable)",
+            Outcome::LABELS.join(", ")
         );
+        registry.register(REQUESTS, help, requests.clone());
         let publish_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             PUBLISH_SECONDS,
@@ -69,8 +118,12 @@ impl Metrics {
         }
     }
 
-    pub fn count(&self, outcome: &'static str) {
-        self.requests.get_or_create(&OutcomeLabel { outcome }).inc();
+    pub fn count(&self, outcome: Outcome) {
+        self.requests
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.label(),
+            })
+            .inc();
     }
 
     /// The text exposition format.
@@ -80,5 +133,50 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_help_names_every_label_the_code_counts() {
+        let metrics = Metrics::new();
+        let verify = [
+            shared::VerifyError::MissingHeader("webhook-id"),
+            shared::VerifyError::InvalidTimestamp,
+            shared::VerifyError::TimestampTooOld,
+            shared::VerifyError::TimestampTooNew,
+            shared::VerifyError::InvalidSignature,
+        ];
+        let mut outcomes = vec![
+            Outcome::Queued,
+            Outcome::Malformed,
+            Outcome::PayloadTooLarge,
+            Outcome::BadBody,
+            Outcome::BrokerUnavailable,
+        ];
+        outcomes.extend(verify.iter().map(Outcome::from));
+        for o in &outcomes {
+            metrics.count(*o);
+        }
+        let text = metrics.render();
+        let help = text
+            .lines()
+            .find(|l| l.starts_with("# HELP scim_ingest_requests"))
+            .unwrap_or_default()
+            .to_owned();
+        for o in outcomes {
+            assert!(
+                help.contains(o.label()),
+                "{} missing from {help}",
+                o.label()
+            );
+            assert!(
+                text.contains(&format!("outcome=\"{}\"}} 1", o.label())),
+                "{text}"
+            );
+        }
     }
 }

@@ -3,8 +3,7 @@
 //! with `x-dead-reason: malformed` (nothing signed is dropped).
 
 use crate::coalesce::Coalescer;
-use crate::webhook::AppState;
-use chrono::SecondsFormat;
+use crate::state::AppState;
 use shared::amqp::{PublishError, mark_dead, properties};
 use shared::{DeadReason, EnvelopeHead, MessageMeta, Source, VerifiedWebhook};
 
@@ -39,16 +38,8 @@ pub async fn publish(
             if let Some(org) = &env.organization_id {
                 span.record("organization_id", org.as_str());
             }
-            let meta = MessageMeta {
-                message_id: env.id.as_str().to_owned(),
-                webhook_id: Some(hook.webhook_id().to_owned()),
-                event_type: env.event_type.clone(),
-                organization_id: env.organization_id.as_ref().map(|o| o.as_str().to_owned()),
-                occurred_at: Some(env.occurred_at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-                source: Source::Webhook,
-                retry_count: 0,
-                replay_count: 0,
-            };
+            let meta =
+                MessageMeta::of_envelope(&env, Source::Webhook).with_webhook_id(hook.webhook_id());
             publisher
                 .publish(
                     &state.events_exchange,
@@ -64,16 +55,7 @@ pub async fn publish(
         }
         Err(reason) => {
             let webhook_id: String = hook.webhook_id().chars().take(SHORT_STRING_MAX).collect();
-            let meta = MessageMeta {
-                message_id: webhook_id.clone(),
-                webhook_id: Some(webhook_id),
-                event_type: DeadReason::Malformed.as_str().to_owned(),
-                organization_id: None,
-                occurred_at: None,
-                source: Source::Webhook,
-                retry_count: 0,
-                replay_count: 0,
-            };
+            let meta = MessageMeta::malformed(webhook_id);
             let props = mark_dead(properties(&meta), DeadReason::Malformed, &reason);
             publisher
                 .publish(

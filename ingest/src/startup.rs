@@ -4,7 +4,7 @@
 use crate::coalesce::Coalescer;
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::webhook::AppState;
+use crate::state::AppState;
 use crate::{health, webhook};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{App, HttpServer, web};

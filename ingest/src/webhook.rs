@@ -1,33 +1,17 @@
 //! `POST /webhooks/scalekit`: raw body (bounded) → verify → publish with confirm → answer.
 
 use crate::coalesce::Coalescer;
-use crate::metrics::Metrics;
+use crate::metrics::Outcome;
 use crate::publish::{self, Published};
+use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
 use serde_json::json;
-use shared::amqp::BrokerLink;
-use shared::{HeaderSource, Verifier};
-use std::sync::Arc;
-use std::time::Duration;
+use shared::HeaderSource;
 use tracing::Instrument;
-
-/// Everything a request needs, shared by all HTTP workers.
-pub struct AppState {
-    pub verifier: Verifier,
-    pub link: BrokerLink,
-    /// `{prefix}.events`, where verified events go (named once, not per request).
-    pub events_exchange: String,
-    /// `{prefix}.events.dlx`, where signed bodies that are not envelopes go.
-    pub dead_exchange: String,
-    pub metrics: Arc<Metrics>,
-    pub confirm_timeout: Duration,
-    pub retry_after_seconds: u32,
-    pub max_body_bytes: usize,
-}
 
 struct ActixHeaders<'a>(&'a HeaderMap);
 
@@ -107,7 +91,7 @@ async fn handle(
     let body = match read_body(&req, payload, state.max_body_bytes).await {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
-            state.metrics.count("payload_too_large");
+            state.metrics.count(Outcome::PayloadTooLarge);
             tracing::warn!(
                 limit = state.max_body_bytes,
                 "webhook rejected: body over the limit"
@@ -119,7 +103,7 @@ async fn handle(
             );
         }
         Err(BodyError::Read(e)) => {
-            state.metrics.count("bad_body");
+            state.metrics.count(Outcome::BadBody);
             return error(StatusCode::BAD_REQUEST, "bad_body", e);
         }
     };
@@ -129,7 +113,7 @@ async fn handle(
     {
         Ok(v) => v,
         Err(e) => {
-            state.metrics.count(e.code());
+            state.metrics.count(Outcome::from(&e));
             tracing::warn!(reason = e.code(), "webhook rejected");
             return error(StatusCode::BAD_REQUEST, e.code(), e);
         }
@@ -142,12 +126,12 @@ async fn handle(
         .observe(started.elapsed().as_secs_f64());
     match result {
         Ok(Published::Event { event_id }) => {
-            state.metrics.count("queued");
+            state.metrics.count(Outcome::Queued);
             tracing::info!("webhook queued");
             HttpResponse::Accepted().json(json!({ "status": "queued", "event_id": event_id }))
         }
         Ok(Published::Malformed { reason }) => {
-            state.metrics.count("malformed");
+            state.metrics.count(Outcome::Malformed);
             tracing::warn!(%reason, "signed body is not a valid envelope: dead-lettered");
             HttpResponse::Accepted().json(json!({
                 "status": "dead_lettered",
@@ -156,7 +140,7 @@ async fn handle(
             }))
         }
         Err(e) => {
-            state.metrics.count("broker_unavailable");
+            state.metrics.count(Outcome::BrokerUnavailable);
             state.link.report_failure();
             tracing::error!(error = %e, "publish failed: answering 503");
             let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e);

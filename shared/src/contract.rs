@@ -216,6 +216,66 @@ pub struct MessageMeta {
     pub replay_count: u32,
 }
 
+impl MessageMeta {
+    /// A new message for an event: message id = event id, not retried or replayed yet.
+    pub fn event(
+        event_id: impl Into<String>,
+        event_type: impl Into<String>,
+        organization_id: Option<String>,
+        source: Source,
+    ) -> Self {
+        Self {
+            message_id: event_id.into(),
+            webhook_id: None,
+            event_type: event_type.into(),
+            organization_id,
+            occurred_at: None,
+            source,
+            retry_count: 0,
+            replay_count: 0,
+        }
+    }
+
+    /// The message for a parsed envelope (its id, type, organization and time).
+    pub fn of_envelope<D>(envelope: &crate::EnvelopeOf<D>, source: Source) -> Self {
+        Self {
+            occurred_at: Some(
+                envelope
+                    .occurred_at
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            ),
+            ..Self::event(
+                envelope.id.as_str(),
+                envelope.event_type.as_str(),
+                envelope
+                    .organization_id
+                    .as_ref()
+                    .map(|o| o.as_str().to_owned()),
+                source,
+            )
+        }
+    }
+
+    /// A signed webhook body that is not an envelope: it travels under its webhook id, with
+    /// `malformed` as its type (and routing key), to the dead-letter exchange.
+    pub fn malformed(webhook_id: impl Into<String>) -> Self {
+        let webhook_id = webhook_id.into();
+        Self::event(
+            webhook_id.clone(),
+            DeadReason::Malformed.as_str(),
+            None,
+            Source::Webhook,
+        )
+        .with_webhook_id(webhook_id)
+    }
+
+    /// The `webhook-id` Scalekit sent it with.
+    pub fn with_webhook_id(mut self, webhook_id: impl Into<String>) -> Self {
+        self.webhook_id = Some(webhook_id.into());
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +298,32 @@ mod tests {
         assert_eq!(t.next_tier(0).map(|t| t.name.as_ref()), Some("5s"));
         assert_eq!(t.next_tier(3).map(|t| t.name.as_ref()), Some("30m"));
         assert_eq!(t.next_tier(4), None);
+    }
+
+    #[test]
+    fn constructors_fill_the_contract_fields() {
+        let body = br#"{"spec_version":"1","id":"evt_1","type":"organization.directory.user_created","occurred_at":"2025-01-01T00:00:00.5Z","environment_id":"env_1","organization_id":"org_1","object":"DirectoryUser","data":{}}"#;
+        let env: crate::EnvelopeHead =
+            serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}"));
+        let meta = MessageMeta::of_envelope(&env, Source::Webhook).with_webhook_id("msg_1");
+        assert_eq!(meta.message_id, "evt_1");
+        assert_eq!(meta.event_type, "organization.directory.user_created");
+        assert_eq!(meta.organization_id.as_deref(), Some("org_1"));
+        assert_eq!(
+            meta.occurred_at.as_deref(),
+            Some("2025-01-01T00:00:00.500Z")
+        );
+        assert_eq!(meta.webhook_id.as_deref(), Some("msg_1"));
+        assert_eq!((meta.retry_count, meta.replay_count), (0, 0));
+        let bad = MessageMeta::malformed("msg_2");
+        assert_eq!(
+            (
+                bad.message_id.as_str(),
+                bad.event_type.as_str(),
+                bad.webhook_id.as_deref()
+            ),
+            ("msg_2", "malformed", Some("msg_2"))
+        );
     }
 
     #[test]

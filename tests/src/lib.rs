@@ -38,7 +38,7 @@ pub fn env_names(binary: &str) -> std::collections::BTreeSet<String> {
 pub fn exported_metrics() -> std::collections::BTreeSet<String> {
     // Labelled families only appear once they have a sample: give each one.
     let ingest = ingest::metrics::Metrics::new();
-    ingest.count("queued");
+    ingest.count(ingest::metrics::Outcome::Queued);
     let worker = worker::metrics::Metrics::new();
     worker.count("organization.directory.user_created", "applied");
     worker.count_sync("ok");

@@ -2,10 +2,8 @@
 //! visible (and alertable) from the worker's own `/metrics`.
 
 use crate::metrics::Metrics;
-use lapin::options::QueueDeclareOptions;
-use lapin::types::FieldTable;
 use shared::Topology;
-use shared::amqp::BrokerLink;
+use shared::amqp::{BrokerLink, queue_depth};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -29,16 +27,9 @@ pub async fn run(
                 (topology.dead_queue(), &metrics.dlq_depth),
                 (topology.apply_queue(), &metrics.queue_depth),
             ] {
-                let passive = QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                };
-                match ch
-                    .queue_declare(queue.as_str().into(), passive, FieldTable::default())
-                    .await
-                {
-                    Ok(q) => {
-                        gauge.set(i64::from(q.message_count()));
+                match queue_depth(ch, &queue).await {
+                    Ok(depth) => {
+                        gauge.set(i64::from(depth));
                     }
                     Err(_) => {
                         failed = true;

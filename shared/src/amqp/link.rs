@@ -2,7 +2,6 @@
 //! with backoff when the broker goes away. Callers never wait for a reconnect: while the link is
 //! down, [`BrokerLink::channel`] fails at once so a request can be answered 503 quickly.
 
-use super::publish::PublishError;
 use super::topology::declare_topology;
 use crate::contract::Topology;
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -21,11 +20,13 @@ pub enum LinkState {
     Closed,
 }
 
-/// Why a channel could not be opened.
+/// Why the link cannot give out a channel.
 #[derive(Debug, thiserror::Error)]
 pub enum LinkError {
     #[error("the broker link is down")]
     Down,
+    #[error("the broker is blocking publishers (resource alarm)")]
+    Blocked,
     #[error("broker error: {0}")]
     Broker(#[from] lapin::Error),
 }
@@ -103,23 +104,23 @@ impl BrokerLink {
     }
 
     /// A confirm-mode channel (round-robin), or an immediate error while the link is down.
-    pub fn channel(&self) -> Result<Channel, PublishError> {
+    pub fn channel(&self) -> Result<Channel, LinkError> {
         let live = self
             .inner
             .live
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let Some(live) = live.as_ref() else {
-            return Err(PublishError::Unavailable);
+            return Err(LinkError::Down);
         };
         if live.connection.status().blocked() {
-            return Err(PublishError::Blocked);
+            return Err(LinkError::Blocked);
         }
         let i = self.inner.next.fetch_add(1, Ordering::Relaxed) % live.channels.len();
         let channel = live.channels[i].clone();
         if !channel.status().connected() {
             self.inner.wake.notify_one();
-            return Err(PublishError::Unavailable);
+            return Err(LinkError::Down);
         }
         Ok(channel)
     }

@@ -8,7 +8,7 @@ mod topology;
 
 pub use headers::{header_str, header_u32, mark_dead, meta_from_properties, properties};
 pub use link::{BrokerLink, LinkError, LinkState};
-pub use publish::{PublishError, publish_confirmed, settled};
+pub use publish::{PublishError, confirm_within, mandatory, publish_confirmed, settled};
 pub use topology::declare_topology;
 
 pub use lapin;
@@ -18,6 +18,19 @@ pub async fn connect(url: &str, connection_name: &str) -> Result<lapin::Connecti
     let props = lapin::ConnectionProperties::default()
         .with_connection_name(connection_name.to_owned().into());
     lapin::Connection::connect(url, props).await
+}
+
+/// Ready messages in `queue` now (a passive declare: it never creates the queue, and fails
+/// when there is none).
+pub async fn queue_depth(channel: &lapin::Channel, queue: &str) -> Result<u32, lapin::Error> {
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let q = channel
+        .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+        .await?;
+    Ok(q.message_count())
 }
 
 /// `host + role`, e.g. `worker-7d9f-ingest`: the pod name on Kubernetes, else the host name.

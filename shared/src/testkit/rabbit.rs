@@ -82,18 +82,7 @@ impl RabbitTap {
 
     /// Ready messages in a queue.
     pub async fn depth(&self, queue: &str) -> Result<u32, lapin::Error> {
-        let q = self
-            .channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(q.message_count())
+        crate::amqp::queue_depth(&self.channel, queue).await
     }
 
     /// Waits until a queue holds `n` ready messages (or the timeout passes); returns the last depth.

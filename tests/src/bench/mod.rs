@@ -47,14 +47,14 @@ pub const EVENT_TYPE: &str = "organization.directory.user_updated";
 /// One of ingest's messages for bench event `i`: as ingest would publish it.
 pub fn ingest_message(topology: &Topology, i: usize) -> baseline::Message {
     let meta = MessageMeta {
-        message_id: format!("evt_bench_{i:09}"),
-        webhook_id: Some(format!("msg_bench_{i}")),
-        event_type: EVENT_TYPE.to_owned(),
-        organization_id: Some("org_bench".to_owned()),
         occurred_at: Some(chrono::Utc::now().to_rfc3339()),
-        source: Source::Webhook,
-        retry_count: 0,
-        replay_count: 0,
+        ..MessageMeta::event(
+            format!("evt_bench_{i:09}"),
+            EVENT_TYPE,
+            Some("org_bench".to_owned()),
+            Source::Webhook,
+        )
+        .with_webhook_id(format!("msg_bench_{i}"))
     };
     (
         topology.exchange(),

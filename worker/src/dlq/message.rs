@@ -133,14 +133,10 @@ mod tests {
 
     fn dead(event_type: &str, org: &str, reason: DeadReason, replays: u32) -> DeadMessage {
         let meta = MessageMeta {
-            message_id: "evt_1".into(),
-            webhook_id: Some("msg_1".into()),
-            event_type: event_type.into(),
-            organization_id: Some(org.into()),
-            occurred_at: None,
-            source: Source::Webhook,
             retry_count: 2,
             replay_count: replays,
+            ..MessageMeta::event("evt_1", event_type, Some(org.into()), Source::Webhook)
+                .with_webhook_id("msg_1")
         };
         let props = mark_dead(properties(&meta), reason, "boom");
         DeadMessage::from_delivery(&props, event_type)

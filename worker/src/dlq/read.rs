@@ -6,12 +6,11 @@
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
 use shared::Topology;
+use shared::amqp::queue_depth;
 use std::time::Duration;
 
 /// The most messages one operation holds at once (the AMQP prefetch limit).
@@ -39,18 +38,7 @@ impl DlqReader {
 
     /// Messages in the queue now (ready, not held by anyone).
     pub async fn depth(&self) -> Result<u32, lapin::Error> {
-        let q = self
-            .channel
-            .queue_declare(
-                self.queue.as_str().into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        Ok(q.message_count())
+        queue_depth(&self.channel, &self.queue).await
     }
 
     /// Holds up to `limit` messages from the head of the queue, unacknowledged, in order.
@@ -106,15 +94,8 @@ impl DlqReader {
         if let Ok(ch) = self.connection.create_channel().await {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
             while tokio::time::Instant::now() < deadline {
-                let passive = QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                };
-                match ch
-                    .queue_declare(self.queue.as_str().into(), passive, FieldTable::default())
-                    .await
-                {
-                    Ok(q) if q.message_count() < expected => {
+                match queue_depth(&ch, &self.queue).await {
+                    Ok(depth) if depth < expected => {
                         tokio::time::sleep(Duration::from_millis(20)).await
                     }
                     _ => break,

@@ -112,19 +112,11 @@ impl Syncer {
         events: Vec<(String, Vec<u8>, &'static str)>,
         org: &str,
     ) -> Result<(), SyncError> {
-        let channel = self.link.channel()?;
+        let channel = self.link.channel().map_err(PublishError::from)?;
         let exchange = self.topology.exchange();
         let publishes = events.iter().map(|(id, body, event_type)| {
-            let meta = MessageMeta {
-                message_id: id.clone(),
-                webhook_id: None,
-                event_type: (*event_type).to_owned(),
-                organization_id: Some(org.to_owned()),
-                occurred_at: None,
-                source: Source::Sync,
-                retry_count: 0,
-                replay_count: 0,
-            };
+            let meta =
+                MessageMeta::event(id.as_str(), *event_type, Some(org.to_owned()), Source::Sync);
             publish_confirmed(
                 &channel,
                 &exchange,

@@ -109,29 +109,17 @@ impl Broker {
         let (routing_key, meta) = match WebhookEvent::parse(body) {
             Ok(e) => (
                 e.envelope.event_type.clone(),
-                MessageMeta {
-                    message_id: e.envelope.id.as_str().to_owned(),
-                    webhook_id: Some(format!("msg_{}", e.envelope.id)),
-                    event_type: e.envelope.event_type.clone(),
-                    organization_id: e.organization_id().map(|o| o.as_str().to_owned()),
-                    occurred_at: None,
-                    source: Source::Webhook,
-                    retry_count: 0,
-                    replay_count: 0,
-                },
+                MessageMeta::of_envelope(&e.envelope, Source::Webhook)
+                    .with_webhook_id(format!("msg_{}", e.envelope.id)),
             ),
             Err(_) => (
                 "organization.directory.user_created".to_owned(),
-                MessageMeta {
-                    message_id: "poison".to_owned(),
-                    webhook_id: None,
-                    event_type: "organization.directory.user_created".to_owned(),
-                    organization_id: None,
-                    occurred_at: None,
-                    source: Source::Webhook,
-                    retry_count: 0,
-                    replay_count: 0,
-                },
+                MessageMeta::event(
+                    "poison",
+                    "organization.directory.user_created",
+                    None,
+                    Source::Webhook,
+                ),
             ),
         };
         publish_confirmed(

@@ -45,14 +45,14 @@ pub async fn dead_letter(broker: &Broker, items: &[Dead]) {
         .unwrap();
     for d in items {
         let meta = MessageMeta {
-            message_id: d.id.clone(),
-            webhook_id: Some(format!("msg_{}", d.id)),
-            event_type: d.event_type.to_owned(),
-            organization_id: Some(d.org.clone()),
-            occurred_at: None,
-            source: Source::Webhook,
-            retry_count: 0,
             replay_count: d.replays,
+            ..MessageMeta::event(
+                d.id.as_str(),
+                d.event_type,
+                Some(d.org.clone()),
+                Source::Webhook,
+            )
+            .with_webhook_id(format!("msg_{}", d.id))
         };
         let body = serde_json::to_vec(&serde_json::json!({"id": d.id})).unwrap();
         let props = mark_dead(properties(&meta), d.reason, "test");
