@@ -1,4 +1,4 @@
-//! ingest configuration: environment variables, each also a `--flag` (ARCHITECTURE §7).
+//! ingest configuration: environment variables, each also a `--flag` (the README's configuration table).
 
 use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};

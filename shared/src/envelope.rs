@@ -1,4 +1,4 @@
-//! The webhook envelope (spec §2) and the typed event it carries.
+//! The webhook envelope (`docs/scalekit.md`, "Events") and the typed event it carries.
 
 use crate::event_data::{DirectoryData, GroupData, UserData, UserDeletedData};
 use crate::event_type::EventType;

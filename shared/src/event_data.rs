@@ -1,4 +1,4 @@
-//! Typed `data` payloads of the directory events (spec §3). Unknown fields are ignored here; the
+//! Typed `data` payloads of the directory events (`docs/scalekit.md`, "Events"). Unknown fields are ignored here; the
 //! raw `data` object stays available on the envelope for the audit log and attributes column.
 
 use crate::ids::{DirectoryGroupId, DirectoryId, DirectoryUserId, OrganizationId};
@@ -15,7 +15,7 @@ pub struct DirectoryData {
     pub directory_type: Option<String>,
     #[serde(default)]
     pub provider: Option<String>,
-    /// Informational only: decide on the event type, not on this flag (spec §3.1).
+    /// Informational only: decide on the event type, not on this flag (`docs/scalekit.md`, "Events").
     #[serde(default)]
     pub enabled: Option<bool>,
     #[serde(default)]
@@ -47,7 +47,7 @@ pub struct RoleRef {
 pub struct UserData {
     pub id: DirectoryUserId,
     pub organization_id: OrganizationId,
-    /// Not in Scalekit's user webhooks (spec §3); set on directory-sync snapshots.
+    /// Not in Scalekit's user webhooks (`docs/scalekit.md`, "Events"); set on directory-sync snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub directory_id: Option<DirectoryId>,
     #[serde(default)]
@@ -107,7 +107,7 @@ pub struct UserData {
     pub raw_attributes: Option<Value>,
 }
 
-/// `organization.directory.user_deleted`: minimal fields (spec §3.3).
+/// `organization.directory.user_deleted`: minimal fields (`docs/scalekit.md`, "Events").
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct UserDeletedData {
     pub id: DirectoryUserId,

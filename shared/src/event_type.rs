@@ -1,4 +1,4 @@
-//! The directory event types Scalekit sends (spec §3), as a closed enum plus their wire names.
+//! The directory event types Scalekit sends (`docs/scalekit.md`, "Events"), as a closed enum plus their wire names.
 
 use std::fmt;
 

@@ -1,4 +1,4 @@
-//! Standard Webhooks verification (spec §1): HMAC-SHA256 over `{id}.{timestamp}.{raw body}`,
+//! Standard Webhooks verification (`docs/scalekit.md`, "Webhook signatures"): HMAC-SHA256 over `{id}.{timestamp}.{raw body}`,
 //! several secrets and several `v1,` signatures, ±tolerance both ways, constant-time comparison.
 
 use crate::secret::{WebhookSecret, WebhookSecrets};

@@ -1,4 +1,4 @@
-//! The vectors of the Scalekit spec §1.6 and the negative cases around them.
+//! The signature test vectors (`docs/scalekit.md`, "Webhook signatures") and the negative cases around them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 

@@ -1,4 +1,5 @@
-//! Idempotent declaration of the exchanges and queues of ARCHITECTURE §2. The arguments are the
+//! Idempotent declaration of the exchanges and queues of the message contract
+//! (`docs/architecture.md`). The arguments are the
 //! same on every call (a mismatch would be a PRECONDITION_FAILED channel error).
 
 use crate::contract::{DELIVERY_LIMIT, Topology, header};

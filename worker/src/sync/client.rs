@@ -1,4 +1,4 @@
-//! Scalekit Directory API client (REST, spec §5–6): client-credentials token cached and refreshed
+//! Scalekit Directory API client (REST, `docs/scalekit.md`, "Directory API"): client-credentials token cached and refreshed
 //! ahead of expiry, refresh-once-and-retry on 401, bounded exponential backoff with jitter on
 //! 429/5xx/connect errors honouring `Retry-After`, request timeouts, pagination.
 

@@ -1,4 +1,4 @@
-//! Directory sync (ARCHITECTURE §6): a Scalekit Directory API client, a sync that publishes
+//! Directory sync (`docs/architecture.md`, "Directory sync"): a Scalekit Directory API client, a sync that publishes
 //! snapshot events through the normal apply path, reconciliation, and a scheduler.
 
 pub mod client;

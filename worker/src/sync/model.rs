@@ -1,4 +1,4 @@
-//! Directory API JSON (spec §5.4): snake_case proto names; zero values may be omitted.
+//! Directory API JSON (`docs/scalekit.md`, "Directory API"): snake_case proto names; zero values may be omitted.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
