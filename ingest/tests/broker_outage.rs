@@ -2,11 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use shared::testkit::TcpProxy;
 use std::time::{Duration, Instant};
-use support::*;
+use testkit::TcpProxy;
+use testkit::fixture;
+use testkit::ingest::*;
 
 #[tokio::test]
 async fn closed_port_means_503_and_not_ready() {

@@ -2,10 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use std::time::Duration;
-use support::*;
+use testkit::ingest::*;
+use testkit::{OLD_SECRET, SECRET, fixture};
 
 #[tokio::test]
 async fn graceful_stop_under_load_loses_nothing_answered_2xx() {

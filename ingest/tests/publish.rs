@@ -2,12 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
 use lapin::types::AMQPValue;
 use shared::amqp::header_str;
 use std::time::Duration;
-use support::*;
+use testkit::ingest::*;
+use testkit::{FIXTURES, fixture};
 
 #[tokio::test]
 async fn each_fixture_is_published_byte_for_byte_with_contract_headers() {

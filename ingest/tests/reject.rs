@@ -2,11 +2,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod support;
-
-use shared::testkit::{signed_headers, signed_headers_at};
 use std::time::Duration;
-use support::*;
+use testkit::ingest::*;
+use testkit::{OLD_SECRET, fixture};
+use testkit::{signed_headers, signed_headers_at};
 
 async fn assert_error(resp: reqwest::Response, status: u16, code: &str) {
     assert_eq!(resp.status(), status);
@@ -93,12 +92,7 @@ async fn rotated_secret_is_accepted() {
 
 #[tokio::test]
 async fn body_over_the_limit_is_413() {
-    let app = spawn_with(
-        &shared::testkit::amqp_url(),
-        &["--max-body-bytes", "1024"],
-        true,
-    )
-    .await;
+    let app = spawn_with(&testkit::amqp_url(), &["--max-body-bytes", "1024"], true).await;
     let mut event: serde_json::Value =
         serde_json::from_slice(&fixture("03_user_created.json")).unwrap();
     event["data"]["title"] = "x".repeat(2000).into();

@@ -18,8 +18,6 @@ pub mod verify;
 pub mod amqp;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use contract::{DeadReason, MessageMeta, RetryTier, Source, Topology};
 pub use envelope::{Envelope, EnvelopeHead, EnvelopeOf, Event, ParseError, WebhookEvent};

@@ -8,12 +8,12 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use worker::db::snapshot::Snapshot;
+use testkit::tables::Tables;
 
 pub struct Corpus {
     /// Bodies in `occurred_at` order.
     pub events: Vec<Vec<u8>>,
-    pub expected: Snapshot,
+    pub expected: Tables,
     pub distinct_ids: usize,
 }
 
@@ -212,7 +212,7 @@ fn s(v: &Value) -> Option<String> {
 }
 
 /// The reference model: the apply rules, in order.
-fn model(events: &[Value]) -> Snapshot {
+fn model(events: &[Value]) -> Tables {
     let mut dirs: BTreeMap<(String, String), (bool, Option<String>)> = BTreeMap::new();
     let mut users: BTreeMap<(String, String), MUser> = BTreeMap::new();
     let mut groups: BTreeMap<(String, String), ModelGroup> = BTreeMap::new();
@@ -297,7 +297,7 @@ fn model(events: &[Value]) -> Snapshot {
             _ => {}
         }
     }
-    let mut snap = Snapshot {
+    let mut snap = Tables {
         directories: dirs
             .into_iter()
             .map(|((o, d), (en, p))| (o, d, en, p))
@@ -345,7 +345,7 @@ fn model(events: &[Value]) -> Snapshot {
 }
 
 /// Sorts every table of a snapshot byte-wise (the database orders by collation).
-pub fn sort(s: &mut Snapshot) {
+pub fn sort(s: &mut Tables) {
     s.directories
         .sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     s.users.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));

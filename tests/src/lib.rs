@@ -1,12 +1,11 @@
 //! tests: suites that exercise the real binaries together — the deploy contract (manifests vs
-//! code), end-to-end and fault scenarios, and the benchmark. Nothing here ships.
+//! code), end-to-end and fault scenarios. Nothing here ships. (Test support is the `testkit`
+//! crate; the benchmark is the `bench` crate.)
 //!
 //! Must never talk to anything but services on this machine.
 
-pub mod bench;
 pub mod corpus;
-pub mod procs;
-pub mod stack;
+
 /// Names every binary reads from the environment, by binary (`ingest`, `worker`), from their
 /// command-line definitions (clap `env`), plus the variables read outside clap.
 pub fn env_names(binary: &str) -> std::collections::BTreeSet<String> {

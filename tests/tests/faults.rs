@@ -4,11 +4,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use shared::testkit::TcpProxy;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::TcpProxy;
+use testkit::stack::{Delivery, Stack, send_all};
 use tests::corpus::{Corpus, delivery_order, generate};
-use tests::stack::{Delivery, Stack, send_all};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -46,7 +46,8 @@ async fn finish(
         .wait_processed(corpus.distinct_ids, Duration::from_secs(180))
         .await
         .unwrap();
-    let got = stack.snapshot().await.unwrap();
+    let mut got = stack.tables().await.unwrap();
+    tests::corpus::sort(&mut got);
     assert_eq!(got, corpus.expected, "end state differs from the model");
     let audit_per_event = stack
         .count("SELECT count(*) AS n FROM (SELECT event_id FROM audit_log WHERE action <> 'group_removed' GROUP BY event_id HAVING count(*) > 1) d")
@@ -119,7 +120,7 @@ async fn postgres_unreachable_for_seconds_mid_stream() {
     stack.worker_db_url = format!(
         "postgres://postgres@127.0.0.1:{}/{}",
         proxy.port(),
-        stack.db_name
+        stack.db.name
     );
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();

@@ -8,10 +8,10 @@ mod support;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use support::apply::{applier, apply_all, corpora, truncate};
-use support::db::TestDb;
 use support::*;
+use testkit::db::TestDb;
+use testkit::tables;
 use worker::apply::Outcome;
-use worker::db::snapshot::snapshot;
 use worker::role_mapping::RoleMapping;
 
 #[tokio::test]
@@ -28,7 +28,7 @@ async fn batches_reach_the_same_end_state_in_any_order_and_split() {
     for (_, bodies) in corpora() {
         truncate(&mut conn).await;
         apply_all(&a, &bodies).await;
-        let expected = snapshot(&mut conn).await.unwrap();
+        let expected = tables::read(&mut conn).await.unwrap();
         for run in 0..100 {
             truncate(&mut conn).await;
             let mut order = bodies.clone();
@@ -47,7 +47,7 @@ async fn batches_reach_the_same_end_state_in_any_order_and_split() {
                 rest = &rest[n..];
             }
             assert_eq!(
-                snapshot(&mut conn).await.unwrap(),
+                tables::read(&mut conn).await.unwrap(),
                 expected,
                 "run {run} diverged"
             );

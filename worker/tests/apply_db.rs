@@ -9,10 +9,10 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
 use support::apply::{applier, apply_all, corpora, truncate};
-use support::db::TestDb;
 use support::*;
+use testkit::db::TestDb;
+use testkit::tables;
 use worker::apply::{Applier, Outcome};
-use worker::db::snapshot::snapshot;
 use worker::role_mapping::RoleMapping;
 
 #[tokio::test]
@@ -26,7 +26,7 @@ async fn fixtures_in_order_reach_the_documented_end_state() {
         "{outcomes:?}"
     );
     let mut conn = db.connect().await;
-    let s = snapshot(&mut conn).await.unwrap();
+    let s = tables::read(&mut conn).await.unwrap();
 
     assert_eq!(s.directories.len(), 1);
     let (org, dir, enabled, provider) = &s.directories[0];
@@ -74,7 +74,7 @@ async fn fixtures_in_order_reach_the_documented_end_state() {
     // Delivering everything again changes nothing: all duplicates.
     let again = apply_all(&a, &bodies).await;
     assert!(again.iter().all(|o| *o == Outcome::Duplicate), "{again:?}");
-    assert_eq!(snapshot(&mut conn).await.unwrap(), s);
+    assert_eq!(tables::read(&mut conn).await.unwrap(), s);
     db.drop_db().await;
 }
 
@@ -103,7 +103,7 @@ async fn check_permutations(
 ) {
     truncate(conn).await;
     apply_all(a, bodies).await;
-    let expected = snapshot(conn).await.unwrap();
+    let expected = tables::read(conn).await.unwrap();
     if corpus == "active" {
         // Engineering was deleted: only Finance remains, with its mapped role.
         assert_eq!(expected.memberships.len(), 1, "{expected:?}");
@@ -132,7 +132,7 @@ async fn check_permutations(
         }
         order.shuffle(&mut rng);
         apply_all(a, &order).await;
-        let got = snapshot(conn).await.unwrap();
+        let got = tables::read(conn).await.unwrap();
         assert_eq!(got, expected, "{corpus}: run {run} diverged");
     }
 }
@@ -165,13 +165,13 @@ async fn tombstones_and_reactivation() {
     assert_eq!(apply_all(&a, &[deleted]).await, [Outcome::Applied]);
     // An older user_created arriving late does not resurrect the user (it may fill the profile).
     apply_all(&a, &[created_older]).await;
-    let s = snapshot(&mut conn).await.unwrap();
+    let s = tables::read(&mut conn).await.unwrap();
     assert!(!s.users[0].6, "still deactivated");
     assert!(s.roles.is_empty() && s.memberships.is_empty());
 
     // A newer one re-activates, with its groups and roles.
     assert_eq!(apply_all(&a, &[created_newer]).await, [Outcome::Applied]);
-    let s = snapshot(&mut conn).await.unwrap();
+    let s = tables::read(&mut conn).await.unwrap();
     assert!(s.users[0].6, "re-activated");
     assert!(s.users[0].7.is_none());
     assert_eq!(s.memberships.len(), 1);
@@ -188,7 +188,7 @@ async fn tombstones_and_reactivation() {
     // user_updated with active:false deactivates.
     let off = user_event("evt_4", "user_updated", "2025-01-01T00:00:04Z", false);
     assert_eq!(apply_all(&a, &[off]).await, [Outcome::Applied]);
-    let s = snapshot(&mut conn).await.unwrap();
+    let s = tables::read(&mut conn).await.unwrap();
     assert!(!s.users[0].6);
     // An older event is stale.
     let stale = user_event("evt_0", "user_updated", "2025-01-01T00:00:00Z", true);
@@ -225,7 +225,7 @@ async fn hard_delete_erases_personal_data_but_keeps_a_tombstone() {
         )],
     )
     .await;
-    let s = snapshot(&mut conn).await.unwrap();
+    let s = tables::read(&mut conn).await.unwrap();
     let u = &s.users[0];
     assert!(!u.6 && u.8, "inactive and erased");
     assert_eq!(

@@ -9,9 +9,10 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use shared::amqp::header_str;
 use std::time::Duration;
-use support::app::*;
-use support::env::Env;
-use support::fixture;
+use testkit::env::Env;
+use testkit::fixture;
+use testkit::wait_until;
+use testkit::worker::*;
 
 fn user_created(i: usize) -> Vec<u8> {
     let mut v: serde_json::Value =
@@ -39,21 +40,19 @@ async fn duplicates_are_applied_once() {
     }
     let w = spawn_worker(&broker.prefix, &db.url, &[]).await;
     let done = wait_until(Duration::from_secs(30), || async {
-        count(db, "SELECT count(*) AS n FROM processed_events").await == n as i64
+        db.count("SELECT count(*) AS n FROM processed_events").await == n as i64
             && broker.apply_depth().await == 0
     })
     .await;
     assert!(done, "all events processed");
     assert_eq!(
-        count(db, "SELECT count(*) AS n FROM directory_users WHERE active").await,
+        db.count("SELECT count(*) AS n FROM directory_users WHERE active")
+            .await,
         n as i64
     );
     assert_eq!(
-        count(
-            db,
-            "SELECT count(*) AS n FROM audit_log WHERE entity_type = 'user'"
-        )
-        .await,
+        db.count("SELECT count(*) AS n FROM audit_log WHERE entity_type = 'user'")
+            .await,
         n as i64,
         "each user changed exactly once"
     );
@@ -96,7 +95,7 @@ async fn poison_messages_are_dead_lettered_and_others_flow() {
     let dead_q = broker.topology.dead_queue();
     assert!(
         wait_until(Duration::from_secs(20), || async {
-            count(db, "SELECT count(*) AS n FROM processed_events").await == 10
+            db.count("SELECT count(*) AS n FROM processed_events").await == 10
         })
         .await
     );
@@ -132,7 +131,7 @@ async fn poison_messages_are_dead_lettered_and_others_flow() {
 async fn database_outage_goes_to_retry_tiers_then_applies() {
     let env = Env::new().await;
     let (db, broker) = (&env.db, &env.broker);
-    let proxy = shared::testkit::TcpProxy::start("127.0.0.1:5432".parse().unwrap())
+    let proxy = testkit::TcpProxy::start("127.0.0.1:5432".parse().unwrap())
         .await
         .unwrap();
     let url = format!("postgres://postgres@127.0.0.1:{}/{}", proxy.port(), db.name);
@@ -142,7 +141,7 @@ async fn database_outage_goes_to_retry_tiers_then_applies() {
     }
     assert!(
         wait_until(Duration::from_secs(20), || async {
-            count(db, "SELECT count(*) AS n FROM processed_events").await == 5
+            db.count("SELECT count(*) AS n FROM processed_events").await == 5
         })
         .await
     );
@@ -165,14 +164,14 @@ async fn database_outage_goes_to_retry_tiers_then_applies() {
     proxy.restore().await.unwrap();
     assert!(
         wait_until(Duration::from_secs(60), || async {
-            count(db, "SELECT count(*) AS n FROM processed_events").await == 25
+            db.count("SELECT count(*) AS n FROM processed_events").await == 25
         })
         .await,
         "everything applied once the database is back"
     );
     assert_eq!(broker.dead_depth().await, 0);
     assert_eq!(
-        count(db, "SELECT count(*) AS n FROM directory_users").await,
+        db.count("SELECT count(*) AS n FROM directory_users").await,
         25
     );
     w.stop().await;
@@ -203,22 +202,22 @@ async fn stop_with_work_in_flight_loses_nothing_and_applies_once() {
     .await;
     assert!(
         wait_until(Duration::from_secs(20), || async {
-            count(db, "SELECT count(*) AS n FROM processed_events").await >= 30
+            db.count("SELECT count(*) AS n FROM processed_events").await >= 30
         })
         .await
     );
     w.stop().await; // what SIGTERM does
-    let after_stop = count(db, "SELECT count(*) AS n FROM processed_events").await;
+    let after_stop = db.count("SELECT count(*) AS n FROM processed_events").await;
     assert!(after_stop < n as i64, "stopped mid-stream ({after_stop})");
     let w = spawn_worker(&broker.prefix, &db.url, &[]).await;
     assert!(
         wait_until(Duration::from_secs(30), || async {
-            count(db, "SELECT count(*) AS n FROM processed_events").await == n as i64
+            db.count("SELECT count(*) AS n FROM processed_events").await == n as i64
         })
         .await
     );
     assert_eq!(
-        count(db, "SELECT count(*) AS n FROM audit_log").await,
+        db.count("SELECT count(*) AS n FROM audit_log").await,
         n as i64,
         "no double apply"
     );

@@ -6,17 +6,18 @@ mod support;
 
 use shared::DeadReason;
 use std::time::Duration;
-use support::app::*;
 use support::dlq::*;
-use support::env::Env;
-use support::fixture;
+use testkit::env::Env;
+use testkit::fixture;
+use testkit::wait_until;
+use testkit::worker::*;
 use worker::dlq::message::Filter;
 use worker::dlq::{ReplayOptions, list, purge, replay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_dry_run_max_guard_and_purge_on_a_mixed_dlq_of_1000() {
     let broker = Broker::new().await;
-    let url = shared::testkit::amqp_url();
+    let url = testkit::amqp_url();
     let t = &broker.topology;
     let mut items: Vec<Dead> = (0..1000).map(mixed).collect();
     for d in items.iter_mut().skip(7).step_by(50) {
@@ -191,7 +192,7 @@ async fn filters_dry_run_max_guard_and_purge_on_a_mixed_dlq_of_1000() {
 async fn poison_then_fix_then_replay_applies_exactly_once() {
     let env = Env::new().await;
     let (db, broker) = (&env.db, &env.broker);
-    let url = shared::testkit::amqp_url();
+    let url = testkit::amqp_url();
     {
         use diesel_async::RunQueryDsl;
         let mut conn = db.connect().await;
@@ -258,7 +259,7 @@ async fn poison_then_fix_then_replay_applies_exactly_once() {
     .unwrap();
     assert_eq!(r.done, 1);
     assert!(wait_until(Duration::from_secs(20), || async {
-        count(db, "SELECT count(*) AS n FROM processed_events WHERE event_id = 'evt_poison' AND source = 'replay'").await == 1
+        db.count("SELECT count(*) AS n FROM processed_events WHERE event_id = 'evt_poison' AND source = 'replay'").await == 1
     })
     .await);
     // Replaying the second copy is a no-op thanks to dedupe.
@@ -271,16 +272,13 @@ async fn poison_then_fix_then_replay_applies_exactly_once() {
         .await
     );
     assert_eq!(
-        count(db, "SELECT count(*) AS n FROM processed_events").await,
+        db.count("SELECT count(*) AS n FROM processed_events").await,
         1
     );
-    assert_eq!(count(db, "SELECT count(*) AS n FROM audit_log").await, 1);
+    assert_eq!(db.count("SELECT count(*) AS n FROM audit_log").await, 1);
     assert_eq!(
-        count(
-            db,
-            "SELECT count(*) AS n FROM directory_users WHERE email = 'jane@blocked.example'"
-        )
-        .await,
+        db.count("SELECT count(*) AS n FROM directory_users WHERE email = 'jane@blocked.example'")
+            .await,
         1
     );
     assert_eq!(broker.dead_depth().await, 0);

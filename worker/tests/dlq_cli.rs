@@ -5,8 +5,9 @@
 mod support;
 
 use std::time::Duration;
-use support::app::*;
 use support::dlq::*;
+use testkit::wait_until;
+use testkit::worker::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_killed_midway_loses_and_duplicates_nothing_beyond_one_and_rerun_finishes() {

@@ -6,10 +6,11 @@ mod support;
 
 use shared::amqp::BrokerLink;
 use std::time::{Duration, Instant};
-use support::app::*;
-use support::db::TestDb;
-use support::env::Env;
 use support::fake_scalekit::{self, FakeScalekit, Script};
+use testkit::db::TestDb;
+use testkit::env::Env;
+use testkit::wait_until;
+use testkit::worker::*;
 use worker::sync::progress::Progress;
 use worker::sync::{SyncError, Syncer};
 
@@ -38,7 +39,7 @@ async fn syncer(
     args.extend_from_slice(extra);
     let run = cli(&broker.prefix, &db.url, &args);
     let link = BrokerLink::start(
-        shared::testkit::amqp_url(),
+        testkit::amqp_url(),
         "sync-test".into(),
         run.broker.topology(),
         1,
@@ -55,7 +56,8 @@ async fn syncer(
 }
 
 async fn active(db: &TestDb) -> i64 {
-    count(db, "SELECT count(*) AS n FROM directory_users WHERE active").await
+    db.count("SELECT count(*) AS n FROM directory_users WHERE active")
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,23 +112,18 @@ async fn sync_creates_reconciles_and_a_failed_listing_deactivates_nothing() {
         .await
     );
     assert_eq!(
-        count(
-            db,
-            "SELECT count(*) AS n FROM directory_users WHERE directory_id = 'dir_sync'"
-        )
-        .await,
+        db.count("SELECT count(*) AS n FROM directory_users WHERE directory_id = 'dir_sync'")
+            .await,
         200
     );
     assert_eq!(
-        count(db, "SELECT count(*) AS n FROM directory_group_memberships").await,
+        db.count("SELECT count(*) AS n FROM directory_group_memberships")
+            .await,
         200
     );
     assert_eq!(
-        count(
-            db,
-            "SELECT count(*) AS n FROM processed_events WHERE source = 'sync'"
-        )
-        .await,
+        db.count("SELECT count(*) AS n FROM processed_events WHERE source = 'sync'")
+            .await,
         201
     );
 
@@ -156,9 +153,7 @@ async fn sync_creates_reconciles_and_a_failed_listing_deactivates_nothing() {
         })
         .await
     );
-    let inactive = count(
-        db,
-        &format!(
+    let inactive = db.count(&format!(
             "SELECT count(*) AS n FROM directory_users WHERE NOT active AND directory_user_id IN ('{}')",
             removed.join("','")
         ),
@@ -233,8 +228,7 @@ async fn newer_webhook_wins_over_snapshot_and_directory_enabled_triggers_a_sync(
     broker.publish(&serde_json::to_vec(&update).unwrap()).await;
     assert!(
         wait_until(Duration::from_secs(20), || async {
-            count(
-                db,
+            db.count(
                 "SELECT count(*) AS n FROM directory_users WHERE email = 'renamed@example.com'",
             )
             .await
@@ -252,24 +246,18 @@ async fn newer_webhook_wins_over_snapshot_and_directory_enabled_triggers_a_sync(
     let summary = s.sync_org(ORG, None, &mut Progress::quiet()).await.unwrap();
     assert_eq!(summary.seen, 40);
     assert!(wait_until(Duration::from_secs(20), || async {
-        count(db, "SELECT count(*) AS n FROM processed_events WHERE source = 'sync' AND outcome = 'stale'").await >= 1
+        db.count("SELECT count(*) AS n FROM processed_events WHERE source = 'sync' AND outcome = 'stale'").await >= 1
     })
     .await);
     assert_eq!(
-        count(
-            db,
-            "SELECT count(*) AS n FROM directory_users WHERE email = 'renamed@example.com'"
-        )
-        .await,
+        db.count("SELECT count(*) AS n FROM directory_users WHERE email = 'renamed@example.com'")
+            .await,
         1,
         "the newer webhook is not overwritten by the snapshot"
     );
     assert_eq!(
-        count(
-            db,
-            "SELECT count(*) AS n FROM directory_users WHERE given_name = 'Changed'"
-        )
-        .await,
+        db.count("SELECT count(*) AS n FROM directory_users WHERE given_name = 'Changed'")
+            .await,
         0
     );
     assert!(

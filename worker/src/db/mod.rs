@@ -2,7 +2,6 @@
 
 pub mod migrate;
 pub mod schema;
-pub mod snapshot;
 
 use diesel_async::AsyncPgConnection;
 use diesel_async::pooled_connection::AsyncDieselConnectionManager;

@@ -1,8 +1,8 @@
 //! Driving the applier directly against a test database.
 
-use super::db::TestDb;
 use super::{FIXTURES, fixture, parsed};
 use std::sync::Arc;
+use testkit::db::TestDb;
 use worker::apply::{Applier, Outcome};
 use worker::role_mapping::RoleMapping;
 

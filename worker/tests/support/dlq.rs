@@ -1,10 +1,10 @@
 //! Dead-letter queue fixtures shared by the dlq suites.
 
-use super::app::Broker;
 use lapin::options::ConfirmSelectOptions;
 use shared::amqp::{mark_dead, properties, publish_confirmed};
 use shared::{DeadReason, MessageMeta, Source};
 use std::time::Duration;
+use testkit::worker::Broker;
 use worker::dlq::message::Filter;
 use worker::dlq::{ReplayOptions, list};
 
@@ -71,7 +71,7 @@ pub async fn dead_letter(broker: &Broker, items: &[Dead]) {
 
 pub async fn ids_in_dlq(broker: &Broker) -> Vec<String> {
     let (all, _) = list(
-        &shared::testkit::amqp_url(),
+        &testkit::amqp_url(),
         &broker.topology,
         &Filter::default(),
         usize::MAX,
@@ -95,9 +95,9 @@ pub fn opts(filter: Filter) -> ReplayOptions {
 pub fn worker_cmd(broker: &Broker, args: &[&str]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_worker"));
     cmd.args(args)
-        .env("AMQP_URL", shared::testkit::amqp_url())
+        .env("AMQP_URL", testkit::amqp_url())
         .env("AMQP_PREFIX", &broker.prefix)
-        .env("WORKER_RETRY_TIERS", "1s,2s,4s,8s")
+        .env("WORKER_RETRY_TIERS", testkit::worker::RETRY_TIERS)
         .env("LOG_FORMAT", "pretty")
         .env("RUST_LOG", "warn")
         .kill_on_drop(true);

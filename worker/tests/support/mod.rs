@@ -1,10 +1,10 @@
+//! Worker-only helpers (the shared ones are the `testkit` crate): driving the applier directly,
+//! filling the dead-letter queue, a fake Directory API.
+
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod app;
 pub mod apply;
-pub mod db;
 pub mod dlq;
-pub mod env;
 pub mod fake_scalekit;
 
 use shared::{MessageMeta, Source, WebhookEvent};
@@ -20,4 +20,4 @@ pub fn parsed(body: &[u8]) -> (MessageMeta, WebhookEvent) {
 }
 
 #[allow(unused_imports)] // each suite uses a part
-pub use shared::testkit::{FIXTURES, fixture};
+pub use testkit::{FIXTURES, fixture};

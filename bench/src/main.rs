@@ -3,12 +3,12 @@
 //! measured against them, as ratios; writes JSON + Markdown to `bench/results/`.
 
 use anyhow::Context;
+use bench::report::write;
+use bench::summary::Summary;
+use bench::{baseline, cpu, load, percentile, prefill, sql_baseline};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::time::Duration;
-use tests::bench::report::write;
-use tests::bench::summary::Summary;
-use tests::bench::{baseline, cpu, load, percentile, prefill, sql_baseline};
-use tests::stack::{SECRET, Stack};
+use testkit::stack::{SECRET, Stack};
 
 const P99_LIMIT_MS: f64 = 50.0;
 /// Events the worker drains (published into its queue beforehand by a raw publisher).
@@ -50,7 +50,7 @@ async fn build_binaries() -> anyhow::Result<()> {
     let release = !cfg!(debug_assertions);
     let mut cmd = tokio::process::Command::new(cargo);
     cmd.args([
-        "build", "-p", "tests", "-p", "ingest", "-p", "worker", "--bins",
+        "build", "-p", "bench", "-p", "ingest", "-p", "worker", "--bins",
     ]);
     if release {
         cmd.arg("--release");
@@ -103,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
     build_binaries().await?;
     let machine = machine();
     eprintln!("machine: {machine}");
-    let url = shared::testkit::amqp_url();
+    let url = testkit::amqp_url();
     let secret: shared::WebhookSecret = SECRET.parse()?;
 
     eprintln!(
@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
     let (b_pub_ingest_messages, steps, ceiling) = if only == "worker" {
         (None, Vec::new(), None)
     } else {
-        let h = tests::bench::ingest_half::measure(&mut stack, broker, P99_LIMIT_MS).await?;
+        let h = bench::ingest_half::measure(&mut stack, broker, P99_LIMIT_MS).await?;
         (Some(h.b_pub_ingest_messages), h.steps, Some(h.ceiling))
     };
     let best = load::max_sustained(&steps, P99_LIMIT_MS).cloned();
@@ -182,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
     eprintln!(
         "B_sql: direct SQL (user upserts; and the worker's rows per event, {batch} a transaction)"
     );
-    let b_sql = sql_baseline::sql_baselines(&stack.db_url, 50_000, 500, 2_000, 60_000, batch)
+    let b_sql = sql_baseline::sql_baselines(&stack.db.url, 50_000, 500, 2_000, 60_000, batch)
         .await
         .context("B_sql")?;
     eprintln!(
@@ -190,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
         b_sql.batched_rows_per_s, b_sql.single_row_commits_per_s, b_sql.same_writes_events_per_s
     );
 
-    let tap = shared::testkit::RabbitTap::connect(&url).await?;
+    let tap = testkit::RabbitTap::connect(&url).await?;
     let queued = tap.depth(&stack.topology.apply_queue()).await?;
     eprintln!("worker: draining {queued} queued events");
     let started = std::time::Instant::now();
@@ -199,12 +199,12 @@ async fn main() -> anyhow::Result<()> {
         .with("broker", broker)
         .with(
             "worker",
-            <[tests::procs::Proc]>::first(&stack.workers).and_then(|p| p.pid()),
+            <[testkit::procs::Proc]>::first(&stack.workers).and_then(|p| p.pid()),
         )
         .with_all("postgres", &cpu::find_processes("postgres"));
     let drain_cpu = worker_watch.start();
     let db: Db = std::sync::Arc::new(tokio::sync::Mutex::new(
-        AsyncPgConnection::establish(&stack.db_url).await?,
+        AsyncPgConnection::establish(&stack.db.url).await?,
     ));
     load::time_until(
         i64::from(queued),
@@ -289,7 +289,7 @@ async fn main() -> anyhow::Result<()> {
             #[diesel(sql_type = diesel::sql_types::Timestamptz)]
             processed_at: chrono::DateTime<chrono::Utc>,
         }
-        let mut conn = AsyncPgConnection::establish(&stack.db_url).await?;
+        let mut conn = AsyncPgConnection::establish(&stack.db.url).await?;
         let rows_p: Vec<P> = diesel::sql_query("SELECT event_id, processed_at FROM processed_events WHERE event_id >= 'evt_bench_090000000' AND event_id < 'evt_bench_100000000'").load(&mut conn).await?;
         let at: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = rows_p
             .into_iter()
@@ -316,7 +316,7 @@ async fn main() -> anyhow::Result<()> {
         .as_ref()
         .and_then(|p| p.peak_rss_kib())
         .unwrap_or(0);
-    let worker_rss = <[tests::procs::Proc]>::first(&stack.workers)
+    let worker_rss = <[testkit::procs::Proc]>::first(&stack.workers)
         .and_then(|p| p.peak_rss_kib())
         .unwrap_or(0);
     let summary = Summary {

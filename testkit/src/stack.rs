@@ -1,24 +1,23 @@
 //! A whole deployment for one test: its own prefix, its own database, ingest and worker
 //! processes, and a sender that behaves like Scalekit (retries until 2xx).
 
+use crate::db::TestDb;
 use crate::procs::{Proc, free_port};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use shared::testkit::{
-    amqp_url, delete_topology, postgres_base_url, signed_headers, unique_prefix,
-};
+use crate::tables::Tables;
+use crate::{amqp_url, delete_topology, signed_headers, unique_prefix};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use shared::{Topology, WebhookSecret};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use worker::db::snapshot::{Snapshot, snapshot};
 
-pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub use crate::SECRET;
 
 pub struct Stack {
     pub prefix: String,
     pub topology: Topology,
-    pub db_name: String,
-    pub db_url: String,
+    /// The test's own database (`db.url` is how the harness reaches it).
+    pub db: TestDb,
     /// What the binaries use to reach the database (a proxy in fault tests).
     pub worker_db_url: String,
     pub amqp: String,
@@ -40,14 +39,7 @@ impl Stack {
     /// Creates the database (migrated) and names; starts nothing yet.
     pub async fn new(tag: &str) -> anyhow::Result<Self> {
         let prefix = unique_prefix(tag);
-        let db_name = prefix.to_lowercase();
-        let mut admin =
-            AsyncPgConnection::establish(&format!("{}/postgres", postgres_base_url())).await?;
-        diesel::sql_query(format!("CREATE DATABASE {db_name}"))
-            .execute(&mut admin)
-            .await?;
-        let db_url = format!("{}/{db_name}", postgres_base_url());
-        worker::db::migrate::run(&db_url).await?;
+        let db = TestDb::named(&prefix.to_lowercase()).await?;
         Ok(Self {
             topology: Topology::new(prefix.clone()).with_tiers(vec![
                 shared::RetryTier::new("1s", Duration::from_secs(1)),
@@ -55,9 +47,8 @@ impl Stack {
                 shared::RetryTier::new("10s", Duration::from_secs(10)),
             ]),
             prefix,
-            worker_db_url: db_url.clone(),
-            db_url,
-            db_name,
+            worker_db_url: db.url.clone(),
+            db,
             amqp: amqp_url(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(15))
@@ -115,22 +106,14 @@ impl Stack {
         )
     }
 
-    pub async fn snapshot(&self) -> anyhow::Result<Snapshot> {
-        let mut conn = AsyncPgConnection::establish(&self.db_url).await?;
-        let mut s = snapshot(&mut conn).await?;
-        crate::corpus::sort(&mut s);
-        Ok(s)
+    /// The provisioned tables as the worker left them.
+    pub async fn tables(&self) -> anyhow::Result<Tables> {
+        let mut conn = AsyncPgConnection::establish(&self.db.url).await?;
+        Ok(crate::tables::read(&mut conn).await?)
     }
 
     pub async fn count(&self, sql: &str) -> anyhow::Result<i64> {
-        use diesel::sql_types::BigInt;
-        #[derive(diesel::QueryableByName)]
-        struct N {
-            #[diesel(sql_type = BigInt)]
-            n: i64,
-        }
-        let mut conn = AsyncPgConnection::establish(&self.db_url).await?;
-        Ok(diesel::sql_query(sql).get_result::<N>(&mut conn).await?.n)
+        self.db.try_count(sql).await
     }
 
     /// Waits until `processed_events` holds `n` rows and the apply queue is empty.
@@ -160,16 +143,7 @@ impl Stack {
             w.terminate(Duration::from_secs(15)).await;
         }
         let _ = delete_topology(&self.amqp, &self.topology, &[]).await;
-        if let Ok(mut admin) =
-            AsyncPgConnection::establish(&format!("{}/postgres", postgres_base_url())).await
-        {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.db_name
-            ))
-            .execute(&mut admin)
-            .await;
-        }
+        self.db.drop_db().await;
     }
 }
 

@@ -1,13 +1,54 @@
-//! Test support shared by the suites (feature `testkit`, dev-dependencies only): a TCP proxy
-//! that can cut connections, unique prefixes, signed webhook requests and broker taps.
+//! The one test-support crate (a dev-dependency of `ingest`, `worker` and `tests`, and what the
+//! bench builds on). Each test is isolated: its own queue prefix and its own database.
+//!
+//! - [`db`]: a fresh migrated database, dropped at the end; [`tables`] reads its provisioned state;
+//! - [`env`]: a database and a broker topology created and finished together;
+//! - [`worker`] / [`ingest`]: the real binaries' libraries started in-process on port 0;
+//! - [`procs`] / [`stack`]: the real binaries as processes, a whole deployment per test;
+//! - here: service URLs, unique prefixes, signed webhook headers, the sample events,
+//!   [`wait_until`]; [`TcpProxy`] to cut connections; [`RabbitTap`] to watch a test's exchange.
+//!
+//! Must never talk to anything but services on this machine.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod db;
+pub mod env;
+pub mod ingest;
+pub mod procs;
 mod proxy;
 mod rabbit;
+pub mod stack;
+pub mod tables;
+pub mod worker;
 
 pub use proxy::TcpProxy;
 pub use rabbit::{RabbitTap, delete_topology};
 
-use crate::{WebhookSecret, sign};
+use shared::{WebhookSecret, sign};
+use std::time::Duration;
+
+/// The webhook secret every test signs with, and an older one still accepted (rotation).
+pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub const OLD_SECRET: &str = "whsec_dGVzdHNlY3JldA==";
+
+/// Polls `check` every 100 ms until it holds or `timeout` passes; whether it held.
+pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 

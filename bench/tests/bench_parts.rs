@@ -4,16 +4,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use bench::ceiling::{b_pub_ingest_messages, publisher};
+use bench::cpu::Watched;
+use bench::{EVENT_TYPE, generator};
 use bytes::Bytes;
 use http_body_util::Full;
 use shared::Topology;
 use shared::amqp::meta_from_properties;
-use shared::testkit::{RabbitTap, amqp_url, delete_topology, unique_prefix};
 use std::time::Duration;
-use tests::bench::ceiling::{b_pub_ingest_messages, publisher};
-use tests::bench::cpu::Watched;
-use tests::bench::{EVENT_TYPE, generator};
-use tests::procs::{Proc, free_port};
+use testkit::procs::{Proc, free_port};
+use testkit::{RabbitTap, amqp_url, delete_topology, unique_prefix};
 
 #[tokio::test]
 async fn ingest_shaped_b_pub_routes_every_message_as_ingest_would() {

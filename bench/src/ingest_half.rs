@@ -5,11 +5,11 @@ use super::baseline::{self, PubResult};
 use super::ceiling;
 use super::cpu::Watched;
 use super::load::{self, RateStep};
-use crate::procs::{Proc, free_port};
-use crate::stack::{SECRET, Stack};
 use lapin::options::QueuePurgeOptions;
 use std::net::SocketAddr;
 use std::time::Duration;
+use testkit::procs::{Proc, free_port};
+use testkit::stack::{SECRET, Stack};
 
 /// Offered rates, per second, each held for [`STEP`].
 pub const RATES: [f64; 14] = [
@@ -38,7 +38,7 @@ pub async fn measure(
     let secret: shared::WebhookSecret = SECRET.parse()?;
     let topology = stack.topology.clone();
     let apply_queue = topology.apply_queue();
-    let tap = shared::testkit::RabbitTap::connect(&url).await?;
+    let tap = testkit::RabbitTap::connect(&url).await?;
     let publisher = ceiling::publisher(&url, &topology).await?;
 
     eprintln!("B_pub with ingest's messages (topic exchange, headers; 256 in flight; median of 3)");

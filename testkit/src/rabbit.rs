@@ -1,6 +1,5 @@
 //! Broker helpers for tests: a tap queue bound to a test's exchange, and topology clean-up.
 
-use crate::Topology;
 use lapin::message::BasicGetMessage;
 use lapin::options::{
     BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
@@ -8,6 +7,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::{Channel, Connection};
+use shared::Topology;
 use std::time::Duration;
 
 /// A connection plus a channel for inspecting what a test published.
@@ -18,7 +18,7 @@ pub struct RabbitTap {
 
 impl RabbitTap {
     pub async fn connect(url: &str) -> Result<Self, lapin::Error> {
-        let connection = crate::amqp::connect(url, "test-tap").await?;
+        let connection = shared::amqp::connect(url, "test-tap").await?;
         let channel = connection.create_channel().await?;
         Ok(Self {
             connection,
@@ -34,7 +34,7 @@ impl RabbitTap {
         name: &str,
         routing: &str,
     ) -> Result<(), lapin::Error> {
-        crate::amqp::declare_topology(&self.channel, topology).await?;
+        shared::amqp::declare_topology(&self.channel, topology).await?;
         self.channel
             .queue_declare(
                 name.into(),
@@ -82,7 +82,7 @@ impl RabbitTap {
 
     /// Ready messages in a queue.
     pub async fn depth(&self, queue: &str) -> Result<u32, lapin::Error> {
-        crate::amqp::queue_depth(&self.channel, queue).await
+        shared::amqp::queue_depth(&self.channel, queue).await
     }
 
     /// Waits until a queue holds `n` ready messages (or the timeout passes); returns the last depth.

@@ -1,10 +1,10 @@
-//! The real worker against the real broker and a fresh database, plus a publisher.
+//! The real worker (its library, in-process, health server on port 0) against the real broker,
+//! and a test's broker side: its topology, a publisher that publishes as ingest does, a tap.
 
-use super::db::TestDb;
+use crate::{RabbitTap, amqp_url, delete_topology, unique_prefix};
 use clap::Parser;
 use lapin::options::ConfirmSelectOptions;
 use shared::amqp::{declare_topology, properties, publish_confirmed};
-use shared::testkit::{RabbitTap, amqp_url, delete_topology, unique_prefix};
 use shared::{MessageMeta, Source, Topology, WebhookEvent};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,9 @@ impl TestWorker {
     }
 }
 
+/// The retry tiers of in-process test workers: short, so retries happen within a test.
+pub const RETRY_TIERS: &str = "1s,2s,4s,8s";
+
 /// The options of `worker run` for a test: its prefix and database, short retry tiers.
 pub fn cli(prefix: &str, database_url: &str, extra: &[&str]) -> RunArgs {
     let mut args: Vec<String> = [
@@ -42,7 +45,7 @@ pub fn cli(prefix: &str, database_url: &str, extra: &[&str]) -> RunArgs {
         "--listen",
         "127.0.0.1:0",
         "--retry-tiers",
-        "1s,2s,4s,8s",
+        RETRY_TIERS,
         "--log-format",
         "pretty",
     ]
@@ -150,37 +153,4 @@ impl Broker {
             .await
             .unwrap();
     }
-}
-
-pub async fn wait_until<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-pub async fn count(db: &TestDb, sql: &str) -> i64 {
-    use diesel::sql_types::BigInt;
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = BigInt)]
-        n: i64,
-    }
-    let mut conn = db.connect().await;
-    diesel::sql_query(sql)
-        .get_result::<N>(&mut conn)
-        .await
-        .unwrap()
-        .n
 }

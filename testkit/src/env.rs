@@ -1,7 +1,7 @@
 //! A test's own database and broker topology, created together and removed together.
 
-use super::app::Broker;
-use super::db::TestDb;
+use crate::db::TestDb;
+use crate::worker::Broker;
 
 pub struct Env {
     pub db: TestDb,

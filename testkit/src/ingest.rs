@@ -1,15 +1,13 @@
-//! `spawn_app()`: the real ingest on port 0 against the real broker, under a unique prefix.
+//! `spawn_app()`: the real ingest (its library, in-process) on port 0 against the real broker,
+//! under a unique prefix, with a tap queue that sees everything it publishes.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
-
+use crate::{
+    OLD_SECRET, RabbitTap, SECRET, amqp_url, delete_topology, signed_headers, unique_prefix,
+};
 use clap::Parser;
 use ingest::{Application, Config};
-use shared::testkit::{RabbitTap, amqp_url, delete_topology, signed_headers, unique_prefix};
 use shared::{Topology, WebhookSecret};
 use std::time::Duration;
-
-pub const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
-pub const OLD_SECRET: &str = "whsec_dGVzdHNlY3JldA==";
 
 pub struct TestApp {
     pub base: String,
@@ -119,6 +117,3 @@ impl TestApp {
             .unwrap();
     }
 }
-
-#[allow(unused_imports)] // each suite uses a part
-pub use shared::testkit::{FIXTURES, fixture};

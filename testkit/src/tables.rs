@@ -1,16 +1,16 @@
-//! A deterministic dump of the provisioned state (without processing times), used to compare
-//! end states — tests, and operators checking two databases agree.
+//! The provisioned state of a test database as plain rows, in a deterministic order and without
+//! processing times, so end states compare with `==`.
 
-use super::schema::{
-    directories as d, directory_group_memberships as m, directory_groups as g,
-    directory_users as u, user_roles as r,
-};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use worker::db::schema::{
+    directories as d, directory_group_memberships as m, directory_groups as g,
+    directory_users as u, user_roles as r,
+};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
+pub struct Tables {
     /// (org, id, enabled, provider)
     pub directories: Vec<(String, String, bool, Option<String>)>,
     /// (org, user, email, given, family, display, active, deactivated_at, erased, attributes)
@@ -38,7 +38,8 @@ pub type UserRowDump = (
     serde_json::Value,
 );
 
-pub async fn snapshot(conn: &mut AsyncPgConnection) -> QueryResult<Snapshot> {
+/// Reads every provisioned table.
+pub async fn read(conn: &mut AsyncPgConnection) -> QueryResult<Tables> {
     let directories = d::table
         .select((d::organization_id, d::id, d::enabled, d::provider))
         .order((d::organization_id, d::id))
@@ -98,7 +99,7 @@ pub async fn snapshot(conn: &mut AsyncPgConnection) -> QueryResult<Snapshot> {
         ))
         .load(conn)
         .await?;
-    Ok(Snapshot {
+    Ok(Tables {
         directories,
         users,
         groups,

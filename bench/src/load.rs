@@ -7,9 +7,9 @@ use bytes::Bytes;
 use http_body_util::Full;
 use serde::Serialize;
 use shared::WebhookSecret;
-use shared::testkit::{RabbitTap, signed_headers};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use testkit::{RabbitTap, signed_headers};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RateStep {

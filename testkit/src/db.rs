@@ -1,0 +1,78 @@
+//! A fresh, migrated database per test, dropped at the end.
+
+use crate::postgres_base_url;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+async fn admin() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&format!("{}/postgres", postgres_base_url()))
+        .await
+        .expect("PostgreSQL reachable")
+}
+
+impl TestDb {
+    pub async fn create() -> Self {
+        Self::named(&format!("scim_test_{:016x}", rand::random::<u64>()))
+            .await
+            .unwrap()
+    }
+
+    /// A fresh migrated database called `name` (lower case letters, digits and `_`).
+    pub async fn named(name: &str) -> anyhow::Result<Self> {
+        let mut conn =
+            AsyncPgConnection::establish(&format!("{}/postgres", postgres_base_url())).await?;
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await?;
+        let url = format!("{}/{name}", postgres_base_url());
+        worker::db::migrate::run(&url).await?;
+        Ok(Self {
+            name: name.to_owned(),
+            url,
+        })
+    }
+
+    pub async fn connect(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url).await.unwrap()
+    }
+
+    /// Drops the database (connections still open are closed by the server).
+    pub async fn drop_db(self) {
+        let mut conn = admin().await;
+        diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+
+    /// Reads the provisioned tables.
+    pub async fn tables(&self) -> crate::tables::Tables {
+        crate::tables::read(&mut self.connect().await)
+            .await
+            .unwrap()
+    }
+
+    /// The `bigint` a query returns in a column named `n`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.try_count(sql).await.unwrap()
+    }
+
+    /// [`TestDb::count`] that fails instead of panicking (while a fault test cuts the database).
+    pub async fn try_count(&self, sql: &str) -> anyhow::Result<i64> {
+        use diesel::sql_types::BigInt;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = AsyncPgConnection::establish(&self.url).await?;
+        Ok(diesel::sql_query(sql).get_result::<N>(&mut conn).await?.n)
+    }
+}
