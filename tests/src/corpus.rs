@@ -344,7 +344,7 @@ fn model(events: &[Value]) -> Tables {
     snap
 }
 
-/// Sorts every table of a snapshot byte-wise (the database orders by collation).
+/// Sorts every table byte-wise (the database orders by collation).
 pub fn sort(s: &mut Tables) {
     s.directories
         .sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
