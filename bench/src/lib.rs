@@ -8,6 +8,7 @@ pub mod generator;
 pub mod ingest_half;
 pub mod load;
 pub mod prefill;
+pub mod relay;
 pub mod report;
 pub mod sql_baseline;
 pub mod summary;

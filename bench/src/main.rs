@@ -220,6 +220,11 @@ async fn main() -> anyhow::Result<()> {
         "  {worker_rate:.0} events/s = {worker_ratio_same:.2} × B_sql same writes  cpu/event: {}",
         drain_cpu.describe()
     );
+    let relay = bench::relay::after_drain(&stack.db.url, &worker_watch, queued).await?;
+    eprintln!(
+        "  relay: {:.2} changes per event, {} unpublished at the end of the drain, published in {:.1} s",
+        relay.changes_per_event, relay.backlog, relay.catch_up_seconds
+    );
     if only == "worker" {
         stack.teardown().await;
         return Ok(());
@@ -303,6 +308,12 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     latencies.sort_by(f64::total_cmp);
+    let relay_latency =
+        bench::relay::latency(&stack.db.url, "evt_bench_090000000", "evt_bench_100000000").await?;
+    eprintln!(
+        "  at {half:.0}/s: commit → published p50 {:.1} ms p99 {:.1} ms ({} changes)",
+        relay_latency.0, relay_latency.1, relay_latency.2
+    );
     let e2e_p50 = percentile(&latencies, 0.5);
     let e2e_p99 = percentile(&latencies, 0.99);
     eprintln!(
@@ -333,6 +344,8 @@ async fn main() -> anyhow::Result<()> {
         e2e_p50_ms: e2e_p50,
         e2e_p99_ms: e2e_p99,
         e2e_rate: half,
+        relay,
+        relay_latency,
         ingest_rss_kib: ingest_rss,
         worker_rss_kib: worker_rss,
     };

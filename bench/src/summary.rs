@@ -4,6 +4,7 @@ use super::baseline::PubResult;
 use super::ceiling::Ceiling;
 use super::cpu::CpuUse;
 use super::load::RateStep;
+use super::relay::RelayDrain;
 use super::report::{Row, row};
 use super::sql_baseline::SqlResult;
 
@@ -23,6 +24,9 @@ pub struct Summary {
     pub e2e_p50_ms: f64,
     pub e2e_p99_ms: f64,
     pub e2e_rate: f64,
+    pub relay: RelayDrain,
+    /// Commit → published at half load: p50, p99 (ms) and how many changes.
+    pub relay_latency: (f64, f64, usize),
     pub ingest_rss_kib: u64,
     pub worker_rss_kib: u64,
 }
@@ -176,6 +180,28 @@ impl Summary {
                 "processed_at minus the 202's arrival",
             ),
             row(
+                "change relay during the drain",
+                format!(
+                    "{:.2} changes per event; {} unpublished when the drain ended, published in {:.1} s{}",
+                    self.relay.changes_per_event,
+                    self.relay.backlog,
+                    self.relay.catch_up_seconds,
+                    self.relay
+                        .catch_up_cpu
+                        .as_ref()
+                        .map_or(String::new(), |c| format!("; cpu/change: {}", c.describe()))
+                ),
+                "the relay publishes while the worker applies; the catch-up is the relay alone",
+            ),
+            row(
+                "commit → published",
+                format!(
+                    "p50 {:.1} ms, p99 {:.1} ms at {:.0}/s ({} changes)",
+                    self.relay_latency.0, self.relay_latency.1, self.e2e_rate, self.relay_latency.2
+                ),
+                "published_at (after the broker's confirm) minus committed_at; target p99 ≤ 50 ms",
+            ),
+            row(
                 "peak RSS",
                 format!(
                     "ingest {} MiB, worker {} MiB",
@@ -205,6 +231,8 @@ impl Summary {
             "worker_ratio_user_upserts": self.worker_rate / self.b_sql.batched_rows_per_s,
             "e2e_sustained_per_s": self.e2e_best,
             "e2e_latency_ms": {"p50": self.e2e_p50_ms, "p99": self.e2e_p99_ms, "rate": self.e2e_rate},
+            "relay_drain": self.relay,
+            "relay_latency_ms": {"p50": self.relay_latency.0, "p99": self.relay_latency.1, "changes": self.relay_latency.2},
             "peak_rss_kib": {"ingest": self.ingest_rss_kib, "worker": self.worker_rss_kib},
         })
     }

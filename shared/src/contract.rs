@@ -143,6 +143,9 @@ pub const DEFAULT_PREFIX: &str = "scim";
 pub struct Topology {
     prefix: String,
     tiers: Vec<RetryTier>,
+    /// The change feed (exchange and stream), with the stream's retention: declared by the
+    /// worker only.
+    changes_retention: Option<Duration>,
 }
 
 impl Default for Topology {
@@ -156,6 +159,7 @@ impl Topology {
         Self {
             prefix: prefix.into(),
             tiers: RETRY_TIERS.to_vec(),
+            changes_retention: None,
         }
     }
 
@@ -163,6 +167,27 @@ impl Topology {
     pub fn with_tiers(mut self, tiers: Vec<RetryTier>) -> Self {
         self.tiers = tiers;
         self
+    }
+
+    /// Also declares the change feed: `{prefix}.changes` and its stream, whose messages are
+    /// kept for `retention`.
+    pub fn with_changes(mut self, retention: Duration) -> Self {
+        self.changes_retention = Some(retention);
+        self
+    }
+
+    pub fn changes_retention(&self) -> Option<Duration> {
+        self.changes_retention
+    }
+
+    /// Topic exchange of the change feed; routing key = change kind.
+    pub fn changes_exchange(&self) -> String {
+        format!("{}.changes", self.prefix)
+    }
+
+    /// Stream bound to the changes exchange with `#`: the replayable feed.
+    pub fn changes_stream(&self) -> String {
+        format!("{}.changes.log", self.prefix)
     }
 
     pub fn prefix(&self) -> &str {
@@ -290,6 +315,8 @@ mod tests {
         assert_eq!(t.retry_exchange(), "t1.events.retry");
         assert_eq!(t.retry_queue(&RETRY_TIERS[0]), "t1.events.retry.5s");
         assert_eq!(Topology::default().apply_queue(), "scim.events.apply");
+        assert_eq!(t.changes_exchange(), "t1.changes");
+        assert_eq!(t.changes_stream(), "t1.changes.log");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! `amqp` feature adds the one RabbitMQ adapter both binaries use (topology, confirmed publish).
 //! It must never hold secrets in a printable form, nor accept an unverified body as verified.
 
+pub mod changes;
 pub mod contract;
 pub mod envelope;
 pub mod event_data;

@@ -14,6 +14,7 @@
 
 pub mod db;
 pub mod env;
+pub mod feed;
 pub mod ingest;
 pub mod procs;
 mod proxy;

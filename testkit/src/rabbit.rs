@@ -126,6 +126,20 @@ pub async fn delete_topology(
         ch.exchange_delete(x.as_str().into(), ExchangeDeleteOptions::default())
             .await?;
     }
+    // The change feed, where the worker declared it (absent ones are not an error worth
+    // failing a test's clean-up for).
+    let _ = ch
+        .queue_delete(
+            topology.changes_stream().as_str().into(),
+            QueueDeleteOptions::default(),
+        )
+        .await;
+    let _ = ch
+        .exchange_delete(
+            topology.changes_exchange().as_str().into(),
+            ExchangeDeleteOptions::default(),
+        )
+        .await;
     let _ = tap.connection.close(200, "done".into()).await;
     Ok(())
 }

@@ -4,7 +4,9 @@
 //!
 //! Must never talk to anything but services on this machine.
 
+pub mod app;
 pub mod corpus;
+pub mod feed_check;
 
 /// Names every binary reads from the environment, by binary (`ingest`, `worker`), from their
 /// command-line definitions (clap `env`), plus the variables read outside clap.

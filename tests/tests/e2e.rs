@@ -1,6 +1,7 @@
 //! End to end over the real binaries: a generated stream of several thousand events over many
 //! organizations, 10 % duplicates, shuffled, sent like Scalekit → the database ends exactly in
-//! the state an independent in-order model computes.
+//! the state an independent in-order model computes, the change feed rebuilds it, and the
+//! example application that follows the feed converges to it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -16,6 +17,7 @@ async fn shuffled_stream_with_duplicates_reaches_the_modelled_end_state() {
     let mut stack = Stack::new("e2e").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
+    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
     let bodies = delivery_order(&corpus.events, 0.10, 7);
     let stats = Arc::new(Delivery::default());
     send_all(
@@ -50,5 +52,25 @@ async fn shuffled_stream_with_duplicates_reaches_the_modelled_end_state() {
         .await
         .unwrap();
     assert!(ignored > 0, "unknown types are recorded as ignored");
+    let validator = jsonschema::validator_for(&tests::feed_check::schema()).unwrap();
+    let report =
+        tests::feed_check::check_feed(&stack, |m| validator.validate(m).map_err(|e| e.to_string()))
+            .await
+            .unwrap();
+    assert_eq!(report.republished, 0, "no fault, no re-publish");
+    let kinds: std::collections::BTreeSet<&str> =
+        report.changes.iter().map(|c| c.kind.as_str()).collect();
+    for k in [
+        "user.provisioned",
+        "user.deprovisioned",
+        "user.roles_changed",
+        "group.deleted",
+    ] {
+        assert!(kinds.contains(k), "the corpus makes {k}: {kinds:?}");
+    }
+    app.converged(&stack.db, Duration::from_secs(60))
+        .await
+        .unwrap();
+    app.stop().await.unwrap();
     stack.teardown().await;
 }

@@ -1,5 +1,7 @@
 //! Faults while a stream flows: every webhook answered 2xx has its effect exactly once, the
-//! sender retries the others as Scalekit would, and the end state equals the model's.
+//! sender retries the others as Scalekit would, the end state equals the model's, the change
+//! feed is complete and in commit order (re-published changes keep their id), and the example
+//! application following it converges.
 //! The scenarios run one at a time (they restart shared services).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -40,6 +42,7 @@ async fn finish(
     stack: Stack,
     corpus: &Corpus,
     sender: tokio::task::JoinHandle<anyhow::Result<()>>,
+    app: Option<tests::app::RunningApp>,
 ) {
     sender.await.unwrap().unwrap();
     stack
@@ -54,6 +57,22 @@ async fn finish(
         .await
         .unwrap();
     assert_eq!(audit_per_event, 0, "an event applied twice");
+    let validator = jsonschema::validator_for(&tests::feed_check::schema()).unwrap();
+    let report =
+        tests::feed_check::check_feed(&stack, |m| validator.validate(m).map_err(|e| e.to_string()))
+            .await
+            .unwrap();
+    eprintln!(
+        "feed: {} changes, {} re-published",
+        report.changes.len(),
+        report.republished
+    );
+    if let Some(app) = app {
+        app.converged(&stack.db, Duration::from_secs(60))
+            .await
+            .unwrap();
+        app.stop().await.unwrap();
+    }
     stack.teardown().await;
 }
 
@@ -64,12 +83,13 @@ async fn worker_killed_9_mid_stream_then_restarted() {
     let mut stack = Stack::new("kill9").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
+    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
     let sender = send(&stack, &corpus, 1);
     wait_progress(&stack, 500).await;
     stack.workers[0].kill9().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stack.start_worker().await.unwrap();
-    finish(stack, &corpus, sender).await;
+    finish(stack, &corpus, sender, Some(app)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,6 +99,7 @@ async fn rabbitmq_restarted_mid_stream() {
     let mut stack = Stack::new("rmq").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
+    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
     let sender = send(&stack, &corpus, 2);
     wait_progress(&stack, 400).await;
     let stop = tokio::process::Command::new("rabbitmqctl")
@@ -106,7 +127,7 @@ async fn rabbitmq_restarted_mid_stream() {
         .args(["await_startup", "--timeout", "60"])
         .output()
         .await;
-    finish(stack, &corpus, sender).await;
+    finish(stack, &corpus, sender, Some(app)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,12 +145,13 @@ async fn postgres_unreachable_for_seconds_mid_stream() {
     );
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
+    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
     let sender = send(&stack, &corpus, 3);
     wait_progress(&stack, 400).await;
     proxy.cut().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     proxy.restore().await.unwrap();
-    finish(stack, &corpus, sender).await;
+    finish(stack, &corpus, sender, Some(app)).await;
     let _ = proxy;
 }
 
@@ -140,6 +162,7 @@ async fn ingest_sigterm_under_load_then_restarted() {
     let mut stack = Stack::new("term").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
+    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
     let sender = send(&stack, &corpus, 4);
     wait_progress(&stack, 400).await;
     let code = stack
@@ -151,7 +174,7 @@ async fn ingest_sigterm_under_load_then_restarted() {
     assert_eq!(code, Some(0), "ingest exits 0 on SIGTERM after draining");
     tokio::time::sleep(Duration::from_millis(300)).await;
     stack.start_ingest().await.unwrap();
-    finish(stack, &corpus, sender).await;
+    finish(stack, &corpus, sender, Some(app)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,6 +185,29 @@ async fn two_workers_consuming_at_once() {
     stack.start_worker().await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
+    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
     let sender = send(&stack, &corpus, 5);
-    finish(stack, &corpus, sender).await;
+    wait_progress(&stack, 200).await;
+    let mut leaders = 0.0;
+    for w in &stack.workers {
+        let text = stack
+            .client
+            .get(format!("http://127.0.0.1:{}/metrics", w.port))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        leaders += text
+            .lines()
+            .find_map(|l| l.strip_prefix("scim_changes_relay_leader "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+    }
+    assert_eq!(
+        leaders, 1.0,
+        "exactly one of the two workers relays the changes"
+    );
+    finish(stack, &corpus, sender, Some(app)).await;
 }

@@ -1,7 +1,8 @@
 //! What each subcommand does, so `main.rs` only parses and logs. `worker run` builds the
 //! [`Worker`]; the others are one-shot operations.
 
-use crate::config::{Command, MigrateArgs, RunArgs, SyncArgs};
+use crate::changes::tail::{self, TailError, TailOptions};
+use crate::config::{ChangesCommand, Command, MigrateArgs, RunArgs, SyncArgs};
 use crate::startup::{self, StartError, Worker};
 use crate::sync::SyncError;
 use crate::sync::progress::Progress;
@@ -23,6 +24,10 @@ pub enum CommandError {
     BrokerUnreachable,
     #[error("sync failed (nothing was deactivated): {0}")]
     Sync(#[from] SyncError),
+    #[error("changes tail: {0}")]
+    Tail(#[from] TailError),
+    #[error("--since: {0}")]
+    Since(String),
 }
 
 /// Runs one subcommand to its end.
@@ -32,7 +37,43 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         Command::Dlq(args) => Ok(dlq::cli::run(&args.command).await?),
         Command::Sync(args) => sync(&args).await,
         Command::Run(args) => run_worker(args).await,
+        Command::Changes(args) => changes(&args.command).await,
     }
+}
+
+async fn changes(command: &ChangesCommand) -> Result<(), CommandError> {
+    let ChangesCommand::Tail {
+        broker,
+        from_seq,
+        since,
+        kinds,
+        follow,
+        max,
+        idle,
+    } = command;
+    let from = match (from_seq, since) {
+        (Some(seq), _) => tail::From::Seq(*seq),
+        (None, Some(since)) => tail::From::Since(
+            dlq::message::parse_since(since, chrono::Utc::now()).map_err(CommandError::Since)?,
+        ),
+        (None, None) => tail::From::Next,
+    };
+    let opts = TailOptions {
+        // Without a starting point there is nothing to catch up on: follow.
+        follow: *follow || from == tail::From::Next,
+        from,
+        kinds: kinds.clone(),
+        idle: *idle,
+        max: *max,
+    };
+    tail::tail(
+        broker.amqp_url(),
+        &broker.topology(),
+        &opts,
+        &mut std::io::stdout().lock(),
+    )
+    .await?;
+    Ok(())
 }
 
 async fn migrate(args: &MigrateArgs) -> Result<(), CommandError> {

@@ -49,6 +49,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// Inspect, replay or purge the dead-letter queue.
     Dlq(DlqArgs),
+    /// Read the change feed.
+    Changes(ChangesCommandArgs),
 }
 
 /// `--log-format`, for every subcommand.
@@ -189,6 +191,22 @@ pub struct RunArgs {
     /// Sync every organization with an enabled directory this often (e.g. `15m`); off when unset.
     #[arg(long, env = "SYNC_INTERVAL", value_parser = humantime::parse_duration)]
     pub sync_interval: Option<Duration>,
+
+    #[command(flatten)]
+    pub changes: ChangesArgs,
+}
+
+/// The change feed's retention (the relay runs in `worker run`).
+#[derive(Debug, Clone, Args)]
+pub struct ChangesArgs {
+    /// How long the stream keeps changes, and published outbox rows are kept (e.g. `30d`).
+    #[arg(long, env = "CHANGES_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub changes_retention: Duration,
+
+    /// How long dedupe rows are kept: longer than Scalekit's retries (~28 h) and any manual
+    /// replay (e.g. `35d`).
+    #[arg(long, env = "PROCESSED_EVENTS_RETENTION", default_value = "35d", value_parser = humantime::parse_duration)]
+    pub processed_events_retention: Duration,
 }
 
 impl RunArgs {
@@ -219,6 +237,52 @@ pub struct SyncArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub scalekit: ScalekitArgs,
+}
+
+/// `worker changes …`.
+#[derive(Debug, Clone, Args)]
+pub struct ChangesCommandArgs {
+    #[command(subcommand)]
+    pub command: ChangesCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ChangesCommand {
+    /// Print the feed from its stream, one JSON change a line. Without `--from-seq` or
+    /// `--since`, follows new changes; with them, prints what is retained from there and stops
+    /// once caught up (unless `--follow`).
+    Tail {
+        #[command(flatten)]
+        broker: BrokerArgs,
+        /// Changes with `seq` ≥ N (reads the retained feed from its start).
+        #[arg(long, conflicts_with = "since")]
+        from_seq: Option<i64>,
+        /// Changes published since: a duration back from now (`1h`) or an RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// Only this kind, e.g. `user.deprovisioned` (repeatable).
+        #[arg(long = "kind", value_parser = parse_kind)]
+        kinds: Vec<shared::changes::ChangeKind>,
+        /// Keep following once caught up.
+        #[arg(long)]
+        follow: bool,
+        /// Stop after N changes.
+        #[arg(long)]
+        max: Option<usize>,
+        /// Caught up once nothing arrived for this long (without `--follow`).
+        #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+        idle: Duration,
+    },
+}
+
+fn parse_kind(s: &str) -> Result<shared::changes::ChangeKind, String> {
+    shared::changes::ChangeKind::parse(s).ok_or_else(|| {
+        let all: Vec<&str> = shared::changes::ChangeKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        format!("unknown kind `{s}` (one of {})", all.join(", "))
+    })
 }
 
 /// `worker dlq …`.

@@ -25,6 +25,11 @@ pub const SYNC_USERS: &str = "scim_sync_users";
 pub const DLQ_DEPTH: &str = "scim_worker_dlq_depth";
 pub const QUEUE_DEPTH: &str = "scim_worker_queue_depth";
 pub const SYNC_RUNS: &str = "scim_sync_runs";
+pub const CHANGES_WRITTEN: &str = "scim_changes_written";
+pub const CHANGES_PUBLISHED: &str = "scim_changes_published";
+pub const RELAY_LAG: &str = "scim_changes_relay_lag_seconds";
+pub const OUTBOX_DEPTH: &str = "scim_changes_outbox_depth";
+pub const RELAY_LEADER: &str = "scim_changes_relay_leader";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SyncLabels {
@@ -43,6 +48,13 @@ pub struct Metrics {
     pub dlq_depth: Gauge,
     pub queue_depth: Gauge,
     pub sync_runs: Family<SyncLabels, Counter>,
+    pub changes_written: Counter,
+    pub changes_published: Counter,
+    /// Age of the oldest unpublished change (0 when none), as the leading relay sees it.
+    pub relay_lag_seconds:
+        prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub outbox_depth: Gauge,
+    pub relay_leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -109,8 +121,45 @@ impl Metrics {
             "Ready messages in the apply queue (sampled every 15 s)",
             queue_depth.clone(),
         );
+        let changes_written = Counter::default();
+        registry.register(
+            CHANGES_WRITTEN,
+            "Net changes committed to the change feed's outbox",
+            changes_written.clone(),
+        );
+        let changes_published = Counter::default();
+        registry.register(
+            CHANGES_PUBLISHED,
+            "Changes the relay published (confirmed) to the changes exchange",
+            changes_published.clone(),
+        );
+        let relay_lag_seconds =
+            prometheus_client::metrics::gauge::Gauge::<f64, std::sync::atomic::AtomicU64>::default(
+            );
+        registry.register(
+            RELAY_LAG,
+            "Age of the oldest unpublished change, seconds (leading relay only; 0 when none)",
+            relay_lag_seconds.clone(),
+        );
+        let outbox_depth = Gauge::default();
+        registry.register(
+            OUTBOX_DEPTH,
+            "Unpublished changes in the outbox (leading relay only)",
+            outbox_depth.clone(),
+        );
+        let relay_leader = Gauge::default();
+        registry.register(
+            RELAY_LEADER,
+            "1 while this worker is the deployment's change relay",
+            relay_leader.clone(),
+        );
         Self {
             registry,
+            changes_written,
+            changes_published,
+            relay_lag_seconds,
+            outbox_depth,
+            relay_leader,
             dlq_depth,
             queue_depth,
             sync_users,

@@ -2,6 +2,8 @@
 //! `run_until_stopped()` consumes until SIGTERM/SIGINT (or `stop_token()`), then drains.
 
 use crate::apply::Applier;
+use crate::changes::prune::Retention;
+use crate::changes::relay::RelaySettings;
 use crate::config::{BrokerArgs, RunArgs, ScalekitArgs};
 use crate::db::{self, Pool};
 use crate::delivery::{ConsumeSettings, Handler, lanes};
@@ -14,6 +16,7 @@ use shared::amqp::{BrokerLink, connection_name};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU32;
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -51,6 +54,9 @@ pub enum StartError {
     Client(#[from] crate::sync::ClientError),
 }
 
+/// How long a stopping worker's relay may take to publish the last commits.
+const RELAY_SHUTDOWN: Duration = Duration::from_secs(4);
+
 pub struct Worker {
     config: RunArgs,
     addr: SocketAddr,
@@ -80,7 +86,10 @@ impl Worker {
             addr: config.listen,
             source,
         })?;
-        let topology = config.broker.topology();
+        let topology = config
+            .broker
+            .topology()
+            .with_changes(config.changes.changes_retention);
         let link = BrokerLink::start(
             config.broker.amqp_url().to_owned(),
             connection_name("worker"),
@@ -109,7 +118,8 @@ impl Worker {
             Err(other) => return Err(other),
         };
         let handler = Arc::new(Handler {
-            applier: Applier::new(pool.clone(), Arc::new(mapping), config.apply.hard_delete),
+            applier: Applier::new(pool.clone(), Arc::new(mapping), config.apply.hard_delete)
+                .counting_changes(metrics.changes_written.clone()),
             link: link.clone(),
             topology,
             metrics: Arc::clone(&metrics),
@@ -184,6 +194,23 @@ impl Worker {
             Arc::clone(&self.metrics),
             self.stop.clone(),
         ));
+        let relay_stop = CancellationToken::new();
+        let relay = tokio::spawn(crate::changes::relay::run(
+            RelaySettings {
+                database_url: self.config.database.database_url().to_owned(),
+                batch: 500,
+                poll: Duration::from_millis(500),
+                confirm_timeout: Duration::from_secs(10),
+                retention: Retention {
+                    changes: self.config.changes.changes_retention,
+                    processed_events: self.config.changes.processed_events_retention,
+                },
+            },
+            self.link.clone(),
+            self.handler.topology.clone(),
+            Arc::clone(&self.metrics),
+            relay_stop.clone(),
+        ));
         let scheduler = self.scheduler.map(|(syncer, rx)| {
             tokio::spawn(schedule::run(
                 syncer,
@@ -208,6 +235,14 @@ impl Worker {
         .await;
         signals.abort();
         depth.abort();
+        // The relay publishes what the lanes committed last, within a bound: anything left is
+        // durable in the outbox and goes out with the next leader.
+        relay_stop.cancel();
+        if tokio::time::timeout(RELAY_SHUTDOWN, relay).await.is_err() {
+            tracing::warn!(
+                "the change relay did not finish in time; the next leader publishes the rest"
+            );
+        }
         if let Some(s) = scheduler {
             let _ = s.await;
         }

@@ -97,6 +97,10 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
         )
         .await?;
 
+    if let Some(retention) = topology.changes_retention() {
+        declare_changes(channel, topology, retention).await?;
+    }
+
     for tier in topology.tiers() {
         let name = topology.retry_queue(tier);
         let mut args = quorum_args(Some(&exchange));
@@ -119,4 +123,50 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
             .await?;
     }
     Ok(())
+}
+
+/// The change feed: a topic exchange bound with `#` to a stream that keeps `retention` of it.
+async fn declare_changes(
+    channel: &Channel,
+    topology: &Topology,
+    retention: std::time::Duration,
+) -> Result<(), lapin::Error> {
+    let exchange = topology.changes_exchange();
+    let stream = topology.changes_stream();
+    channel
+        .exchange_declare(
+            exchange.as_str().into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let mut args = FieldTable::default();
+    args.insert("x-queue-type".into(), text("stream"));
+    args.insert(
+        "x-max-age".into(),
+        text(&format!("{}s", retention.as_secs().max(1))),
+    );
+    channel
+        .queue_declare(
+            stream.as_str().into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
+            args,
+        )
+        .await?;
+    channel
+        .queue_bind(
+            stream.as_str().into(),
+            exchange.as_str().into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
 }

@@ -1,7 +1,8 @@
 //! Applying events to PostgreSQL exactly once. There is one way in, [`Applier::apply_batch`]
 //! (a single event is a batch of one, [`Applier::apply`]), and every transaction does the same
-//! four steps: take its advisory locks ([`locks`]), claim its dedupe rows ([`claim`]), plan and
-//! write the changes, write their audit rows ([`audit`]).
+//! steps: take its advisory locks ([`locks`]), claim its dedupe rows ([`claim`]), plan and write
+//! the changes, write their audit rows ([`audit`]) and their net changes to the change feed's
+//! outbox (`crate::changes::outbox`), all before it commits.
 //!
 //! - user events ([`user`]) of a batch share one transaction, set-based: one load of every
 //!   user involved, the pure planner folded over each user's events in memory, one write per
@@ -19,6 +20,8 @@ pub mod locks;
 pub mod user;
 pub mod version;
 
+use crate::changes::outbox;
+use crate::changes::plan::PlannedChange;
 use crate::db::{Pool, PoolError};
 use crate::role_mapping::RoleMapping;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -97,6 +100,8 @@ pub struct Applier {
     pool: Pool,
     mapping: Arc<RoleMapping>,
     hard_delete: bool,
+    /// Counts committed changes (`scim_changes_written_total`), when the worker runs.
+    written: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 /// Whether the event is a user event (applied set-based, many to a transaction).
@@ -113,6 +118,22 @@ impl Applier {
             pool,
             mapping,
             hard_delete,
+            written: None,
+        }
+    }
+
+    /// Counts the changes it commits on `counter`.
+    pub fn counting_changes(
+        mut self,
+        counter: prometheus_client::metrics::counter::Counter,
+    ) -> Self {
+        self.written = Some(counter);
+        self
+    }
+
+    fn changes_written(&self, n: usize) {
+        if let Some(c) = &self.written {
+            c.inc_by(u64::try_from(n).unwrap_or(u64::MAX));
         }
     }
 
@@ -176,10 +197,14 @@ impl Applier {
         let rules = self.rules();
         conn.transaction::<_, ApplyError, _>(async |conn| {
             let claimed = Claimed::take(conn, items, &user::apply::locks(items)).await?;
-            let applied = user::apply::apply(conn, &claimed.fresh, &rules).await?;
-            claimed.finish(conn, applied).await
+            let (applied, changes) = user::apply::apply(conn, &claimed.fresh, &rules).await?;
+            claimed.finish(conn, applied, &changes).await
         })
         .await
+        .map(|(outcomes, written)| {
+            self.changes_written(written);
+            outcomes
+        })
     }
 
     /// One group, directory or unknown event in its own transaction.
@@ -191,13 +216,17 @@ impl Applier {
                 let items = [item];
                 let claimed = Claimed::take(conn, &items, &catalog::apply::locks(&item)).await?;
                 let mut applied = Vec::with_capacity(claimed.fresh.len());
+                let mut changes = Vec::new();
                 for fresh in &claimed.fresh {
-                    applied.push(catalog::apply::apply(conn, fresh, &rules).await?);
+                    let (outcome, made) = catalog::apply::apply(conn, fresh, &rules).await?;
+                    applied.push(outcome);
+                    changes.extend(made);
                 }
-                claimed.finish(conn, applied).await
+                claimed.finish(conn, applied, &changes).await
             })
             .await?;
-        Ok(outcomes[0])
+        self.changes_written(outcomes.1);
+        Ok(outcomes.0[0])
     }
 }
 
@@ -229,13 +258,16 @@ impl<'a> Claimed<'a> {
         Ok(Self { new, fresh })
     }
 
-    /// Records stale and ignored outcomes of the new events (`applied`, one each) and returns
-    /// the outcome of every input item.
+    /// Writes the changes to the outbox, records stale and ignored outcomes of the new events
+    /// (`applied`, one each), and returns the outcome of every input item and how many changes
+    /// were written.
     async fn finish(
         self,
         conn: &mut AsyncPgConnection,
         applied: Vec<Outcome>,
-    ) -> Result<Vec<Outcome>, ApplyError> {
+        changes: &[PlannedChange],
+    ) -> Result<(Vec<Outcome>, usize), ApplyError> {
+        let written = outbox::write(conn, changes).await?;
         for outcome in [Outcome::Stale, Outcome::Ignored] {
             let ids: Vec<&str> = self
                 .fresh
@@ -247,7 +279,7 @@ impl<'a> Claimed<'a> {
             claim::set_outcome(conn, &ids, outcome).await?;
         }
         let mut applied = applied.into_iter();
-        Ok(self
+        let outcomes = self
             .new
             .iter()
             .map(|new| {
@@ -257,6 +289,7 @@ impl<'a> Claimed<'a> {
                     Outcome::Duplicate
                 }
             })
-            .collect())
+            .collect();
+        Ok((outcomes, written))
     }
 }

@@ -35,6 +35,7 @@ diesel::table! {
         profile_event_id -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        provisioned_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -101,6 +102,20 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    changes (seq) {
+        seq -> Int8,
+        id -> Text,
+        kind -> Text,
+        organization_id -> Text,
+        cause_event_id -> Text,
+        occurred_at -> Timestamptz,
+        committed_at -> Timestamptz,
+        payload -> Jsonb,
+        published_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     directories,
     directory_users,
@@ -109,4 +124,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_roles,
     processed_events,
     audit_log,
+    changes,
 );

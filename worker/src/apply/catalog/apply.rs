@@ -9,9 +9,11 @@ use crate::apply::user::plan::{RoleSet, RoleSource, diff_roles, mapped_roles};
 use crate::apply::user::store::{self as user_store, FinalUser, Key};
 use crate::apply::version::Version;
 use crate::apply::{Item, Outcome, Rules};
+use crate::changes::plan::{Cause, PlannedChange, directory_change, group_change, user_changes};
 use diesel_async::AsyncPgConnection;
 use serde_json::json;
 use shared::Event;
+use shared::changes::DirectoryState;
 
 /// The entity the event writes, locked exclusively (nothing for an unknown event).
 pub fn locks(item: &Item<'_>) -> LockSet {
@@ -31,16 +33,23 @@ pub fn locks(item: &Item<'_>) -> LockSet {
     }
 }
 
-/// Applies one new catalogue event (claimed, its lock held). The one exhaustive `match` over
-/// event kinds that are not user events: a new variant does not compile until handled here.
+/// Applies one new catalogue event (claimed, its lock held): its outcome and the net changes it
+/// made. The one exhaustive `match` over event kinds that are not user events: a new variant
+/// does not compile until handled here.
 pub async fn apply(
     conn: &mut AsyncPgConnection,
     item: &Item<'_>,
     rules: &Rules<'_>,
-) -> diesel::QueryResult<Outcome> {
+) -> diesel::QueryResult<(Outcome, Vec<PlannedChange>)> {
     let envelope = &item.event.envelope;
     let version = Version::new(envelope.occurred_at, envelope.id.as_str());
     let org = item.organization_id;
+    let cause = Cause {
+        organization_id: org,
+        event_id: envelope.id.as_str(),
+        occurred_at: envelope.occurred_at,
+    };
+    let mut changes = Vec::new();
     let audits = match &item.event.event {
         Event::GroupCreated(g) | Event::GroupUpdated(g) | Event::GroupDeleted(g) => {
             let deleted = matches!(item.event.event, Event::GroupDeleted(_));
@@ -49,9 +58,16 @@ pub async fn apply(
             let GroupPlan::Apply(change) =
                 plan_group(g, &envelope.data, deleted, version, current.as_ref())
             else {
-                return Ok(Outcome::Stale);
+                return Ok((Outcome::Stale, changes));
             };
             store::write_group(conn, org, group, &change).await?;
+            changes.extend(group_change(
+                cause,
+                group,
+                current.as_ref(),
+                change.display_name.as_deref(),
+                deleted,
+            ));
             let mut audits = vec![AuditRow {
                 event_id: envelope.id.as_str().to_owned(),
                 organization_id: org.to_owned(),
@@ -62,7 +78,7 @@ pub async fn apply(
                 after: change.after.clone(),
             }];
             if change.removes_memberships {
-                audits.extend(remove_group(conn, item, group, rules).await?);
+                audits.extend(remove_group(conn, item, group, rules, &mut changes).await?);
             }
             audits
         }
@@ -73,9 +89,19 @@ pub async fn apply(
             let DirectoryPlan::Apply(change) =
                 plan_directory(d, enabled, version, current.as_ref())
             else {
-                return Ok(Outcome::Stale);
+                return Ok((Outcome::Stale, changes));
             };
             store::write_directory(conn, org, dir, &change).await?;
+            changes.extend(directory_change(
+                cause,
+                current.as_ref(),
+                DirectoryState {
+                    id: dir.to_owned(),
+                    enabled,
+                    provider: change.provider.clone(),
+                    directory_type: change.directory_type.clone(),
+                },
+            ));
             vec![AuditRow {
                 event_id: envelope.id.as_str().to_owned(),
                 organization_id: org.to_owned(),
@@ -88,12 +114,12 @@ pub async fn apply(
         }
         Event::UserCreated(_) | Event::UserUpdated(_) | Event::UserDeleted(_) => {
             // Not a catalogue event: `Applier` sends user events to `user::apply`.
-            return Ok(Outcome::Ignored);
+            return Ok((Outcome::Ignored, changes));
         }
-        Event::Unknown { .. } => return Ok(Outcome::Ignored),
+        Event::Unknown { .. } => return Ok((Outcome::Ignored, changes)),
     };
     audit::write(conn, &audits).await?;
-    Ok(Outcome::Applied)
+    Ok((Outcome::Applied, changes))
 }
 
 /// Deleting a group never leaves a membership, or a role mapped from it, behind: each member
@@ -103,6 +129,7 @@ async fn remove_group(
     item: &Item<'_>,
     group: &str,
     rules: &Rules<'_>,
+    changes: &mut Vec<PlannedChange>,
 ) -> diesel::QueryResult<Vec<AuditRow>> {
     let org = item.organization_id;
     let members: Vec<Key> = store::group_members(conn, org, group)
@@ -146,6 +173,12 @@ async fn remove_group(
                 "roles_removed": removed.iter().map(|(r, _)| r).collect::<Vec<_>>(),
             }),
         });
+        let cause = Cause {
+            organization_id: org,
+            event_id: item.event.envelope.id.as_str(),
+            occurred_at: item.event.envelope.occurred_at,
+        };
+        changes.extend(user_changes(cause, &key.1, Some(user), &state));
         next.push((key, state));
     }
     let finals: Vec<FinalUser<'_>> = next

@@ -7,6 +7,7 @@ use crate::apply::audit::{self, AuditRow};
 use crate::apply::locks::{self, LockSet};
 use crate::apply::version::Version;
 use crate::apply::{Item, Outcome, Rules};
+use crate::changes::plan::{Cause, PlannedChange, user_changes};
 use diesel_async::AsyncPgConnection;
 use shared::{Event, UserData};
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,15 +54,17 @@ pub fn locks(items: &[Item<'_>]) -> LockSet {
     }
 }
 
-/// Applies new user events (already claimed, their locks held); one outcome each.
+/// Applies new user events (already claimed, their locks held): one outcome each, and the net
+/// changes they made, in order.
 pub async fn apply(
     conn: &mut AsyncPgConnection,
     items: &[Item<'_>],
     rules: &Rules<'_>,
-) -> diesel::QueryResult<Vec<Outcome>> {
+) -> diesel::QueryResult<(Vec<Outcome>, Vec<PlannedChange>)> {
     let mut outcomes = vec![Outcome::Ignored; items.len()];
+    let mut changes = Vec::new();
     if items.is_empty() {
-        return Ok(outcomes);
+        return Ok((outcomes, changes));
     }
     let (users, groups) = keys(items);
     let users: Vec<Key> = users.into_iter().collect();
@@ -102,6 +105,12 @@ pub async fn apply(
                     after: change.after.clone(),
                 });
                 let state = change.applied_to(current);
+                let cause = Cause {
+                    organization_id: item.organization_id,
+                    event_id: envelope.id.as_str(),
+                    occurred_at: envelope.occurred_at,
+                };
+                changes.extend(user_changes(cause, &key.1, current, &state));
                 let directory_id = data
                     .and_then(|u| u.directory_id.as_ref())
                     .map(|d| d.as_str().to_owned());
@@ -120,5 +129,5 @@ pub async fn apply(
         .collect();
     store::write_users(conn, &finals).await?;
     audit::write(conn, &audits).await?;
-    Ok(outcomes)
+    Ok((outcomes, changes))
 }

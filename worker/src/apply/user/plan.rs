@@ -56,6 +56,8 @@ pub struct StoredUser {
     pub active: bool,
     pub deactivated_at: Option<DateTime<Utc>>,
     pub erased: bool,
+    /// Whether the user was ever active (decides `user.provisioned` vs `user.reactivated`).
+    pub provisioned: bool,
     pub profile: Profile,
     pub memberships: Memberships,
     pub roles: RoleSet,
@@ -96,6 +98,7 @@ impl UserChange {
             active: self.active,
             deactivated_at: self.deactivated_at,
             erased: self.erase,
+            provisioned: current.is_some_and(|c| c.provisioned) || self.active,
             profile: self.profile.clone(),
             memberships: self.memberships.clone(),
             roles,

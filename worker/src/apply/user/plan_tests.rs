@@ -83,6 +83,7 @@ fn apply(plan: UserPlan) -> UserChange {
 
 fn stored(c: &UserChange) -> StoredUser {
     StoredUser {
+        provisioned: c.active,
         version: c.version.clone(),
         profile_version: c.profile_version.clone(),
         active: c.active,

@@ -25,6 +25,8 @@ struct UserRow {
     deactivated_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     erased_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    provisioned_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Text>)]
     email: Option<String>,
     #[diesel(sql_type = Nullable<Text>)]
@@ -78,7 +80,7 @@ pub async fn load_users(
 ) -> diesel::QueryResult<BTreeMap<Key, StoredUser>> {
     let (orgs, users) = split(keys);
     let rows: Vec<UserRow> = diesel::sql_query(
-        "SELECT u.organization_id, u.directory_user_id, active, deactivated_at, erased_at, email, given_name, family_name, display_name, preferred_username, attributes, source_updated_at, source_event_id, profile_updated_at, profile_event_id \
+        "SELECT u.organization_id, u.directory_user_id, active, deactivated_at, erased_at, provisioned_at, email, given_name, family_name, display_name, preferred_username, attributes, source_updated_at, source_event_id, profile_updated_at, profile_event_id \
          FROM directory_users u JOIN unnest($1::text[], $2::text[]) AS k(o, id) ON u.organization_id = k.o AND u.directory_user_id = k.id",
     )
     .bind::<Array<Text>, _>(&orgs)
@@ -99,6 +101,7 @@ pub async fn load_users(
                     active: r.active,
                     deactivated_at: r.deactivated_at,
                     erased: r.erased_at.is_some(),
+                    provisioned: r.provisioned_at.is_some(),
                     profile: Profile {
                         email: r.email,
                         given_name: r.given_name,
@@ -246,6 +249,7 @@ pub async fn write_users(
                     u::active.eq(s.active),
                     u::deactivated_at.eq(s.deactivated_at),
                     u::erased_at.eq(s.erased.then_some(now)),
+                    u::provisioned_at.eq(s.provisioned.then_some(now)),
                     u::attributes.eq(&s.profile.attributes),
                     (
                         u::source_updated_at.eq(s.version.at),
@@ -272,6 +276,9 @@ pub async fn write_users(
                 u::deactivated_at.eq(excluded(u::deactivated_at)),
                 u::erased_at.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
                     "CASE WHEN excluded.erased_at IS NULL THEN NULL ELSE COALESCE(directory_users.erased_at, excluded.erased_at) END",
+                )),
+                u::provisioned_at.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
+                    "COALESCE(directory_users.provisioned_at, excluded.provisioned_at)",
                 )),
                 u::attributes.eq(excluded(u::attributes)),
                 u::source_updated_at.eq(excluded(u::source_updated_at)),

@@ -1,0 +1,186 @@
+//! The change feed from a test's side: wait until the relay has published everything, read the
+//! whole stream back (through `worker changes tail`'s reader), and check it against the tables.
+
+use crate::db::TestDb;
+use shared::Topology;
+use shared::changes::{Change, UserState};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use worker::changes::tail::{From, TailOptions, tail};
+
+/// Waits until no change in the test's outbox is unpublished.
+pub async fn wait_published(db: &TestDb, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let left = db
+            .try_count("SELECT count(*) AS n FROM changes WHERE published_at IS NULL")
+            .await
+            .unwrap_or(-1);
+        if left == 0 {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{left} changes still unpublished after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every message of the stream, in stream order, as raw JSON values.
+pub async fn read_stream(
+    amqp_url: &str,
+    topology: &Topology,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut out = Vec::new();
+    let opts = TailOptions {
+        from: From::Seq(0),
+        kinds: Vec::new(),
+        follow: false,
+        idle: Duration::from_secs(3),
+        max: None,
+    };
+    tail(amqp_url, topology, &opts, &mut out).await?;
+    out.split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| Ok(serde_json::from_slice(l)?))
+        .collect()
+}
+
+/// What a stream reader sees, checked.
+#[derive(Debug, Default)]
+pub struct FeedReport {
+    /// Changes after dropping re-published ones, in order.
+    pub changes: Vec<Change>,
+    /// Messages that were re-publishes of a change already read.
+    pub republished: usize,
+    /// The last user snapshot of each (organization, user).
+    pub users: BTreeMap<(String, String), UserState>,
+}
+
+/// Reads the stream as an independent consumer would: a message whose `seq` is not above every
+/// `seq` seen is a re-publish and must repeat that change exactly (same `id`, same body); the
+/// rest must come in strictly increasing `seq`.
+pub fn check_order(messages: &[serde_json::Value]) -> anyhow::Result<FeedReport> {
+    let mut report = FeedReport::default();
+    let mut first: BTreeMap<i64, serde_json::Value> = BTreeMap::new();
+    let mut max_seq = 0;
+    for m in messages {
+        let change: Change = serde_json::from_value(m.clone())?;
+        if change.seq <= max_seq {
+            let earlier = first.get(&change.seq).ok_or_else(|| {
+                anyhow::anyhow!("seq {} out of order, never seen before", change.seq)
+            })?;
+            anyhow::ensure!(earlier == m, "re-published seq {} differs", change.seq);
+            report.republished += 1;
+            continue;
+        }
+        max_seq = change.seq;
+        first.insert(change.seq, m.clone());
+        if let Some(user) = &change.payload.user {
+            report.users.insert(
+                (
+                    change.organization_id.clone(),
+                    user.directory_user_id.clone(),
+                ),
+                user.clone(),
+            );
+        }
+        report.changes.push(change);
+    }
+    Ok(report)
+}
+
+#[derive(diesel::QueryableByName)]
+struct OutboxRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    id: String,
+}
+
+/// The feed holds exactly the outbox (every committed change, once), and the last snapshot of
+/// every user equals the tables; users never provisioned are absent from it.
+pub async fn check_against_tables(db: &TestDb, report: &FeedReport) -> anyhow::Result<()> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = db.connect().await;
+    let rows: Vec<OutboxRow> = diesel::sql_query("SELECT seq, id FROM changes ORDER BY seq")
+        .load(&mut conn)
+        .await?;
+    let outbox: Vec<(i64, &str)> = rows.iter().map(|r| (r.seq, r.id.as_str())).collect();
+    let fed: Vec<(i64, &str)> = report
+        .changes
+        .iter()
+        .map(|c| (c.seq, c.id.as_str()))
+        .collect();
+    anyhow::ensure!(
+        outbox == fed,
+        "the feed ({} changes) is not the outbox ({} rows)",
+        fed.len(),
+        outbox.len()
+    );
+    let tables = crate::tables::read(&mut conn).await?;
+    let provisioned: BTreeSet<(String, String)> = {
+        #[derive(diesel::QueryableByName)]
+        struct Key {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            organization_id: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            directory_user_id: String,
+        }
+        let keys: Vec<Key> = diesel::sql_query(
+            "SELECT organization_id, directory_user_id FROM directory_users WHERE provisioned_at IS NOT NULL AND erased_at IS NULL",
+        )
+        .load(&mut conn)
+        .await?;
+        keys.into_iter()
+            .map(|k| (k.organization_id, k.directory_user_id))
+            .collect()
+    };
+    let mut roles: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for (org, user, role, _) in &tables.roles {
+        roles
+            .entry((org.clone(), user.clone()))
+            .or_default()
+            .insert(role.clone());
+    }
+    let mut groups: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+    for (org, user, group) in &tables.memberships {
+        groups
+            .entry((org.clone(), user.clone()))
+            .or_default()
+            .insert(group.clone());
+    }
+    for (org, user, email, given, family, display, active, _, erased, _) in &tables.users {
+        let key = (org.clone(), user.clone());
+        let Some(fed) = report.users.get(&key) else {
+            anyhow::ensure!(
+                !provisioned.contains(&key),
+                "provisioned user {org}/{user} never appeared in the feed"
+            );
+            continue;
+        };
+        if *erased {
+            continue;
+        }
+        let want = UserState {
+            directory_user_id: user.clone(),
+            email: email.clone(),
+            given_name: given.clone(),
+            family_name: family.clone(),
+            display_name: display.clone(),
+            active: *active,
+            roles: roles.remove(&key).unwrap_or_default().into_iter().collect(),
+            groups: groups
+                .remove(&key)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        };
+        anyhow::ensure!(
+            *fed == want,
+            "{org}/{user}: the feed says {fed:?}, the tables {want:?}"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,192 @@
+//! The change feed: the outbox rows an event writes (and does not), and the relay publishing
+//! them in order to the stream, with one leader among several workers.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::time::Duration;
+use support::apply::{applier, apply_all};
+use support::*;
+use testkit::db::TestDb;
+use testkit::env::Env;
+use testkit::feed::{check_against_tables, check_order, read_stream, wait_published};
+use testkit::wait_until;
+use testkit::worker::*;
+use worker::apply::Outcome;
+use worker::role_mapping::RoleMapping;
+
+#[derive(diesel::QueryableByName, Debug)]
+struct Row {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    kind: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    cause_event_id: String,
+}
+
+async fn outbox(db: &TestDb) -> Vec<Row> {
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("SELECT seq, kind, cause_event_id FROM changes ORDER BY seq")
+        .load(&mut db.connect().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn each_event_writes_its_net_changes_once_and_nothing_else() {
+    let db = TestDb::create().await;
+    let a = applier(&db, RoleMapping::default());
+    let bodies: Vec<_> = FIXTURES.iter().map(|f| fixture(f)).collect();
+    apply_all(&a, &bodies).await;
+    let rows = outbox(&db).await;
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "directory.enabled",
+            "group.created",
+            "user.provisioned",
+            "user.roles_changed",
+            "user.groups_changed",
+            "user.updated",
+            "user.roles_changed",
+            "user.groups_changed",
+            "group.updated",
+            "user.deprovisioned",
+            "user.roles_changed",
+            "user.groups_changed",
+            "group.deleted",
+            "directory.disabled",
+        ],
+        "{rows:?}"
+    );
+    assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
+    // The cause of each change is the event that made it, in the fixtures' order.
+    let causes: Vec<&str> = rows.iter().map(|r| r.cause_event_id.as_str()).collect();
+    let mut sorted = causes.clone();
+    sorted.dedup();
+    assert_eq!(
+        sorted.len(),
+        8,
+        "every fixture changed something: {causes:?}"
+    );
+    // Duplicates and stale events add nothing.
+    let again = apply_all(&a, &bodies).await;
+    assert!(again.iter().all(|o| *o == Outcome::Duplicate));
+    let mut stale: serde_json::Value =
+        serde_json::from_slice(&fixture("04_user_updated.json")).unwrap();
+    stale["id"] = "evt_stale_update".into();
+    stale["occurred_at"] = "2000-01-01T00:00:00Z".into();
+    assert_eq!(
+        apply_all(&a, &[serde_json::to_vec(&stale).unwrap()]).await,
+        [Outcome::Stale]
+    );
+    assert_eq!(outbox(&db).await.len(), rows.len());
+    db.drop_db().await;
+}
+
+fn user_event(i: usize, kind: &str, second: u32, email: &str) -> Vec<u8> {
+    let file = if kind == "user_created" {
+        "03_user_created.json"
+    } else {
+        "04_user_updated.json"
+    };
+    let mut v: serde_json::Value = serde_json::from_slice(&fixture(file)).unwrap();
+    v["id"] = format!("evt_{kind}_{i}").into();
+    v["occurred_at"] = format!("2025-03-01T00:00:{second:02}Z").into();
+    v["data"]["id"] = format!("diruser_{i}").into();
+    v["data"]["email"] = email.into();
+    serde_json::to_vec(&v).unwrap()
+}
+
+async fn leaders(workers: &[&TestWorker]) -> i64 {
+    workers.iter().map(|w| w.metrics.relay_leader.get()).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_relay_publishes_in_order_and_another_takes_over() {
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
+    let a = spawn_worker(&broker.prefix, &db.url, &[]).await;
+    let b = spawn_worker(&broker.prefix, &db.url, &[]).await;
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            leaders(&[&a, &b]).await == 1
+        })
+        .await,
+        "exactly one of two workers leads the relay"
+    );
+    for i in 0..100 {
+        broker
+            .publish(&user_event(
+                i,
+                "user_created",
+                1,
+                &format!("u{i}@example.com"),
+            ))
+            .await;
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            db.count("SELECT count(*) AS n FROM processed_events").await == 100
+        })
+        .await
+    );
+    wait_published(db, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(leaders(&[&a, &b]).await, 1, "still exactly one leader");
+    // The leader stops; the other takes over and publishes what comes next.
+    let (leader, follower) = if a.metrics.relay_leader.get() == 1 {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    leader.stop().await;
+    for i in 0..100 {
+        broker
+            .publish(&user_event(
+                i,
+                "user_updated",
+                2,
+                &format!("v{i}@example.com"),
+            ))
+            .await;
+    }
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            db.count("SELECT count(*) AS n FROM processed_events").await == 200
+        })
+        .await
+    );
+    wait_published(db, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(follower.metrics.relay_leader.get(), 1, "took over");
+    let messages = read_stream(&testkit::amqp_url(), &broker.topology)
+        .await
+        .unwrap();
+    let report = check_order(&messages).unwrap();
+    check_against_tables(db, &report).await.unwrap();
+    let provisioned = report
+        .changes
+        .iter()
+        .filter(|c| c.kind.as_str() == "user.provisioned")
+        .count();
+    let updated = report
+        .changes
+        .iter()
+        .filter(|c| c.kind.as_str() == "user.updated")
+        .count();
+    assert_eq!((provisioned, updated), (100, 100));
+    assert!(
+        report
+            .changes
+            .iter()
+            .all(|c| c.cause_event_id.starts_with("evt_user_"))
+    );
+    assert!(
+        follower.metrics.changes_published.get() >= 100,
+        "the follower published the second half"
+    );
+    follower.stop().await;
+    env.finish().await;
+}
