@@ -187,6 +187,85 @@ async fn one_relay_publishes_in_order_and_another_takes_over() {
         follower.metrics.changes_published.get() >= 100,
         "the follower published the second half"
     );
+    assert_eq!(follower.metrics.outbox_depth.get(), 0);
+    // The operator's view: `worker changes tail` from a seq, one kind.
+    let out = support::dlq::worker_cmd(
+        broker,
+        &[
+            "changes",
+            "tail",
+            "--from-seq",
+            "1",
+            "--kind",
+            "user.provisioned",
+            "--idle",
+            "2s",
+        ],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 100, "one provisioning per user");
+    assert!(lines.iter().all(|l| l["kind"] == "user.provisioned"));
+    assert!(
+        lines
+            .windows(2)
+            .all(|w| w[0]["seq"].as_i64() < w[1]["seq"].as_i64()),
+        "in seq order"
+    );
     follower.stop().await;
     env.finish().await;
+}
+
+#[tokio::test]
+async fn retention_prunes_only_what_is_old_enough() {
+    use diesel_async::RunQueryDsl;
+    let db = TestDb::create().await;
+    let mut conn = db.connect().await;
+    diesel::sql_query(
+        "INSERT INTO changes (kind, organization_id, cause_event_id, occurred_at, committed_at, payload, published_at) VALUES \
+         ('user.updated', 'org_1', 'evt_old', now(), now() - interval '40 days', '{}', now() - interval '40 days'), \
+         ('user.updated', 'org_1', 'evt_new', now(), now(), '{}', now()), \
+         ('user.updated', 'org_1', 'evt_unpublished', now(), now() - interval '40 days', '{}', NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "INSERT INTO processed_events (event_id, event_type, source, outcome, processed_at) VALUES \
+         ('evt_old', 't', 'webhook', 'applied', now() - interval '40 days'), \
+         ('evt_new', 't', 'webhook', 'applied', now() - interval '10 days')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let retention = worker::changes::prune::Retention {
+        changes: Duration::from_secs(30 * 86_400),
+        processed_events: Duration::from_secs(35 * 86_400),
+    };
+    let deleted = worker::changes::prune::run(&mut conn, &retention)
+        .await
+        .unwrap();
+    assert_eq!(deleted, 2, "one old published change, one old dedupe row");
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM changes WHERE cause_event_id IN ('evt_new', 'evt_unpublished')")
+            .await,
+        2,
+        "recent and unpublished changes stay"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM processed_events WHERE event_id = 'evt_new'")
+            .await,
+        1
+    );
+    db.drop_db().await;
 }
