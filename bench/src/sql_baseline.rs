@@ -1,7 +1,7 @@
 //! B_sql: what PostgreSQL can do here without our code in the way, as direct SQL: the user
 //! upserts alone (batched and one per commit), and the same rows the worker writes for each
-//! event (dedupe row + user upsert + audit row, and a new user's membership and role), batched
-//! like the worker batches.
+//! event (dedupe row + user upsert + audit row + its change-feed rows, and a new user's
+//! membership and role), batched like the worker batches.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
@@ -25,6 +25,8 @@ const DEDUPE_SUFFIX: &str = " ON CONFLICT (event_id) DO NOTHING";
 const MEMBERSHIP_PREFIX: &str = "INSERT INTO directory_group_memberships (organization_id, directory_user_id, directory_group_id, group_name) VALUES ";
 const ROLE_PREFIX: &str =
     "INSERT INTO user_roles (organization_id, directory_user_id, role_name, source) VALUES ";
+const CHANGES_PREFIX: &str =
+    "INSERT INTO changes (kind, organization_id, cause_event_id, occurred_at, payload) VALUES ";
 const AUDIT_PREFIX: &str = "INSERT INTO audit_log (event_id, organization_id, entity_type, entity_id, action, before, after) VALUES ";
 
 fn padding() -> String {
@@ -57,6 +59,14 @@ fn audit_row(i: usize, users: usize, attrs: &str) -> String {
         "('evt_sql_{i:09}', 'org_sql', 'user', 'diruser_{u:07}', 'updated', {}, {})",
         profile(i.saturating_sub(users)),
         profile(i)
+    )
+}
+
+/// A change row as the worker writes it: the user's snapshot as payload.
+fn change_row(i: usize, users: usize, kind: &str) -> String {
+    let u = i % users;
+    format!(
+        "('{kind}', 'org_sql', 'evt_sql_{i:09}', now(), '{{\"user\": {{\"directory_user_id\": \"diruser_{u:07}\", \"email\": \"user{i}@example.com\", \"given_name\": \"Bench\", \"family_name\": \"User{i}\", \"display_name\": \"Bench User{i}\", \"active\": true, \"roles\": [\"member\"], \"groups\": [\"dirgroup_bench\"]}}}}'::jsonb)"
     )
 }
 
@@ -118,10 +128,28 @@ pub async fn sql_baselines(
         let dedupe: Vec<String> = range.clone().map(dedupe_row).collect();
         let user: Vec<String> = range.clone().map(|i| user_row(i, users, &attrs)).collect();
         let audit: Vec<String> = range.clone().map(|i| audit_row(i, users, &attrs)).collect();
+        // The feed: a user's first event provisions it (and grants its role and group), a later
+        // one updates its profile: 3 and 1 rows, 2 per event on average, as in the drain.
+        let changes: Vec<String> = range
+            .clone()
+            .flat_map(|i| {
+                let kinds: &[&str] = if i < users {
+                    &[
+                        "user.provisioned",
+                        "user.roles_changed",
+                        "user.groups_changed",
+                    ]
+                } else {
+                    &["user.updated"]
+                };
+                kinds.iter().map(move |k| change_row(i, users, k))
+            })
+            .collect();
         let mut statements = vec![
             format!("{DEDUPE_PREFIX}{}{DEDUPE_SUFFIX}", dedupe.join(",")),
             format!("{USERS_PREFIX}{}{USERS_SUFFIX}", user.join(",")),
             format!("{AUDIT_PREFIX}{}", audit.join(",")),
+            format!("{CHANGES_PREFIX}{}", changes.join(",")),
         ];
         // A user's first event also writes its membership and role (later ones change neither).
         let new: Vec<usize> = range.filter(|i| *i < users).collect();
@@ -145,6 +173,7 @@ pub async fn sql_baselines(
         "directory_users",
         "processed_events",
         "audit_log",
+        "changes",
         "directory_group_memberships",
         "user_roles",
     ] {
@@ -173,6 +202,15 @@ mod tests {
         let u = user_row(7, 5, &attrs);
         assert!(u.starts_with("('org_sql', 'diruser_0000002'"), "{u}");
         assert!(dedupe_row(3).contains("'evt_sql_000000003'"));
+        let c = change_row(12, 5, "user.updated");
+        assert!(
+            c.starts_with("('user.updated', 'org_sql', 'evt_sql_000000012'"),
+            "{c}"
+        );
+        assert!(
+            c.contains("\"diruser_0000002\"") && c.ends_with("::jsonb)"),
+            "{c}"
+        );
         let a = audit_row(12, 5, &attrs);
         assert!(
             a.contains("'diruser_0000002'") && a.matches("::jsonb").count() == 2,

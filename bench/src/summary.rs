@@ -134,7 +134,7 @@ impl Summary {
                 "B_sql the worker's rows, batched",
                 format!("{:.0} events/s", s.same_writes_events_per_s),
                 &format!(
-                    "dedupe row + user upsert + audit row per event (+ membership and role for a new user), {} events per transaction",
+                    "dedupe row + user upsert + audit row + the change-feed rows per event (+ membership and role for a new user), {} events per transaction",
                     s.same_writes_batch
                 ),
             ),

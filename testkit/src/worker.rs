@@ -21,9 +21,11 @@ pub struct TestWorker {
 impl TestWorker {
     pub async fn stop(self) {
         self.stop.cancel();
-        tokio::time::timeout(Duration::from_secs(15), self.task)
+        // A stopping worker bounds each step: its lanes by the shutdown timeout (8 s), the
+        // relay's last round (4 s), then closing; the pods' grace period is 30 s.
+        tokio::time::timeout(Duration::from_secs(25), self.task)
             .await
-            .expect("worker stops within 15 s")
+            .expect("worker stops within 25 s")
             .unwrap()
             .unwrap();
     }

@@ -1,0 +1,162 @@
+//! The option groups: one per concern, flattened into the subcommands that use them.
+
+use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use shared::RetryTier;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The broker and the names of what is declared on it.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerArgs {
+    /// RabbitMQ URL (may hold a password: never logged).
+    #[arg(long, env = "AMQP_URL", hide_env_values = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = secret)]
+    pub amqp_url: SecretString,
+
+    /// Prefix of every exchange and queue name.
+    #[arg(long, env = "AMQP_PREFIX", default_value = shared::contract::DEFAULT_PREFIX)]
+    pub amqp_prefix: String,
+
+    /// Retry tier delays, in order (e.g. `5s,30s,5m,30m`); after the last, dead-letter.
+    #[arg(long, env = "WORKER_RETRY_TIERS", default_value = "5s,30s,5m,30m", value_parser = tiers)]
+    pub retry_tiers: TierList,
+}
+
+impl BrokerArgs {
+    pub fn topology(&self) -> shared::Topology {
+        shared::Topology::new(self.amqp_prefix.clone()).with_tiers(self.retry_tiers.0.clone())
+    }
+
+    pub fn amqp_url(&self) -> &str {
+        self.amqp_url.expose_secret()
+    }
+}
+
+/// The database.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL URL (may hold a password: never logged).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/scim", value_parser = secret)]
+    pub database_url: SecretString,
+}
+
+impl DatabaseArgs {
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+/// How events are applied.
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// Erase a deleted user's personal data (an id-only tombstone stays) instead of deactivating.
+    #[arg(long, env = "HARD_DELETE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub hard_delete: bool,
+
+    /// TOML file mapping directory groups (by id or name) to roles, per organization + default.
+    #[arg(long, env = "ROLE_MAPPING_FILE")]
+    pub role_mapping_file: Option<PathBuf>,
+}
+
+/// How the apply queue is consumed.
+#[derive(Debug, Clone, Args)]
+pub struct ConsumeArgs {
+    /// Unacknowledged messages the broker may hand this worker at once (≥ batch size ×
+    /// concurrency keeps every lane busy).
+    #[arg(long, env = "WORKER_PREFETCH", default_value_t = 2000)]
+    pub prefetch: u16,
+
+    /// Batches (transactions) applied concurrently.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Most events applied together in one transaction (1 = one transaction per event).
+    #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 500)]
+    pub batch_size: usize,
+
+    /// Seconds to finish in-flight work on SIGTERM before closing.
+    #[arg(long, env = "WORKER_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 8)]
+    pub shutdown_timeout_seconds: u64,
+}
+
+/// The Scalekit Directory API (for syncs).
+#[derive(Debug, Clone, Args)]
+pub struct ScalekitArgs {
+    /// Scalekit environment URL, e.g. `https://acme.scalekit.com` (Directory API and OAuth).
+    #[arg(long, env = "SCALEKIT_ENVIRONMENT_URL")]
+    pub scalekit_environment_url: Option<String>,
+
+    /// Scalekit API client id.
+    #[arg(long, env = "SCALEKIT_CLIENT_ID")]
+    pub scalekit_client_id: Option<String>,
+
+    /// Scalekit API client secret (environment only in production; never logged).
+    #[arg(long, env = "SCALEKIT_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub scalekit_client_secret: Option<SecretString>,
+
+    /// Directory API request timeout.
+    #[arg(long, env = "SCALEKIT_TIMEOUT_SECONDS", default_value_t = 20)]
+    pub scalekit_timeout_seconds: u64,
+
+    /// Retries of a Directory API call on 429/5xx/connection errors.
+    #[arg(long, env = "SCALEKIT_MAX_RETRIES", default_value_t = 5)]
+    pub scalekit_max_retries: usize,
+}
+
+/// Parsed retry tiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TierList(pub Vec<RetryTier>);
+
+pub(super) fn secret(s: &str) -> Result<SecretString, String> {
+    if s.trim().is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(SecretString::from(s.to_owned()))
+}
+
+pub(super) fn tiers(s: &str) -> Result<TierList, String> {
+    let tiers = s
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let delay = humantime::parse_duration(t).map_err(|e| format!("`{t}`: {e}"))?;
+            if delay.is_zero() {
+                return Err(format!("`{t}`: a tier needs a delay"));
+            }
+            Ok(RetryTier::new(t, delay))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(TierList(tiers))
+}
+
+/// Why the Directory API cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("Directory API credentials are incomplete: set {0}")]
+pub struct MissingCredentials(pub &'static str);
+
+impl ScalekitArgs {
+    /// Client settings, when all three Scalekit variables are set.
+    pub fn client_config(&self) -> Result<crate::sync::ClientConfig, MissingCredentials> {
+        let environment_url = self
+            .scalekit_environment_url
+            .clone()
+            .ok_or(MissingCredentials("SCALEKIT_ENVIRONMENT_URL"))?;
+        let client_id = self
+            .scalekit_client_id
+            .clone()
+            .ok_or(MissingCredentials("SCALEKIT_CLIENT_ID"))?;
+        let client_secret = self
+            .scalekit_client_secret
+            .clone()
+            .ok_or(MissingCredentials("SCALEKIT_CLIENT_SECRET"))?;
+        Ok(crate::sync::ClientConfig {
+            environment_url,
+            client_id,
+            client_secret,
+            timeout: Duration::from_secs(self.scalekit_timeout_seconds),
+            max_retries: self.scalekit_max_retries,
+            min_backoff: Duration::from_millis(500),
+        })
+    }
+}
