@@ -4,9 +4,7 @@
 //! connection closes, the lock is released, and another replica takes over within a second.
 //!
 //! It wakes on `NOTIFY scim_changes` (sent by every transaction that wrote changes, delivered
-//! at commit) and polls as a fallback. Publishing is pipelined: new rows are published while
-//! the confirms of earlier ones are awaited, in order, by a confirmer task; a row is marked
-//! published once its own confirm (and every earlier one) came back. Publishing is at-least-once: a crash between the
+//! at commit) and polls as a fallback. Publishing is at-least-once: a crash between the
 //! broker's confirm and the `published_at` update publishes the same rows again, with the same
 //! `id` and `seq`, so consumers skip what they have already applied.
 
@@ -20,13 +18,12 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel, PublisherConfirm};
+use lapin::{BasicProperties, Channel};
 use shared::Topology;
 use shared::amqp::{BrokerLink, PublishError, settled};
 use shared::changes::{Change, ChangeKind, ChangePayload, header};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// How long a stopping relay may take for its last round.
@@ -43,9 +40,6 @@ async fn bounded<T>(round: impl Future<Output = Result<T, RelayError>>) -> Resul
         .await
         .map_err(|_| RelayError::RoundTimeout(ROUND_TIMEOUT))?
 }
-
-/// How often the leader samples the lag and depth gauges.
-const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// The session lock of the leading relay ("scim-rly").
 pub const LEADER_LOCK: i64 = 0x7363_696d_2d72_6c79;
@@ -71,8 +65,6 @@ pub enum RelayError {
     ConnectTimeout(Duration),
     #[error("a relay round took longer than {0:?}")]
     RoundTimeout(Duration),
-    #[error("the confirm task ended")]
-    ConfirmerGone,
     #[error("publishing: {0}")]
     Publish(#[from] PublishError),
     #[error("broker: {0}")]
@@ -151,35 +143,9 @@ async fn lead(
     let exchange = topology.changes_exchange();
     let mut channel: Option<Channel> = None;
     let mut last_prune: Option<Instant> = None;
-    let mut last_sample: Option<Instant> = None;
     let mut stopping = false;
-    // Publishing is pipelined: new rows go out while earlier confirms are awaited, in order,
-    // by the confirmer task; the marker task marks confirmed rows published on a connection of
-    // its own, taking everything confirmed since its last update in one statement.
-    let mark_conn = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        AsyncPgConnection::establish(&settings.database_url),
-    )
-    .await
-    .map_err(|_| RelayError::ConnectTimeout(CONNECT_TIMEOUT))??;
-    let mut cursor = 0_i64;
-    let (to_confirm, confirms) = mpsc::unbounded_channel();
-    let (confirmed_tx, confirmed) = mpsc::unbounded_channel();
-    let confirmer = tokio::spawn(confirm_in_order(
-        confirms,
-        confirmed_tx,
-        settings.confirm_timeout,
-    ));
-    let _confirmer = AbortOnDrop(confirmer.abort_handle());
-    let mut marker = tokio::spawn(mark_confirmed(
-        mark_conn,
-        confirmed,
-        metrics.changes_published.clone(),
-    ));
-    let _marker = AbortOnDrop(marker.abort_handle());
-    let mut to_confirm = Some(to_confirm);
     loop {
-        while let (true, Some(sender)) = (link.is_ready(), &to_confirm) {
+        while link.is_ready() {
             let ch = match &channel {
                 Some(ch) if ch.status().connected() => ch.clone(),
                 _ => {
@@ -189,32 +155,19 @@ async fn lead(
                     ch
                 }
             };
-            let (sent, full) = bounded(publish_new(
-                &mut conn,
-                &ch,
-                &exchange,
-                settings,
-                &mut cursor,
-                sender,
-            ))
-            .await?;
-            if sent == 0 || !full {
+            let (published, full) =
+                bounded(publish_round(&mut conn, &ch, &exchange, settings)).await?;
+            metrics
+                .changes_published
+                .inc_by(u64::try_from(published).unwrap_or(0));
+            if !full {
                 break;
             }
         }
+        bounded(sample(&mut conn, metrics)).await?;
         if stopping {
-            // Everything published is confirmed and marked (the confirmer ends with its queue,
-            // the marker with the confirmer); then the term ends.
-            drop(to_confirm.take());
-            (&mut marker)
-                .await
-                .map_err(|_| RelayError::ConfirmerGone)??;
-            bounded(sample(&mut conn, metrics)).await?;
+            // The last round ran after the consumers finished: nothing they committed waits.
             return Ok(false);
-        }
-        if last_sample.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
-            bounded(sample(&mut conn, metrics)).await?;
-            last_sample = Some(Instant::now());
         }
         if last_prune.is_none_or(|t| t.elapsed() >= prune::EVERY) {
             bounded(async { Ok(prune::run(&mut conn, &settings.retention).await?) }).await?;
@@ -226,63 +179,12 @@ async fn lead(
                 _ = stop.cancelled() => None,
                 _ = tokio::time::sleep(settings.poll) => Some(()),
                 _ = notifications.next() => Some(()),
-                ended = &mut marker => {
-                    // The marker only ends early on a failure (a nack, a timeout, the database).
-                    ended.map_err(|_| RelayError::ConfirmerGone)??;
-                    return Err(RelayError::ConfirmerGone);
-                }
             };
             // Several commits may have notified meanwhile: one round takes them all.
             while let Some(Some(_)) = notifications.next().now_or_never() {}
             woke
         };
         stopping = woke.is_none();
-    }
-}
-
-/// Marks confirmed rows published, each time everything confirmed since the last update.
-async fn mark_confirmed(
-    mut conn: AsyncPgConnection,
-    mut confirmed: mpsc::UnboundedReceiver<Result<i64, RelayError>>,
-    published: prometheus_client::metrics::counter::Counter,
-) -> Result<(), RelayError> {
-    while let Some(first) = confirmed.recv().await {
-        let mut seqs = vec![first?];
-        while let Ok(next) = confirmed.try_recv() {
-            seqs.push(next?);
-        }
-        bounded(mark(&mut conn, &seqs)).await?;
-        published.inc_by(u64::try_from(seqs.len()).unwrap_or(0));
-    }
-    Ok(())
-}
-
-/// Aborts the confirmer when a term ends, however it ends.
-struct AbortOnDrop(tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Awaits confirms in publish order; sends each confirmed `seq` on, or the first failure (and
-/// stops: nothing after a failed message may be marked).
-async fn confirm_in_order(
-    mut confirms: mpsc::UnboundedReceiver<(i64, PublisherConfirm)>,
-    confirmed: mpsc::UnboundedSender<Result<i64, RelayError>>,
-    timeout: Duration,
-) {
-    while let Some((seq, confirm)) = confirms.recv().await {
-        let result = match tokio::time::timeout(timeout, settled(confirm)).await {
-            Ok(Ok(())) => Ok(seq),
-            Ok(Err(e)) => Err(RelayError::Publish(e)),
-            Err(_) => Err(RelayError::Publish(PublishError::ConfirmTimeout(timeout))),
-        };
-        let failed = result.is_err();
-        if confirmed.send(result).is_err() || failed {
-            return;
-        }
     }
 }
 
@@ -333,19 +235,17 @@ fn properties(change: &Change) -> BasicProperties {
         .with_headers(headers)
 }
 
-/// Publishes, in `seq` order on one channel, the unpublished rows after `cursor` (one window)
-/// and hands their pending confirms to the confirmer. Returns how many were sent and whether the
-/// window was full (more may be waiting).
-async fn publish_new(
+/// Publishes the oldest unpublished rows (one window, in `seq` order on one channel) and marks
+/// the confirmed prefix published. Returns how many were published and whether the window was
+/// full (more may be waiting).
+async fn publish_round(
     conn: &mut AsyncPgConnection,
     channel: &Channel,
     exchange: &str,
     settings: &RelaySettings,
-    cursor: &mut i64,
-    to_confirm: &mpsc::UnboundedSender<(i64, PublisherConfirm)>,
 ) -> Result<(usize, bool), RelayError> {
     let rows: Vec<Row> = c::table
-        .filter(c::published_at.is_null().and(c::seq.gt(*cursor)))
+        .filter(c::published_at.is_null())
         .order(c::seq)
         .limit(settings.batch)
         .select((
@@ -360,7 +260,11 @@ async fn publish_new(
         ))
         .load(conn)
         .await?;
+    if rows.is_empty() {
+        return Ok((0, false));
+    }
     let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= settings.batch;
+    let mut pending = Vec::with_capacity(rows.len());
     for row in &rows {
         let change = body(row)?;
         let bytes = serde_json::to_vec(&change).map_err(|e| RelayError::Corrupt {
@@ -379,24 +283,34 @@ async fn publish_new(
                 properties(&change),
             )
             .await?;
-        *cursor = change.seq;
-        if to_confirm.send((change.seq, confirm)).is_err() {
-            return Err(RelayError::ConfirmerGone);
+        pending.push((change.seq, confirm));
+    }
+    // Confirms in order: only the prefix that the broker took is marked published.
+    let mut confirmed = Vec::with_capacity(pending.len());
+    let mut failure = None;
+    for (seq, confirm) in pending {
+        match tokio::time::timeout(settings.confirm_timeout, settled(confirm)).await {
+            Ok(Ok(())) => confirmed.push(seq),
+            Ok(Err(e)) => {
+                failure = Some(e);
+                break;
+            }
+            Err(_) => {
+                failure = Some(PublishError::ConfirmTimeout(settings.confirm_timeout));
+                break;
+            }
         }
     }
-    Ok((rows.len(), full))
-}
-
-/// Marks confirmed rows published.
-async fn mark(conn: &mut AsyncPgConnection, seqs: &[i64]) -> Result<(), RelayError> {
-    if seqs.is_empty() {
-        return Ok(());
+    if !confirmed.is_empty() {
+        diesel::update(c::table.filter(c::seq.eq_any(&confirmed)))
+            .set(c::published_at.eq(diesel::dsl::now))
+            .execute(conn)
+            .await?;
     }
-    diesel::update(c::table.filter(c::seq.eq_any(seqs)))
-        .set(c::published_at.eq(diesel::dsl::now))
-        .execute(conn)
-        .await?;
-    Ok(())
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok((confirmed.len(), full)),
+    }
 }
 
 /// The lag and depth gauges, as the leader sees them.
