@@ -16,11 +16,11 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::ConfirmSelectOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel};
 use shared::Topology;
-use shared::amqp::{BrokerLink, PublishError, settled};
+use shared::amqp::{BrokerLink, PublishError, confirm_within, mandatory};
 use shared::changes::{Change, ChangeKind, ChangePayload, header};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +40,10 @@ async fn bounded<T>(round: impl Future<Output = Result<T, RelayError>>) -> Resul
         .await
         .map_err(|_| RelayError::RoundTimeout(ROUND_TIMEOUT))?
 }
+
+/// How often the leader samples the lag and depth gauges (not on every wake: each wake is a
+/// commit somewhere).
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 
 /// The session lock of the leading relay ("scim-rly").
 pub const LEADER_LOCK: i64 = 0x7363_696d_2d72_6c79;
@@ -143,6 +147,7 @@ async fn lead(
     let exchange = topology.changes_exchange();
     let mut channel: Option<Channel> = None;
     let mut last_prune: Option<Instant> = None;
+    let mut last_sample: Option<Instant> = None;
     let mut stopping = false;
     loop {
         while link.is_ready() {
@@ -164,7 +169,10 @@ async fn lead(
                 break;
             }
         }
-        bounded(sample(&mut conn, metrics)).await?;
+        if stopping || last_sample.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
+            bounded(sample(&mut conn, metrics)).await?;
+            last_sample = Some(Instant::now());
+        }
         if stopping {
             // The last round ran after the consumers finished: nothing they committed waits.
             return Ok(false);
@@ -275,10 +283,7 @@ async fn publish_round(
             .basic_publish(
                 exchange.into(),
                 change.kind.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
+                mandatory(),
                 &bytes,
                 properties(&change),
             )
@@ -289,14 +294,10 @@ async fn publish_round(
     let mut confirmed = Vec::with_capacity(pending.len());
     let mut failure = None;
     for (seq, confirm) in pending {
-        match tokio::time::timeout(settings.confirm_timeout, settled(confirm)).await {
-            Ok(Ok(())) => confirmed.push(seq),
-            Ok(Err(e)) => {
+        match confirm_within(settings.confirm_timeout, async { Ok(confirm) }).await {
+            Ok(()) => confirmed.push(seq),
+            Err(e) => {
                 failure = Some(e);
-                break;
-            }
-            Err(_) => {
-                failure = Some(PublishError::ConfirmTimeout(settings.confirm_timeout));
                 break;
             }
         }
