@@ -52,13 +52,6 @@ impl TestDb {
         .unwrap();
     }
 
-    /// Reads the provisioned tables.
-    pub async fn tables(&self) -> crate::tables::Tables {
-        crate::tables::read(&mut self.connect().await)
-            .await
-            .unwrap()
-    }
-
     /// The `bigint` a query returns in a column named `n`.
     pub async fn count(&self, sql: &str) -> i64 {
         self.try_count(sql).await.unwrap()
