@@ -33,6 +33,7 @@ pub fn syncer(
         topology: broker.topology(),
         pool,
         confirm_timeout: std::time::Duration::from_secs(10),
+        max_pages: usize::try_from(scalekit.sync_max_pages).unwrap_or(usize::MAX),
     })
 }
 

@@ -4,15 +4,15 @@
 
 mod support;
 
-use shared::amqp::BrokerLink;
 use std::time::{Duration, Instant};
 use support::fake_scalekit::{self, FakeScalekit, Script};
+use support::syncer::syncer;
 use testkit::db::TestDb;
 use testkit::env::Env;
 use testkit::wait_until;
 use testkit::worker::*;
 use worker::sync::progress::Progress;
-use worker::sync::{SyncError, Syncer};
+use worker::sync::SyncError;
 
 const ORG: &str = "org_sync";
 const DIR: &str = "dir_sync";
@@ -20,39 +20,6 @@ const GROUP: &str = "dirgroup_eng";
 
 fn users(n: usize) -> Vec<serde_json::Value> {
     (0..n).map(|i| fake_scalekit::user(i, GROUP)).collect()
-}
-
-async fn syncer(
-    broker: &Broker,
-    db: &TestDb,
-    fake: &FakeScalekit,
-    extra: &[&str],
-) -> (Syncer, BrokerLink) {
-    let mut args = vec![
-        "--scalekit-environment-url",
-        fake.url.as_str(),
-        "--scalekit-client-id",
-        fake_scalekit::CLIENT_ID,
-        "--scalekit-client-secret",
-        fake_scalekit::CLIENT_SECRET,
-    ];
-    args.extend_from_slice(extra);
-    let run = cli(&broker.prefix, &db.url, &args);
-    let link = BrokerLink::start(
-        testkit::amqp_url(),
-        "sync-test".into(),
-        run.broker.topology(),
-        1,
-    );
-    assert!(link.wait_ready(Duration::from_secs(10)).await);
-    let s = worker::startup::syncer(
-        &run.scalekit,
-        &run.broker,
-        link.clone(),
-        worker::db::pool(&db.url, 4),
-    )
-    .unwrap();
-    (s, link)
 }
 
 async fn active(db: &TestDb) -> i64 {

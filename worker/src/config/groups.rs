@@ -101,6 +101,11 @@ pub struct ScalekitArgs {
     /// Retries of a Directory API call on 429/5xx/connection errors.
     #[arg(long, env = "SCALEKIT_MAX_RETRIES", default_value_t = 5)]
     pub scalekit_max_retries: usize,
+
+    /// Most pages one listing may take (30 users a page); a listing that goes on is
+    /// incomplete and deactivates nobody.
+    #[arg(long, env = "SYNC_MAX_PAGES", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sync_max_pages: u32,
 }
 
 /// Parsed retry tiers.

@@ -1,6 +1,12 @@
 //! Scalekit Directory API client (REST, `docs/scalekit.md`, "Directory API"): client-credentials token cached and refreshed
 //! ahead of expiry, refresh-once-and-retry on 401, bounded exponential backoff with jitter on
 //! 429/5xx/connect errors honouring `Retry-After`, request timeouts, pagination.
+//!
+//! It bounds what it trusts: bodies are read up to [`MAX_BODY_BYTES`], a `Retry-After` beyond
+//! [`MAX_RETRY_AFTER`] is an error rather than a wait, a token lifetime is clamped to
+//! [`TOKEN_LIFETIME`] (a zero `expires_in` must not fetch a token per call, a huge one must not
+//! overflow), redirects are never followed (the client secret is sent to the configured host
+//! only), and ids are percent-encoded as path segments.
 
 use super::model::{
     ApiErrorBody, Directory, DirectoryGroup, DirectoryUser, GetDirectoryResponse,
@@ -16,6 +22,16 @@ use tokio::sync::Mutex;
 /// Largest page the API accepts (proto `lte: 30`).
 pub const MAX_PAGE_SIZE: u32 = 30;
 
+/// The largest response body read (a page of 30 detailed users is a few hundred KiB).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// The longest `Retry-After` honoured; a longer one fails the call.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Bounds on a token's lifetime, whatever `expires_in` says.
+pub const TOKEN_LIFETIME: std::ops::RangeInclusive<Duration> =
+    Duration::from_secs(30)..=Duration::from_secs(24 * 3600);
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("Scalekit API {status}: code {code:?}: {message}")]
@@ -30,6 +46,14 @@ pub enum ClientError {
     Unauthorized(String),
     #[error("invalid response from Scalekit: {0}")]
     Decode(String),
+    #[error("Scalekit asked to retry after {0:?}, longer than the {MAX_RETRY_AFTER:?} we wait")]
+    RetryAfterTooLong(Duration),
+    #[error("Scalekit answered {status} with a redirect to {location:?}: redirects are not followed")]
+    Redirect { status: u16, location: String },
+    #[error("response body over {MAX_BODY_BYTES} bytes")]
+    BodyTooLarge,
+    #[error("invalid Scalekit environment URL: {0}")]
+    Url(String),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
 }
@@ -75,9 +99,53 @@ fn retry_after(resp: &Response) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// The body, read up to [`MAX_BODY_BYTES`].
+async fn read_body(mut resp: Response) -> Result<Vec<u8>, ClientError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(ClientError::BodyTooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ClientError::BodyTooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, ClientError> {
+    let body = read_body(resp).await?;
+    serde_json::from_slice(&body).map_err(|e| ClientError::Decode(e.to_string()))
+}
+
+/// How long a token is used: `expires_in` (an hour when absent) within [`TOKEN_LIFETIME`].
+pub fn token_lifetime(expires_in: Option<u64>) -> Duration {
+    Duration::from_secs(expires_in.unwrap_or(3600))
+        .clamp(*TOKEN_LIFETIME.start(), *TOKEN_LIFETIME.end())
+}
+
 async fn api_error(resp: Response) -> ClientError {
-    let status = resp.status().as_u16();
-    let body: ApiErrorBody = resp.json().await.unwrap_or_default();
+    let status = resp.status();
+    if status.is_redirection() {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        return ClientError::Redirect {
+            status: status.as_u16(),
+            location,
+        };
+    }
+    let status = status.as_u16();
+    let body: ApiErrorBody = match read_body(resp).await {
+        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+        Err(_) => ApiErrorBody::default(),
+    };
     ClientError::Api {
         status,
         code: body.code,
@@ -90,6 +158,7 @@ impl ScalekitClient {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!(
                 "scim-provisioning-worker/",
                 env!("CARGO_PKG_VERSION")
@@ -102,12 +171,15 @@ impl ScalekitClient {
         })
     }
 
-    fn url(&self, path: &str) -> String {
-        format!(
-            "{}{}",
-            self.config.environment_url.trim_end_matches('/'),
-            path
-        )
+    /// The environment URL with `segments` appended, each percent-encoded.
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, ClientError> {
+        let mut url = reqwest::Url::parse(&self.config.environment_url)
+            .map_err(|e| ClientError::Url(e.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|()| ClientError::Url("cannot be a base".to_owned()))?
+            .pop_if_empty()
+            .extend(segments);
+        Ok(url)
     }
 
     /// The cached token, fetched when missing, near expiry, or when `force` (after a 401).
@@ -118,7 +190,7 @@ impl ScalekitClient {
         }
         let resp = self
             .http
-            .post(self.url("/oauth/token"))
+            .post(self.url(&["oauth", "token"])?)
             .form(&[
                 ("grant_type", "client_credentials"),
                 ("client_id", self.config.client_id.as_str()),
@@ -132,11 +204,8 @@ impl ScalekitClient {
         if !resp.status().is_success() {
             return Err(api_error(resp).await);
         }
-        let body: TokenResponse = resp
-            .json()
-            .await
-            .map_err(|e| ClientError::Decode(e.to_string()))?;
-        let lifetime = Duration::from_secs(body.expires_in.unwrap_or(3600));
+        let body: TokenResponse = decode(resp).await?;
+        let lifetime = token_lifetime(body.expires_in);
         // Refresh a minute early (or half-way, for short-lived tokens).
         let margin = Duration::from_secs(60).min(lifetime / 2);
         let value = SecretString::from(body.access_token);
@@ -150,14 +219,14 @@ impl ScalekitClient {
 
     async fn attempt<T: DeserializeOwned>(
         &self,
-        path: &str,
+        path: &[&str],
         query: &[(&str, String)],
         force: bool,
     ) -> Result<Attempt<T>, ClientError> {
         let token = self.token(force).await?;
         let sent = self
             .http
-            .get(self.url(path))
+            .get(self.url(path)?)
             .query(query)
             .bearer_auth(token.expose_secret())
             .send()
@@ -174,17 +243,16 @@ impl ScalekitClient {
         };
         let status = resp.status();
         if status.is_success() {
-            let body = resp
-                .json::<T>()
-                .await
-                .map_err(|e| ClientError::Decode(e.to_string()))?;
-            return Ok(Attempt::Done(body));
+            return Ok(Attempt::Done(decode(resp).await?));
         }
         if status == StatusCode::UNAUTHORIZED {
             return Ok(Attempt::Reauth);
         }
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
             let after = retry_after(&resp);
+            if let Some(after) = after.filter(|a| *a > MAX_RETRY_AFTER) {
+                return Err(ClientError::RetryAfterTooLong(after));
+            }
             let err = api_error(resp).await;
             return Ok(Attempt::Retry {
                 reason: err.to_string(),
@@ -198,7 +266,7 @@ impl ScalekitClient {
     /// backoff (at least `Retry-After`), at most `max_retries` times.
     pub async fn get<T: DeserializeOwned>(
         &self,
-        path: &str,
+        path: &[&str],
         query: &[(&str, String)],
     ) -> Result<T, ClientError> {
         let mut delays = ExponentialBuilder::default()
@@ -256,7 +324,7 @@ impl ScalekitClient {
 
     pub async fn list_directories(&self, org: &str) -> Result<Vec<Directory>, ClientError> {
         let r: ListDirectoriesResponse = self
-            .get(&format!("/api/v1/organizations/{org}/directories"), &[])
+            .get(&["api", "v1", "organizations", org, "directories"], &[])
             .await?;
         Ok(r.directories)
     }
@@ -264,7 +332,7 @@ impl ScalekitClient {
     pub async fn get_directory(&self, org: &str, dir: &str) -> Result<Directory, ClientError> {
         let r: GetDirectoryResponse = self
             .get(
-                &format!("/api/v1/organizations/{org}/directories/{dir}"),
+                &["api", "v1", "organizations", org, "directories", dir],
                 &[],
             )
             .await?;
@@ -286,7 +354,7 @@ impl ScalekitClient {
             q.push(("page_token", t.to_owned()));
         }
         self.get(
-            &format!("/api/v1/organizations/{org}/directories/{dir}/users"),
+            &["api", "v1", "organizations", org, "directories", dir, "users"],
             &q,
         )
         .await
@@ -304,28 +372,23 @@ impl ScalekitClient {
             q.push(("page_token", t.to_owned()));
         }
         self.get(
-            &format!("/api/v1/organizations/{org}/directories/{dir}/groups"),
+            &["api", "v1", "organizations", org, "directories", dir, "groups"],
             &q,
         )
         .await
     }
 }
 
-/// The next page token, or `None` when the listing is complete (missing or empty token, or an
-/// empty page as a safety net).
-pub fn next_token(token: Option<String>, items_on_page: usize) -> Option<String> {
-    token.filter(|t| !t.is_empty() && items_on_page > 0)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::next_token;
+    use super::{TOKEN_LIFETIME, token_lifetime};
+    use std::time::Duration;
 
     #[test]
-    fn pagination_stops_on_missing_empty_token_or_empty_page() {
-        assert_eq!(next_token(None, 30), None);
-        assert_eq!(next_token(Some(String::new()), 30), None);
-        assert_eq!(next_token(Some("abc".into()), 0), None);
-        assert_eq!(next_token(Some("abc".into()), 30), Some("abc".into()));
+    fn token_lifetime_is_clamped() {
+        assert_eq!(token_lifetime(None), Duration::from_secs(3600));
+        assert_eq!(token_lifetime(Some(0)), *TOKEN_LIFETIME.start());
+        assert_eq!(token_lifetime(Some(u64::MAX)), *TOKEN_LIFETIME.end());
+        assert_eq!(token_lifetime(Some(86_399)), Duration::from_secs(86_399));
     }
 }

@@ -2,6 +2,7 @@
 //! snapshot events through the normal apply path, reconciliation, and a scheduler.
 
 pub mod client;
+pub mod listing;
 pub mod model;
 pub mod progress;
 pub mod run;
@@ -10,4 +11,5 @@ pub mod snapshot;
 pub mod store;
 
 pub use client::{ClientConfig, ClientError, ScalekitClient};
+pub use listing::Incomplete;
 pub use run::{Summary, SyncError, Syncer};

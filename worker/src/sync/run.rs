@@ -2,7 +2,8 @@
 //! snapshot event for each (the normal apply path does the writing), then — only after a
 //! complete listing — deactivate the stored users that were not listed.
 
-use super::client::{ClientError, ScalekitClient, next_token};
+use super::client::{ClientError, ScalekitClient};
+use super::listing::{Incomplete, Listing};
 use super::progress::Progress;
 use super::snapshot::{self, Change};
 use super::store;
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 pub enum SyncError {
     #[error("Directory API: {0}")]
     Client(#[from] ClientError),
+    #[error("incomplete listing, nothing deactivated: {0}")]
+    Incomplete(#[from] Incomplete),
     #[error("publishing snapshot events: {0}")]
     Publish(#[from] PublishError),
     #[error("database: {0}")]
@@ -67,6 +70,8 @@ pub struct Syncer {
     pub topology: Topology,
     pub pool: Pool,
     pub confirm_timeout: Duration,
+    /// Bound on the pages of one listing (`SYNC_MAX_PAGES`).
+    pub max_pages: usize,
 }
 
 impl Syncer {
@@ -160,6 +165,7 @@ impl Syncer {
         let mut s = Summary::default();
         let started = Instant::now();
         // Groups first, so memberships find them in the catalogue.
+        let mut listing = Listing::new("groups", self.max_pages);
         let mut token: Option<String> = None;
         loop {
             let page = self.client.groups_page(org, dir, token.as_deref()).await?;
@@ -176,11 +182,16 @@ impl Syncer {
                 })
                 .collect();
             self.publish_all(events, org).await?;
-            token = next_token(page.next_page_token, page.items.len());
+            token = listing.page(
+                page.items.len(),
+                page.next_page_token.as_deref(),
+                page.total_size,
+            )?;
             if token.is_none() {
                 break;
             }
         }
+        let mut listing = Listing::new("users", self.max_pages);
         let mut seen: HashSet<String> = HashSet::new();
         let mut token: Option<String> = None;
         loop {
@@ -208,12 +219,16 @@ impl Syncer {
             s.seen = seen.len();
             self.publish_all(events, org).await?;
             progress.page(s.pages, s.seen, started.elapsed());
-            token = next_token(page.next_page_token, page.items.len());
+            token = listing.page(
+                page.items.len(),
+                page.next_page_token.as_deref(),
+                page.total_size,
+            )?;
             if token.is_none() {
                 break;
             }
         }
-        // The listing is complete: whoever is stored as active but was not listed is gone.
+        // The listing is complete (`Listing` said so): whoever is stored as active but was not listed is gone.
         let active = {
             let mut conn = self.pool.get().await?;
             store::active_users(&mut conn, org, dir, single_directory).await?

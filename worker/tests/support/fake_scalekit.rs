@@ -15,8 +15,22 @@ pub struct Script {
     pub throttle_once_at_page: Option<usize>,
     pub error_once_at_page: Option<usize>,
     pub fail_forever_from_page: Option<usize>,
-    /// Token lifetime in seconds.
+    /// From this page on: no items, but a next page token.
+    pub empty_page_with_token_from: Option<usize>,
+    /// From this page on: the next page token is the one just sent (a loop).
+    pub repeat_token_from: Option<usize>,
+    /// Added to the `total_size` every users page reports.
+    pub total_size_delta: i64,
+    /// From this page on: a body of this many bytes (valid JSON, padded).
+    pub body_bytes_from: Option<(usize, usize)>,
+    /// Every users page: 429 with this `Retry-After`.
+    pub retry_after_always: Option<&'static str>,
+    /// Token lifetime in seconds (how long the fake honours a token; 0 = an hour).
     pub token_ttl: u64,
+    /// The `expires_in` the token response reports (default: `token_ttl`).
+    pub expires_in_reported: Option<u64>,
+    /// The token endpoint answers 307 to this URL.
+    pub redirect_token_to: Option<String>,
 }
 
 #[derive(Default)]
@@ -28,6 +42,10 @@ pub struct State {
     pub script: Script,
     pub tokens: Vec<(String, std::time::Instant)>,
     pub token_requests: usize,
+    /// Every call of the token endpoint, valid or not.
+    pub token_calls: usize,
+    /// The organization ids the directories endpoint was asked for (decoded).
+    pub directory_lookups: Vec<String>,
     pub user_page_requests: usize,
     pub fired: Vec<&'static str>,
 }
@@ -115,6 +133,15 @@ async fn token(
     form: web::Form<Vec<(String, String)>>,
 ) -> HttpResponse {
     let get = |k: &str| form.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
+    {
+        let mut s = state.lock().unwrap();
+        s.token_calls += 1;
+        if let Some(to) = s.script.redirect_token_to.clone() {
+            return HttpResponse::TemporaryRedirect()
+                .insert_header(("Location", to))
+                .finish();
+        }
+    }
     if get("grant_type").as_deref() != Some("client_credentials")
         || get("client_id").as_deref() != Some(CLIENT_ID)
         || get("client_secret").as_deref() != Some(CLIENT_SECRET)
@@ -133,7 +160,8 @@ async fn token(
         value.clone(),
         std::time::Instant::now() + std::time::Duration::from_secs(ttl),
     ));
-    HttpResponse::Ok().json(json!({"access_token": value, "token_type": "Bearer", "expires_in": ttl, "scope": "openid"}))
+    let expires_in = s.script.expires_in_reported.unwrap_or(ttl);
+    HttpResponse::Ok().json(json!({"access_token": value, "token_type": "Bearer", "expires_in": expires_in, "scope": "openid"}))
 }
 
 fn authorized(req: &HttpRequest, s: &State) -> bool {
@@ -157,10 +185,11 @@ async fn directories(
     state: web::Data<Mutex<State>>,
     path: web::Path<String>,
 ) -> HttpResponse {
-    let s = state.lock().unwrap();
+    let mut s = state.lock().unwrap();
     if !authorized(&req, &s) {
         return error(401, 16, "unauthenticated");
     }
+    s.directory_lookups.push(path.as_str().to_owned());
     if path.as_str() != s.org {
         return HttpResponse::Ok().json(json!({"directories": []}));
     }
@@ -227,8 +256,26 @@ async fn users_page(
         s.user_page_requests -= 1;
         return error(503, 14, "unavailable");
     }
-    let (items, next) = page_of(&s.users, &q);
-    HttpResponse::Ok().json(json!({"users": items, "next_page_token": next, "prev_page_token": "", "total_size": s.users.len()}))
+    if let Some(after) = s.script.retry_after_always {
+        return HttpResponse::TooManyRequests()
+            .insert_header(("Retry-After", after))
+            .json(json!({"code": 8, "message": "rate limited"}));
+    }
+    let from = |p: Option<usize>| p.is_some_and(|p| page >= p);
+    let (mut items, mut next) = page_of(&s.users, &q);
+    if from(s.script.empty_page_with_token_from) {
+        items.clear();
+        next = q.page_token.clone().unwrap_or_else(|| "off_0".to_owned());
+    }
+    if from(s.script.repeat_token_from) {
+        next = q.page_token.clone().unwrap_or_else(|| "off_0".to_owned());
+    }
+    let total = i64::try_from(s.users.len()).unwrap() + s.script.total_size_delta;
+    let mut body = json!({"users": items, "next_page_token": next, "prev_page_token": "", "total_size": total});
+    if let Some((_, bytes)) = s.script.body_bytes_from.filter(|(p, _)| page >= *p) {
+        body["padding"] = "x".repeat(bytes).into();
+    }
+    HttpResponse::Ok().json(body)
 }
 
 async fn groups_page(

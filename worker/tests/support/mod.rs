@@ -1,11 +1,12 @@
 //! Worker-only helpers (the shared ones are the `testkit` crate): driving the applier directly,
-//! filling the dead-letter queue, a fake Directory API.
+//! filling the dead-letter queue, a fake Directory API and a syncer wired to it.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod apply;
 pub mod dlq;
 pub mod fake_scalekit;
+pub mod syncer;
 
 use shared::{MessageMeta, Source, WebhookEvent};
 
