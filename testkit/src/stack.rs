@@ -89,6 +89,9 @@ impl Stack {
         env.push(("WORKER_LISTEN".into(), format!("127.0.0.1:{port}")));
         env.push(("WORKER_RETRY_TIERS".into(), "1s,3s,10s".into()));
         env.push(("DATABASE_POOL_SIZE".into(), "8".into()));
+        // Off: the corpora deactivate whole organizations on purpose (the brake has its own
+        // suite, worker/tests/brake.rs).
+        env.push(("DEPROVISION_BRAKE_PERCENT".into(), "0".into()));
         env.extend(tuning_env("WORKER_"));
         env.extend(tuning_env("DATABASE_POOL_SIZE"));
         let label = format!("worker-{}", self.workers.len());

@@ -54,6 +54,11 @@ pub fn cli(prefix: &str, database_url: &str, extra: &[&str]) -> RunArgs {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
+    // The deprovisioning brake is off unless a test turns it on: the suites' corpora deactivate
+    // more than 20 % of an organization on purpose (worker/tests/brake.rs tests the brake).
+    if !extra.contains(&"--deprovision-brake-percent") {
+        args.extend(["--deprovision-brake-percent".to_owned(), "0".to_owned()]);
+    }
     if extra.contains(&"--retry-tiers") {
         let i = args.iter().position(|a| a == "--retry-tiers").unwrap();
         args.drain(i..i + 2);

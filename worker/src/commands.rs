@@ -28,6 +28,8 @@ pub enum CommandError {
     Tail(#[from] TailError),
     #[error("--since: {0}")]
     Since(String),
+    #[error("brake: {0}")]
+    Brake(#[from] crate::brake::cli::BrakeCliError),
 }
 
 /// Runs one subcommand to its end.
@@ -38,6 +40,7 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         Command::Sync(args) => sync(&args).await,
         Command::Run(args) => run_worker(args).await,
         Command::Changes(args) => changes(&args.command).await,
+        Command::Brake(args) => Ok(crate::brake::cli::run(&args.command).await?),
     }
 }
 

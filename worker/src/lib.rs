@@ -6,6 +6,7 @@
 //! the apply path.
 
 pub mod apply;
+pub mod brake;
 pub mod changes;
 pub mod commands;
 pub mod config;

@@ -12,7 +12,7 @@ use shared::EventType;
 pub struct EventLabels {
     /// The event type, or `unknown` for types this build does not know (bounded cardinality).
     pub r#type: &'static str,
-    /// applied, duplicate, stale, ignored, retried, dead_lettered
+    /// applied, duplicate, stale, ignored, held, retried, dead_lettered
     pub outcome: &'static str,
 }
 
@@ -30,6 +30,14 @@ pub const CHANGES_PUBLISHED: &str = "scim_changes_published";
 pub const RELAY_LAG: &str = "scim_changes_relay_lag_seconds";
 pub const OUTBOX_DEPTH: &str = "scim_changes_outbox_depth";
 pub const RELAY_LEADER: &str = "scim_changes_relay_leader";
+pub const BRAKE_ENGAGED: &str = "scim_deprovision_brake_engaged";
+pub const BRAKE_HELD: &str = "scim_deprovision_brake_held_events";
+
+/// Labels of the brake's gauges: only organizations the brake holds (or held) appear.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OrgLabels {
+    pub organization_id: String,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SyncLabels {
@@ -55,6 +63,8 @@ pub struct Metrics {
         prometheus_client::metrics::gauge::Gauge<f64, std::sync::atomic::AtomicU64>,
     pub outbox_depth: Gauge,
     pub relay_leader: Gauge,
+    pub brake_engaged: Family<OrgLabels, Gauge>,
+    pub brake_held: Family<OrgLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -153,8 +163,22 @@ impl Metrics {
             "1 while this worker is the deployment's change relay",
             relay_leader.clone(),
         );
+        let brake_engaged = Family::<OrgLabels, Gauge>::default();
+        registry.register(
+            BRAKE_ENGAGED,
+            "1 while the deprovisioning brake holds deactivations of the organization (sampled every 5 s)",
+            brake_engaged.clone(),
+        );
+        let brake_held = Family::<OrgLabels, Gauge>::default();
+        registry.register(
+            BRAKE_HELD,
+            "Deactivating events the deprovisioning brake holds, per organization (sampled every 5 s)",
+            brake_held.clone(),
+        );
         Self {
             registry,
+            brake_engaged,
+            brake_held,
             changes_written,
             changes_published,
             relay_lag_seconds,

@@ -120,6 +120,7 @@ impl Worker {
         };
         let handler = Arc::new(Handler {
             applier: Applier::new(pool.clone(), Arc::new(mapping), config.apply.hard_delete)
+                .with_brake(config.apply.brake())
                 .counting_changes(metrics.changes_written.clone()),
             link: link.clone(),
             topology,
@@ -195,6 +196,11 @@ impl Worker {
             Arc::clone(&self.metrics),
             self.stop.clone(),
         ));
+        let brake = tokio::spawn(crate::brake::gauges::run(
+            self.pool.clone(),
+            Arc::clone(&self.metrics),
+            self.stop.clone(),
+        ));
         let relay_stop = CancellationToken::new();
         let relay = tokio::spawn(crate::changes::relay::run(
             RelaySettings {
@@ -236,6 +242,7 @@ impl Worker {
         .await;
         signals.abort();
         depth.abort();
+        brake.abort();
         // The relay publishes what the lanes committed last, within a bound: anything left is
         // durable in the outbox and goes out with the next leader.
         relay_stop.cancel();

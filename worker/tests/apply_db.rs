@@ -266,7 +266,7 @@ async fn replicas_migrating_together_do_not_race() {
     let db = TestDb::create().await; // already migrated once
     let mut conn = db.connect().await;
     use diesel_async::RunQueryDsl;
-    diesel::sql_query("DROP TABLE changes, audit_log, processed_events, user_roles, directory_group_memberships, directory_groups, directory_users, directories, __diesel_schema_migrations")
+    diesel::sql_query("DROP TABLE held_events, deprovision_brakes, changes, audit_log, processed_events, user_roles, directory_group_memberships, directory_groups, directory_users, directories, __diesel_schema_migrations")
         .execute(&mut conn)
         .await
         .unwrap();

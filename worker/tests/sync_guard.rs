@@ -20,6 +20,9 @@ const ORG: &str = "org_guard";
 const DIR: &str = "dir_guard";
 const GROUP: &str = "dirgroup_guard";
 
+/// A hostile answer: its name, the fake's script, extra options, and the error it must end in.
+type Case = (&'static str, Script, &'static [&'static str], fn(&SyncError) -> bool);
+
 fn users(n: usize) -> Vec<serde_json::Value> {
     (0..n).map(|i| fake_scalekit::user(i, GROUP)).collect()
 }
@@ -64,7 +67,7 @@ async fn a_broken_or_hostile_listing_deactivates_nobody() {
     // From now on the directory lists 60 users: a sync that trusted a broken listing would
     // deactivate the other 30.
     fake.set_users(users(60));
-    let cases: Vec<(&str, Script, &[&str], fn(&SyncError) -> bool)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "an empty page with a next token",
             Script {

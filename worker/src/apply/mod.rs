@@ -20,6 +20,7 @@ pub mod locks;
 pub mod user;
 pub mod version;
 
+use crate::brake::BrakeSettings;
 use crate::changes::outbox;
 use crate::changes::plan::PlannedChange;
 use crate::db::{Pool, PoolError};
@@ -38,6 +39,8 @@ pub enum Outcome {
     Stale,
     /// A type this build does not know: recorded, nothing changed.
     Ignored,
+    /// A deactivation the deprovisioning brake holds (`held_events`): recorded, not applied.
+    Held,
 }
 
 impl Outcome {
@@ -47,6 +50,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Stale => "stale",
             Outcome::Ignored => "ignored",
+            Outcome::Held => "held",
         }
     }
 }
@@ -92,6 +96,8 @@ impl<'a> Item<'a> {
 pub struct Rules<'a> {
     pub mapping: &'a RoleMapping,
     pub hard_delete: bool,
+    /// The deprovisioning brake, when on (and not bypassed by a release).
+    pub brake: Option<BrakeSettings>,
 }
 
 /// Applies events; cheap to clone.
@@ -100,6 +106,7 @@ pub struct Applier {
     pool: Pool,
     mapping: Arc<RoleMapping>,
     hard_delete: bool,
+    brake: BrakeSettings,
     /// Counts committed changes (`scim_changes_written_total`), when the worker runs.
     written: Option<prometheus_client::metrics::counter::Counter>,
 }
@@ -118,8 +125,15 @@ impl Applier {
             pool,
             mapping,
             hard_delete,
+            brake: BrakeSettings::OFF,
             written: None,
         }
+    }
+
+    /// Applies with the deprovisioning brake (`BrakeSettings::OFF` by default).
+    pub fn with_brake(mut self, brake: BrakeSettings) -> Self {
+        self.brake = brake;
+        self
     }
 
     /// Counts the changes it commits on `counter`.
@@ -149,6 +163,7 @@ impl Applier {
         Rules {
             mapping: &self.mapping,
             hard_delete: self.hard_delete,
+            brake: self.brake.enabled().then_some(self.brake),
         }
     }
 
@@ -191,11 +206,42 @@ impl Applier {
         Ok(outcomes)
     }
 
+    /// Applies events the brake held (`worker brake release`), past the brake: in one
+    /// transaction, they leave `held_events` and their `held` dedupe rows, and go through the
+    /// normal user apply (ordering rules, audit, change feed). Outcomes in input order.
+    pub async fn apply_released(
+        &self,
+        items: &[(MessageMeta, WebhookEvent)],
+    ) -> Result<Vec<Outcome>, ApplyError> {
+        let items: Vec<Item<'_>> = items
+            .iter()
+            .map(|(meta, event)| Item::new(meta, event))
+            .collect::<Result<_, _>>()?;
+        let rules = Rules {
+            brake: None,
+            ..self.rules()
+        };
+        let ids: Vec<&str> = items.iter().map(Item::event_id).collect();
+        self.users_in_transaction(&items, rules, Some(&ids)).await
+    }
+
     /// User events in one transaction.
     async fn apply_users(&self, items: &[Item<'_>]) -> Result<Vec<Outcome>, ApplyError> {
+        self.users_in_transaction(items, self.rules(), None).await
+    }
+
+    /// User events in one transaction; `unhold`: held events to take out of the brake first.
+    async fn users_in_transaction(
+        &self,
+        items: &[Item<'_>],
+        rules: Rules<'_>,
+        unhold: Option<&[&str]>,
+    ) -> Result<Vec<Outcome>, ApplyError> {
         let mut conn = self.pool.get().await?;
-        let rules = self.rules();
         conn.transaction::<_, ApplyError, _>(async |conn| {
+            if let Some(ids) = unhold {
+                crate::brake::store::unhold(conn, ids).await?;
+            }
             let claimed = Claimed::take(conn, items, &user::apply::locks(items)).await?;
             let (applied, changes) = user::apply::apply(conn, &claimed.fresh, &rules).await?;
             claimed.finish(conn, applied, &changes).await
@@ -268,7 +314,7 @@ impl<'a> Claimed<'a> {
         changes: &[PlannedChange],
     ) -> Result<(Vec<Outcome>, usize), ApplyError> {
         let written = outbox::write(conn, changes).await?;
-        for outcome in [Outcome::Stale, Outcome::Ignored] {
+        for outcome in [Outcome::Stale, Outcome::Ignored, Outcome::Held] {
             let ids: Vec<&str> = self
                 .fresh
                 .iter()

@@ -56,6 +56,29 @@ pub struct ApplyArgs {
     /// TOML file mapping directory groups (by id or name) to roles, per organization + default.
     #[arg(long, env = "ROLE_MAPPING_FILE")]
     pub role_mapping_file: Option<PathBuf>,
+
+    /// The deprovisioning brake's window: deactivations committed within it are counted.
+    #[arg(long, env = "DEPROVISION_BRAKE_WINDOW", default_value = "1h", value_parser = humantime::parse_duration)]
+    pub deprovision_brake_window: Duration,
+
+    /// Share of an organization's active users that may be deactivated within the window
+    /// before further deactivations are held; 0 turns the brake off.
+    #[arg(long, env = "DEPROVISION_BRAKE_PERCENT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub deprovision_brake_percent: u32,
+
+    /// Deactivations always allowed within the window, however small the organization.
+    #[arg(long, env = "DEPROVISION_BRAKE_MIN", default_value_t = 10)]
+    pub deprovision_brake_min: u32,
+}
+
+impl ApplyArgs {
+    pub fn brake(&self) -> crate::brake::BrakeSettings {
+        crate::brake::BrakeSettings {
+            window: self.deprovision_brake_window,
+            percent: self.deprovision_brake_percent,
+            min: self.deprovision_brake_min,
+        }
+    }
 }
 
 /// How the apply queue is consumed.

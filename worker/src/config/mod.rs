@@ -8,7 +8,7 @@ mod ops;
 pub use groups::{
     ApplyArgs, BrokerArgs, ConsumeArgs, DatabaseArgs, MissingCredentials, ScalekitArgs, TierList,
 };
-pub use ops::{ChangesCommand, ChangesCommandArgs, DlqArgs, DlqCommand, DlqFilterArgs};
+pub use ops::{BrakeArgs, BrakeCommand, ChangesCommand, ChangesCommandArgs, DlqArgs, DlqCommand, DlqFilterArgs};
 
 use clap::{Args, Parser, Subcommand};
 use shared::telemetry::LogFormat;
@@ -56,6 +56,8 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Read the change feed.
     Changes(ChangesCommandArgs),
+    /// The deprovisioning brake: list, show, release or discard held deactivations.
+    Brake(BrakeArgs),
 }
 
 /// `--log-format`, for every subcommand.

@@ -1,6 +1,7 @@
-//! The operator subcommands' own options: `worker changes …` and `worker dlq …`.
+//! The operator subcommands' own options: `worker changes …`, `worker dlq …` and
+//! `worker brake …`.
 
-use super::BrokerArgs;
+use super::{ApplyArgs, BrokerArgs, DatabaseArgs};
 use clap::{Args, Subcommand};
 use std::time::Duration;
 
@@ -146,4 +147,48 @@ pub struct DlqFilterArgs {
     /// Only these event ids (repeatable).
     #[arg(long = "id")]
     pub ids: Vec<String>,
+}
+
+/// `worker brake …`.
+#[derive(Debug, Clone, Args)]
+pub struct BrakeArgs {
+    #[command(subcommand)]
+    pub command: BrakeCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum BrakeCommand {
+    /// Organizations the deprovisioning brake holds: events held, since when, a sample of users.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// The held events of one organization, in order.
+    Show {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Apply the organization's held events through the normal apply path, in order, and
+    /// disengage its brake.
+    Release {
+        #[arg(long)]
+        org: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[command(flatten)]
+        apply: ApplyArgs,
+    },
+    /// Drop the organization's held events (audited; redeliveries stay duplicates) and
+    /// disengage its brake.
+    Discard {
+        #[arg(long)]
+        org: String,
+        /// Required: discarding cannot be undone.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }

@@ -16,6 +16,16 @@ fn defaults_and_subcommands() {
     assert!(cli.command.is_none());
     let run = run_args(cli);
     assert_eq!(run.consume.prefetch, 2000);
+    assert_eq!(
+        run.apply.brake(),
+        crate::brake::BrakeSettings {
+            window: std::time::Duration::from_secs(3600),
+            percent: 20,
+            min: 10
+        },
+        "the brake is on by default"
+    );
+    assert_eq!(run.scalekit.sync_max_pages, 20_000);
     assert_eq!(run.broker.topology().apply_queue(), "scim.events.apply");
     assert_eq!(
         run.broker
@@ -88,4 +98,20 @@ fn each_subcommand_takes_only_its_options() {
     assert_eq!(dlq.command.broker().amqp_prefix, "p1");
     // Run options do not leak into subcommands.
     assert!(Cli::try_parse_from(["worker", "migrate", "--prefetch", "5"]).is_err());
+}
+
+#[test]
+fn brake_commands() {
+    let parse = |args: &[&str]| Cli::try_parse_from(args).map(Cli::into_command);
+    assert!(matches!(
+        parse(&["worker", "brake", "discard", "--org", "org_1", "--yes"]),
+        Ok(Command::Brake(BrakeArgs {
+            command: BrakeCommand::Discard { yes: true, .. }
+        }))
+    ));
+    assert!(parse(&["worker", "brake", "show"]).is_err(), "--org is required");
+    assert!(
+        parse(&["worker", "run", "--deprovision-brake-percent", "101"]).is_err(),
+        "a percentage"
+    );
 }

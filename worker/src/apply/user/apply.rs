@@ -7,6 +7,7 @@ use crate::apply::audit::{self, AuditRow};
 use crate::apply::locks::{self, LockSet};
 use crate::apply::version::Version;
 use crate::apply::{Item, Outcome, Rules};
+use crate::brake::{self, Budget};
 use crate::changes::plan::{Cause, PlannedChange, user_changes};
 use diesel_async::AsyncPgConnection;
 use shared::{Event, UserData};
@@ -79,6 +80,10 @@ pub async fn apply(
     }
     let none_deleted = BTreeSet::new();
     let mut audits: Vec<AuditRow> = Vec::new();
+    // The deprovisioning brake's budget per organization, read when its first deactivation in
+    // this batch comes up; and the deactivations it holds back.
+    let mut budgets: BTreeMap<String, Budget> = BTreeMap::new();
+    let mut held: Vec<brake::store::HeldEvent> = Vec::new();
     for (item, outcome) in items.iter().zip(outcomes.iter_mut()) {
         let Some((key, plan_event, data)) = parts(item) else {
             continue;
@@ -95,6 +100,20 @@ pub async fn apply(
         match plan_user(plan_event, &envelope.data, version, current, &ctx) {
             UserPlan::Stale => *outcome = Outcome::Stale,
             UserPlan::Apply(change) => {
+                let deactivates = current.is_some_and(|c| c.active) && !change.active;
+                if let Some(settings) = rules.brake.filter(|_| deactivates) {
+                    let budget = match budgets.entry(key.0.clone()) {
+                        std::collections::btree_map::Entry::Occupied(b) => b.into_mut(),
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            v.insert(brake::store::budget(conn, &key.0, &settings).await?)
+                        }
+                    };
+                    if !budget.take() {
+                        held.push(held_event(item, &key, current));
+                        *outcome = Outcome::Held;
+                        continue;
+                    }
+                }
                 audits.push(AuditRow {
                     event_id: envelope.id.as_str().to_owned(),
                     organization_id: key.0.clone(),
@@ -129,5 +148,29 @@ pub async fn apply(
         .collect();
     store::write_users(conn, &finals).await?;
     audit::write(conn, &audits).await?;
+    if !held.is_empty() {
+        tracing::warn!(
+            held = held.len(),
+            organization_id = %held[0].organization_id.escape_debug(),
+            "deprovisioning brake engaged: deactivations held"
+        );
+        brake::store::hold(conn, &held).await?;
+    }
     Ok((outcomes, changes))
+}
+
+/// The stored form of a deactivation the brake holds.
+fn held_event(item: &Item<'_>, key: &Key, current: Option<&StoredUser>) -> brake::store::HeldEvent {
+    let envelope = &item.event.envelope;
+    brake::store::HeldEvent {
+        event_id: envelope.id.as_str().to_owned(),
+        organization_id: key.0.clone(),
+        event_type: envelope.event_type.as_str().to_owned(),
+        directory_user_id: key.1.clone(),
+        email: current.and_then(|c| c.profile.email.clone()),
+        occurred_at: envelope.occurred_at,
+        source: item.meta.source.as_str(),
+        webhook_id: item.meta.webhook_id.clone(),
+        body: serde_json::to_value(envelope).unwrap_or_default(),
+    }
 }

@@ -1,0 +1,3 @@
+DROP INDEX IF EXISTS changes_deprovisions;
+DROP TABLE IF EXISTS held_events;
+DROP TABLE IF EXISTS deprovision_brakes;
