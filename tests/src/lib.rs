@@ -43,6 +43,11 @@ pub fn exported_metrics() -> std::collections::BTreeSet<String> {
     let worker = worker::metrics::Metrics::new();
     worker.count("organization.directory.user_created", "applied");
     worker.count_sync("ok");
+    let org = worker::metrics::OrgLabels {
+        organization_id: "org_1".to_owned(),
+    };
+    worker.brake_engaged.get_or_create(&org).set(1);
+    worker.brake_held.get_or_create(&org).set(1);
     let text = format!("{}\n{}", ingest.render(), worker.render());
     let mut out = std::collections::BTreeSet::new();
     for line in text.lines() {

@@ -220,6 +220,10 @@ fn metric_names(text: &str) -> BTreeSet<String> {
     let bytes = text.as_bytes();
     let mut i = 0;
     while i < bytes.len() {
+        if !text.is_char_boundary(i) {
+            i += 1;
+            continue;
+        }
         let starts = text[i..].starts_with("scim_") || text[i..].starts_with("rabbitmq_");
         let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
         if starts && boundary {

@@ -176,18 +176,36 @@ async fn thirty_deletions_of_fifty_hold_twenty_until_released_or_discarded() {
     let line = list.lines().find(|l| l.starts_with("org_a\t")).unwrap();
     assert!(line.contains("held 20"), "{list}");
     // Which 10 passed depends on how the lanes interleaved; the sample shows 5 of the held.
-    assert_eq!(line.matches("@org_a.example").count(), 5, "a sample of users: {list}");
-    assert!(list.lines().any(|l| l.starts_with("org_c\theld 20")), "{list}");
+    assert_eq!(
+        line.matches("@org_a.example").count(),
+        5,
+        "a sample of users: {list}"
+    );
+    assert!(
+        list.lines().any(|l| l.starts_with("org_c\theld 20")),
+        "{list}"
+    );
     let out = brake(&["show", "--org", "org_a"]).output().await.unwrap();
     let show = String::from_utf8(out.stdout).unwrap();
     assert!(show.starts_with("20 held events for org_a"), "{show}");
-    assert_eq!(show.lines().filter(|l| l.contains("diruser_org_a_")).count(), 20);
+    assert_eq!(
+        show.lines()
+            .filter(|l| l.contains("diruser_org_a_"))
+            .count(),
+        20
+    );
 
     // release org_a: all 30 deactivated exactly once, through the apply path.
-    let out = brake(&["release", "--org", "org_a"]).output().await.unwrap();
+    let out = brake(&["release", "--org", "org_a"])
+        .output()
+        .await
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
-    assert!(text.contains("released 20 events of org_a: applied 20"), "{text}");
+    assert!(
+        text.contains("released 20 events of org_a: applied 20"),
+        "{text}"
+    );
     assert!(text.contains("disengaged"), "{text}");
     assert_eq!((active("org_a").await, held("org_a").await), (20, 0));
     assert_eq!(
@@ -207,7 +225,10 @@ async fn thirty_deletions_of_fifty_hold_twenty_until_released_or_discarded() {
     );
 
     // discard org_c: refused without --yes, then none applied, each audited, still deduped.
-    let out = brake(&["discard", "--org", "org_c"]).output().await.unwrap();
+    let out = brake(&["discard", "--org", "org_c"])
+        .output()
+        .await
+        .unwrap();
     assert!(!out.status.success());
     assert_eq!(held("org_c").await, 20);
     let out = brake(&["discard", "--org", "org_c", "--yes"])
@@ -240,7 +261,11 @@ async fn thirty_deletions_of_fifty_hold_twenty_until_released_or_discarded() {
         .await,
         "the twice-delivered org_a deletion and the redelivered discarded one"
     );
-    assert_eq!(active("org_c").await, 40, "a discarded event stays a duplicate");
+    assert_eq!(
+        active("org_c").await,
+        40,
+        "a discarded event stays a duplicate"
+    );
     assert_eq!(held("org_a").await, 0);
     let out = brake(&["list"]).output().await.unwrap();
     assert_eq!(

@@ -11,8 +11,8 @@ use testkit::db::TestDb;
 use testkit::env::Env;
 use testkit::wait_until;
 use testkit::worker::*;
-use worker::sync::progress::Progress;
 use worker::sync::SyncError;
+use worker::sync::progress::Progress;
 
 const ORG: &str = "org_sync";
 const DIR: &str = "dir_sync";

@@ -21,7 +21,12 @@ const DIR: &str = "dir_guard";
 const GROUP: &str = "dirgroup_guard";
 
 /// A hostile answer: its name, the fake's script, extra options, and the error it must end in.
-type Case = (&'static str, Script, &'static [&'static str], fn(&SyncError) -> bool);
+type Case = (
+    &'static str,
+    Script,
+    &'static [&'static str],
+    fn(&SyncError) -> bool,
+);
 
 fn users(n: usize) -> Vec<serde_json::Value> {
     (0..n).map(|i| fake_scalekit::user(i, GROUP)).collect()
@@ -95,7 +100,12 @@ async fn a_broken_or_hostile_listing_deactivates_nobody() {
             "more pages than SYNC_MAX_PAGES",
             Script::default(),
             &["--sync-max-pages", "1"],
-            |e| matches!(e, SyncError::Incomplete(Incomplete::TooManyPages { max: 1, .. })),
+            |e| {
+                matches!(
+                    e,
+                    SyncError::Incomplete(Incomplete::TooManyPages { max: 1, .. })
+                )
+            },
         ),
         (
             "a count that disagrees with total_size",
@@ -140,7 +150,12 @@ async fn a_broken_or_hostile_listing_deactivates_nobody() {
                 ..Script::default()
             },
             &[],
-            |e| matches!(e, SyncError::Client(ClientError::Redirect { status: 307, .. })),
+            |e| {
+                matches!(
+                    e,
+                    SyncError::Client(ClientError::Redirect { status: 307, .. })
+                )
+            },
         ),
     ];
     for (name, script, extra, expected) in cases {

@@ -31,8 +31,11 @@ pub async fn run(command: &BrakeCommand) -> Result<(), BrakeCliError> {
                 writeln!(out, "no organization is held")?;
             }
             for o in held {
-                let sample: Vec<String> =
-                    o.sample.iter().map(|s| s.escape_debug().to_string()).collect();
+                let sample: Vec<String> = o
+                    .sample
+                    .iter()
+                    .map(|s| s.escape_debug().to_string())
+                    .collect();
                 writeln!(
                     out,
                     "{}\theld {}\tsince {}\tlast {}\tusers {}",

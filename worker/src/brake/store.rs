@@ -178,7 +178,10 @@ pub async fn held_events(
 
 /// Removes held events (by id) and their `held` dedupe rows, so the apply path claims them
 /// anew; in the caller's transaction. Returns how many were still held.
-pub async fn unhold(conn: &mut AsyncPgConnection, event_ids: &[&str]) -> diesel::QueryResult<usize> {
+pub async fn unhold(
+    conn: &mut AsyncPgConnection,
+    event_ids: &[&str],
+) -> diesel::QueryResult<usize> {
     let removed = diesel::sql_query("DELETE FROM held_events WHERE event_id = ANY($1)")
         .bind::<diesel::sql_types::Array<Text>, _>(event_ids)
         .execute(conn)
@@ -233,5 +236,8 @@ pub async fn held_counts(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Ve
     )
     .load(conn)
     .await?;
-    Ok(rows.into_iter().map(|r| (r.organization_id, r.held)).collect())
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.organization_id, r.held))
+        .collect())
 }

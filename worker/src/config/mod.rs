@@ -8,7 +8,9 @@ mod ops;
 pub use groups::{
     ApplyArgs, BrokerArgs, ConsumeArgs, DatabaseArgs, MissingCredentials, ScalekitArgs, TierList,
 };
-pub use ops::{BrakeArgs, BrakeCommand, ChangesCommand, ChangesCommandArgs, DlqArgs, DlqCommand, DlqFilterArgs};
+pub use ops::{
+    BrakeArgs, BrakeCommand, ChangesCommand, ChangesCommandArgs, DlqArgs, DlqCommand, DlqFilterArgs,
+};
 
 use clap::{Args, Parser, Subcommand};
 use shared::telemetry::LogFormat;

@@ -109,7 +109,10 @@ fn brake_commands() {
             command: BrakeCommand::Discard { yes: true, .. }
         }))
     ));
-    assert!(parse(&["worker", "brake", "show"]).is_err(), "--org is required");
+    assert!(
+        parse(&["worker", "brake", "show"]).is_err(),
+        "--org is required"
+    );
     assert!(
         parse(&["worker", "run", "--deprovision-brake-percent", "101"]).is_err(),
         "a percentage"

@@ -48,7 +48,9 @@ pub enum ClientError {
     Decode(String),
     #[error("Scalekit asked to retry after {0:?}, longer than the {MAX_RETRY_AFTER:?} we wait")]
     RetryAfterTooLong(Duration),
-    #[error("Scalekit answered {status} with a redirect to {location:?}: redirects are not followed")]
+    #[error(
+        "Scalekit answered {status} with a redirect to {location:?}: redirects are not followed"
+    )]
     Redirect { status: u16, location: String },
     #[error("response body over {MAX_BODY_BYTES} bytes")]
     BodyTooLarge,
@@ -354,7 +356,15 @@ impl ScalekitClient {
             q.push(("page_token", t.to_owned()));
         }
         self.get(
-            &["api", "v1", "organizations", org, "directories", dir, "users"],
+            &[
+                "api",
+                "v1",
+                "organizations",
+                org,
+                "directories",
+                dir,
+                "users",
+            ],
             &q,
         )
         .await
@@ -372,7 +382,15 @@ impl ScalekitClient {
             q.push(("page_token", t.to_owned()));
         }
         self.get(
-            &["api", "v1", "organizations", org, "directories", dir, "groups"],
+            &[
+                "api",
+                "v1",
+                "organizations",
+                org,
+                "directories",
+                dir,
+                "groups",
+            ],
             &q,
         )
         .await

@@ -101,7 +101,11 @@ mod tests {
         assert_eq!(l.page(30, Some("a"), Some(45)), Ok(Some("a".into())));
         assert_eq!(l.page(15, Some(""), Some(45)), Ok(None));
         let mut l = Listing::new("users", 10);
-        assert_eq!(l.page(3, None, None), Ok(None), "no total reported: trusted");
+        assert_eq!(
+            l.page(3, None, None),
+            Ok(None),
+            "no total reported: trusted"
+        );
         let mut l = Listing::new("users", 10);
         assert_eq!(
             l.page(0, None, Some(0)),
@@ -153,7 +157,11 @@ mod tests {
         let mut l = Listing::new("groups", 3);
         l.page(1, Some("a"), None).unwrap();
         l.page(1, Some("b"), None).unwrap();
-        assert_eq!(l.page(1, None, None), Ok(None), "the last allowed page ends it");
+        assert_eq!(
+            l.page(1, None, None),
+            Ok(None),
+            "the last allowed page ends it"
+        );
     }
 
     #[test]

@@ -40,4 +40,3 @@ pub async fn syncer(
     .unwrap();
     (s, link)
 }
-
