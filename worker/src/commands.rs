@@ -105,7 +105,7 @@ async fn sync(args: &SyncArgs) -> Result<(), CommandError> {
     if !link.wait_ready(Duration::from_secs(30)).await {
         return Err(CommandError::BrokerUnreachable);
     }
-    let pool = db::pool(args.database.database_url(), 4);
+    let pool = args.database.pool(4);
     let syncer = startup::syncer(&args.scalekit, &args.broker, link.clone(), pool)?;
     let result = syncer
         .sync_org(

@@ -97,7 +97,7 @@ impl Worker {
             topology.clone(),
             2,
         );
-        let pool = db::pool(config.database.database_url(), config.database_pool_size);
+        let pool = config.database.pool(config.database_pool_size);
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
         let (sync_trigger, scheduler) = match syncer(
@@ -205,6 +205,7 @@ impl Worker {
         let relay = tokio::spawn(crate::changes::relay::run(
             RelaySettings {
                 database_url: self.config.database.database_url().to_owned(),
+                timeouts: self.config.database.timeouts(),
                 batch: 500,
                 poll: Duration::from_millis(500),
                 confirm_timeout: Duration::from_secs(10),

@@ -234,6 +234,24 @@ async fn hard_delete_erases_personal_data_but_keeps_a_tombstone() {
         "no personal data left"
     );
     assert_eq!(u.9, serde_json::json!({}));
+    // The audit log keeps both rows (ids, times, actions) but not the person: neither the
+    // creation's summary nor the erasure's names her.
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM audit_log WHERE entity_id = 'diruser_1'")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM audit_log WHERE entity_id = 'diruser_1' AND action IN ('created', 'erased')")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM audit_log WHERE coalesce(before::text, '') || after::text ~ '(a@example.com|\"A\")'")
+            .await,
+        0,
+        "no personal data in audit_log"
+    );
     // A late, older update cannot refill it.
     let late = user_event("evt_0", "user_updated", "2025-01-01T00:00:00Z", true);
     assert_eq!(apply_all(&a, &[late]).await, [Outcome::Stale]);

@@ -42,3 +42,30 @@ pub async fn write(conn: &mut AsyncPgConnection, rows: &[AuditRow]) -> QueryResu
     }
     Ok(())
 }
+
+/// Removes `fields` from the before / after summaries of every audit row of these users
+/// (`(organization, user)`), in the caller's transaction: an erased user's earlier rows keep
+/// ids, times and actions, not the person.
+pub async fn redact_users(
+    conn: &mut AsyncPgConnection,
+    users: &[(String, String)],
+    fields: &[&str],
+) -> QueryResult<()> {
+    use diesel::sql_types::{Array, Text};
+    if users.is_empty() {
+        return Ok(());
+    }
+    let (orgs, ids): (Vec<&str>, Vec<&str>) =
+        users.iter().map(|(o, u)| (o.as_str(), u.as_str())).unzip();
+    diesel::sql_query(
+        "UPDATE audit_log a SET before = a.before - $3::text[], after = a.after - $3::text[] \
+         FROM unnest($1::text[], $2::text[]) AS u(org, id) \
+         WHERE a.organization_id = u.org AND a.entity_type = 'user' AND a.entity_id = u.id",
+    )
+    .bind::<Array<Text>, _>(orgs)
+    .bind::<Array<Text>, _>(ids)
+    .bind::<Array<Text>, _>(fields)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}

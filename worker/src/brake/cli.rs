@@ -4,7 +4,6 @@
 use super::ops::{self, BrakeError};
 use crate::apply::Applier;
 use crate::config::BrakeCommand;
-use crate::db;
 use crate::role_mapping::{MappingError, RoleMapping};
 use std::io::Write;
 use std::sync::Arc;
@@ -25,7 +24,7 @@ pub async fn run(command: &BrakeCommand) -> Result<(), BrakeCliError> {
     let mut out = std::io::stdout().lock();
     match command {
         BrakeCommand::List { database } => {
-            let pool = db::pool(database.database_url(), 2);
+            let pool = database.pool(2);
             let held = ops::list(&pool).await?;
             if held.is_empty() {
                 writeln!(out, "no organization is held")?;
@@ -48,7 +47,7 @@ pub async fn run(command: &BrakeCommand) -> Result<(), BrakeCliError> {
             }
         }
         BrakeCommand::Show { org, database } => {
-            let pool = db::pool(database.database_url(), 2);
+            let pool = database.pool(2);
             let rows = ops::show(&pool, org).await?;
             writeln!(out, "{} held events for {}", rows.len(), org.escape_debug())?;
             for r in rows {
@@ -74,7 +73,7 @@ pub async fn run(command: &BrakeCommand) -> Result<(), BrakeCliError> {
                 Some(path) => RoleMapping::load(path)?,
                 None => RoleMapping::default(),
             };
-            let pool = db::pool(database.database_url(), 2);
+            let pool = database.pool(2);
             let applier = Applier::new(pool.clone(), Arc::new(mapping), apply.hard_delete);
             let done = ops::release(&pool, &applier, org).await?;
             writeln!(
@@ -91,7 +90,7 @@ pub async fn run(command: &BrakeCommand) -> Result<(), BrakeCliError> {
             if !yes {
                 return Err(BrakeCliError::NotConfirmed);
             }
-            let pool = db::pool(database.database_url(), 2);
+            let pool = database.pool(2);
             let done = ops::discard(&pool, org).await?;
             writeln!(
                 out,

@@ -14,7 +14,7 @@ use crate::db::schema::changes as c;
 use crate::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::ConfirmSelectOptions;
 use lapin::types::{AMQPValue, FieldTable, LongString};
@@ -51,6 +51,8 @@ pub const LEADER_LOCK: i64 = 0x7363_696d_2d72_6c79;
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
     pub database_url: String,
+    /// Session bounds of the relay's connection.
+    pub timeouts: crate::db::Timeouts,
     /// Rows published per round (one confirm window).
     pub batch: i64,
     /// Fallback poll, and how often a follower tries to become the leader.
@@ -122,7 +124,7 @@ async fn lead(
 ) -> Result<bool, RelayError> {
     let mut conn = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        AsyncPgConnection::establish(&settings.database_url),
+        crate::db::connect(&settings.database_url, &settings.timeouts),
     )
     .await
     .map_err(|_| RelayError::ConnectTimeout(CONNECT_TIMEOUT))??;

@@ -38,11 +38,37 @@ pub struct DatabaseArgs {
     /// PostgreSQL URL (may hold a password: never logged).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/scim", value_parser = secret)]
     pub database_url: SecretString,
+
+    /// `statement_timeout` of every worker connection.
+    #[arg(long, env = "DATABASE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub database_statement_timeout: Duration,
+
+    /// `lock_timeout` of every worker connection: an event whose row or advisory lock is held
+    /// longer by someone else goes to a retry tier instead of holding its lane.
+    #[arg(long, env = "DATABASE_LOCK_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub database_lock_timeout: Duration,
+
+    /// `idle_in_transaction_session_timeout` of every worker connection.
+    #[arg(long, env = "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub database_idle_in_transaction_timeout: Duration,
 }
 
 impl DatabaseArgs {
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
+    }
+
+    pub fn timeouts(&self) -> crate::db::Timeouts {
+        crate::db::Timeouts {
+            statement: self.database_statement_timeout,
+            lock: self.database_lock_timeout,
+            idle_in_transaction: self.database_idle_in_transaction_timeout,
+        }
+    }
+
+    /// The pool of `max_size` connections, each with these timeouts.
+    pub fn pool(&self, max_size: u32) -> crate::db::Pool {
+        crate::db::pool_with(self.database_url(), max_size, self.timeouts())
     }
 }
 

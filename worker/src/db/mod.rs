@@ -3,17 +3,78 @@
 pub mod migrate;
 pub mod schema;
 
-use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel::ConnectionError;
 use diesel_async::pooled_connection::bb8;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures_util::FutureExt;
 use std::time::Duration;
 
 pub type Pool = bb8::Pool<AsyncPgConnection>;
 pub type PoolError = bb8::RunError;
 
-/// A pool that connects lazily (start-up does not fail while the database is down).
+/// Bounds every pooled connection sets for its session, so a slow or hostile database (a lock
+/// held by someone else, a runaway statement, a transaction left open) fails the work, which
+/// then goes to a retry tier, instead of holding a lane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `statement_timeout`.
+    pub statement: Duration,
+    /// `lock_timeout`: waits on row, table and advisory locks.
+    pub lock: Duration,
+    /// `idle_in_transaction_session_timeout`.
+    pub idle_in_transaction: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            statement: Duration::from_secs(30),
+            lock: Duration::from_secs(5),
+            idle_in_transaction: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The `SET` statement of a new session.
+    pub fn setup_sql(&self) -> String {
+        let ms = |d: Duration| d.as_millis().max(1);
+        format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {}",
+            ms(self.statement),
+            ms(self.lock),
+            ms(self.idle_in_transaction)
+        )
+    }
+}
+
+/// Connects and applies the session bounds.
+pub async fn connect(
+    url: &str,
+    timeouts: &Timeouts,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let mut conn = AsyncPgConnection::establish(url).await?;
+    conn.batch_execute(&timeouts.setup_sql())
+        .await
+        .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+/// A pool with the default [`Timeouts`].
 pub fn pool(url: &str, max_size: u32) -> Pool {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    pool_with(url, max_size, Timeouts::default())
+}
+
+/// A pool that connects lazily (start-up does not fail while the database is down); every
+/// connection sets `timeouts` for its session.
+pub fn pool_with(url: &str, max_size: u32, timeouts: Timeouts) -> Pool {
+    let mut config = ManagerConfig::default();
+    config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        async move { connect(&url, &timeouts).await }.boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     ::bb8::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(0))
@@ -21,4 +82,23 @@ pub fn pool(url: &str, max_size: u32) -> Pool {
         .idle_timeout(Some(Duration::from_secs(300)))
         .test_on_check_out(true)
         .build_unchecked(manager)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timeouts;
+    use std::time::Duration;
+
+    #[test]
+    fn session_bounds_in_milliseconds() {
+        let t = Timeouts {
+            statement: Duration::from_secs(30),
+            lock: Duration::from_millis(1500),
+            idle_in_transaction: Duration::ZERO,
+        };
+        assert_eq!(
+            t.setup_sql(),
+            "SET statement_timeout = 30000; SET lock_timeout = 1500; SET idle_in_transaction_session_timeout = 1"
+        );
+    }
 }

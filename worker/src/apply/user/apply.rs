@@ -84,6 +84,8 @@ pub async fn apply(
     // this batch comes up; and the deactivations it holds back.
     let mut budgets: BTreeMap<String, Budget> = BTreeMap::new();
     let mut held: Vec<brake::store::HeldEvent> = Vec::new();
+    // Users erased by this batch: their earlier audit rows lose the personal fields.
+    let mut erased: Vec<Key> = Vec::new();
     for (item, outcome) in items.iter().zip(outcomes.iter_mut()) {
         let Some((key, plan_event, data)) = parts(item) else {
             continue;
@@ -113,6 +115,9 @@ pub async fn apply(
                         *outcome = Outcome::Held;
                         continue;
                     }
+                }
+                if change.erase && !current.is_some_and(|c| c.erased) {
+                    erased.push(key.clone());
                 }
                 audits.push(AuditRow {
                     event_id: envelope.id.as_str().to_owned(),
@@ -148,6 +153,7 @@ pub async fn apply(
         .collect();
     store::write_users(conn, &finals).await?;
     audit::write(conn, &audits).await?;
+    audit::redact_users(conn, &erased, &super::plan::PERSONAL_FIELDS).await?;
     if !held.is_empty() {
         tracing::warn!(
             held = held.len(),

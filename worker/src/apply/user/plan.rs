@@ -189,6 +189,25 @@ fn summary(active: bool, profile: &Profile, memberships: &Memberships, roles: &R
 /// profile, so an older update arriving after a delete still corrects the profile of the
 /// deactivated user, without bringing it back. An erased user's profile is never refilled by
 /// an older event.
+/// The personal fields of a summary: removed from every audit row of an erased user.
+pub const PERSONAL_FIELDS: [&str; 5] = [
+    "email",
+    "given_name",
+    "family_name",
+    "display_name",
+    "preferred_username",
+];
+
+/// A summary without its personal fields.
+fn redacted(mut summary: Value) -> Value {
+    if let Some(fields) = summary.as_object_mut() {
+        for f in PERSONAL_FIELDS {
+            fields.remove(f);
+        }
+    }
+    summary
+}
+
 pub fn plan_user(
     event: UserEvent<'_>,
     raw_data: &Value,
@@ -314,6 +333,12 @@ pub fn plan_user(
     let (roles_added, roles_removed) = diff_roles(&current_roles, &desired_roles);
     let before = current.map(|c| summary(c.active, &c.profile, &c.memberships, &c.roles));
     let after = summary(active, &profile, &memberships, &desired_roles);
+    // An erasure's own audit row keeps ids, times and the kind of change, not the person.
+    let (before, after) = if erase {
+        (before.map(redacted), redacted(after))
+    } else {
+        (before, after)
+    };
     let lifecycle_version = match current {
         Some(c) if !lifecycle_newer => c.version.clone(),
         _ => version,

@@ -310,6 +310,18 @@ fn hard_delete_erases() {
     ));
     assert_eq!(c.action, "erased");
     assert!(c.erase && c.profile.email.is_none() && c.profile.attributes == json!({}));
+    // Its audit summaries keep the lifecycle, not the person.
+    let before = c.before.clone().unwrap();
+    assert!(s.profile.email.is_some(), "the stored user had an email");
+    for summary in [&before, &c.after] {
+        for field in PERSONAL_FIELDS {
+            assert!(summary.get(field).is_none(), "{field} in {summary}");
+        }
+    }
+    assert_eq!(
+        (before["active"].clone(), c.after["active"].clone()),
+        (json!(true), json!(false))
+    );
     // An older update cannot refill an erased user.
     let s2 = stored(&c);
     assert_eq!(

@@ -1,0 +1,109 @@
+//! Bounded waiting: a lock held by someone else (here a psql-like session holding a user's row)
+//! makes that user's event fail with `lock_timeout` and go to a retry tier; the other users'
+//! events flow meanwhile, and the held one is applied once the lock is gone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
+use serde_json::json;
+use std::time::Duration;
+use testkit::env::Env;
+use testkit::wait_until;
+use testkit::worker::*;
+
+fn user(i: usize, name: &str, at: &str) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "id": format!("evt_{name}_{i:02}"), "type": "organization.directory.user_updated",
+        "object": "DirectoryUser", "spec_version": "1", "environment_id": "env_1",
+        "organization_id": "org_l", "occurred_at": at,
+        "data": {"id": format!("diruser_{i:02}"), "organization_id": "org_l", "active": true,
+                 "email": format!("u{i}@example.com"), "given_name": name}
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_row_retries_its_event_while_others_flow() {
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
+    let w = spawn_worker(
+        &broker.prefix,
+        &db.url,
+        &["--database-lock-timeout", "300ms"],
+    )
+    .await;
+    let named = |name: &'static str| async move {
+        db.count(&format!(
+            "SELECT count(*) AS n FROM directory_users WHERE given_name = '{name}'"
+        ))
+        .await
+    };
+    for i in 0..21 {
+        broker
+            .publish(&user(i, "First", "2026-01-01T10:00:00Z"))
+            .await;
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            named("First").await == 21
+        })
+        .await
+    );
+
+    // Another session holds user 00's row.
+    let mut holder: AsyncPgConnection = db.connect().await;
+    AnsiTransactionManager::begin_transaction(&mut holder)
+        .await
+        .unwrap();
+    diesel::sql_query(
+        "SELECT 1 FROM directory_users WHERE directory_user_id = 'diruser_00' FOR UPDATE",
+    )
+    .execute(&mut holder)
+    .await
+    .unwrap();
+
+    for i in 0..21 {
+        broker
+            .publish(&user(i, "Second", "2026-01-01T11:00:00Z"))
+            .await;
+    }
+    assert!(
+        wait_until(Duration::from_secs(20), || async {
+            named("Second").await == 20
+        })
+        .await,
+        "the other 20 users flow while one row is locked"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            w.metrics
+                .render()
+                .lines()
+                .any(|l| l.contains("outcome=\"retried\"") && !l.ends_with(" 0"))
+        })
+        .await,
+        "the locked user's event went to a retry tier"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) AS n FROM directory_users WHERE directory_user_id = 'diruser_00' AND given_name = 'First'"
+        )
+        .await,
+        1
+    );
+
+    // The lock goes: the retried event is applied.
+    AnsiTransactionManager::rollback_transaction(&mut holder)
+        .await
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            named("Second").await == 21
+        })
+        .await
+    );
+    assert_eq!(broker.dead_depth().await, 0, "nothing dead-lettered");
+
+    w.stop().await;
+    env.finish().await;
+}
