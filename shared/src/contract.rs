@@ -136,6 +136,13 @@ pub const RETRY_TIERS: [RetryTier; 4] = [
 /// Redeliveries of one message (e.g. worker crashes) before the broker dead-letters it.
 pub const DELIVERY_LIMIT: i64 = 20;
 
+/// The dead-letter queue's delivery limit: high enough never to be reached by operators reading
+/// it (each `dlq list` returns what it held, which counts as a delivery), and explicit, so that
+/// RabbitMQ 4's default quorum-queue limit (20) does not apply. A message over a delivery limit
+/// is dead-lettered, and a dead letter that cycles back into the same queue without a rejection
+/// is dropped: the self-dead-lettering below alone would not save it.
+pub const DEAD_DELIVERY_LIMIT: i64 = 1_000_000_000;
+
 pub const DEFAULT_PREFIX: &str = "scim";
 
 /// Exchange and queue names derived from `AMQP_PREFIX`.

@@ -285,3 +285,38 @@ async fn poison_then_fix_then_replay_applies_exactly_once() {
     w.stop().await;
     env.finish().await;
 }
+
+#[tokio::test]
+async fn the_dead_letter_queue_has_an_explicit_delivery_limit() {
+    // RabbitMQ checks a redeclaration's arguments: the same arguments pass, another limit is
+    // refused, so the declared queue carries it.
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::AMQPValue;
+    use shared::contract::{DEAD_DELIVERY_LIMIT, DELIVERY_LIMIT};
+    let broker = Broker::new().await;
+    let t = &broker.topology;
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let ch = broker.tap.connection.create_channel().await.unwrap();
+    let args = shared::amqp::dead_queue_args(&t.dead_exchange());
+    assert_eq!(
+        args.inner().get("x-delivery-limit"),
+        Some(&AMQPValue::LongLongInt(DEAD_DELIVERY_LIMIT))
+    );
+    ch.queue_declare(t.dead_queue().as_str().into(), opts, args.clone())
+        .await
+        .unwrap();
+    let mut other_limit = args;
+    other_limit.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(DELIVERY_LIMIT),
+    );
+    let other = broker.tap.connection.create_channel().await.unwrap();
+    let refused = other
+        .queue_declare(t.dead_queue().as_str().into(), opts, other_limit)
+        .await;
+    assert!(refused.is_err(), "a different delivery limit is refused");
+    broker.cleanup().await;
+}

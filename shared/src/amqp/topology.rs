@@ -2,7 +2,7 @@
 //! (`docs/architecture.md`). The arguments are the
 //! same on every call (a mismatch would be a PRECONDITION_FAILED channel error).
 
-use crate::contract::{DELIVERY_LIMIT, Topology, header};
+use crate::contract::{DEAD_DELIVERY_LIMIT, DELIVERY_LIMIT, Topology, header};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{Channel, ExchangeKind};
@@ -20,6 +20,16 @@ fn quorum_args(dead_letter_exchange: Option<&str>) -> FieldTable {
         args.insert("x-dead-letter-strategy".into(), text("at-least-once"));
         args.insert("x-overflow".into(), text("reject-publish"));
     }
+    args
+}
+
+/// The dead-letter queue's arguments.
+pub fn dead_queue_args(dead_letter_exchange: &str) -> FieldTable {
+    let mut args = quorum_args(Some(dead_letter_exchange));
+    args.insert(
+        "x-delivery-limit".into(),
+        AMQPValue::LongLongInt(DEAD_DELIVERY_LIMIT),
+    );
     args
 }
 
@@ -80,12 +90,12 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
         )
         .await?;
 
-    // The dead-letter queue dead-letters into itself: should a broker-side limit ever expire a
-    // message there (RabbitMQ 4 gives quorum queues a default delivery limit of 20, and each
-    // `dlq list` returns what it held), it goes back to the tail instead of being dropped.
+    // The dead-letter queue: an explicit, unreachable delivery limit (RabbitMQ 4 gives quorum
+    // queues a default of 20, and each `dlq list` returns what it held), and it dead-letters into
+    // itself as a second line should anything else ever expire a message there.
     let dead = topology.dead_queue();
     channel
-        .queue_declare(dead.as_str().into(), queue_opts, quorum_args(Some(&dlx)))
+        .queue_declare(dead.as_str().into(), queue_opts, dead_queue_args(&dlx))
         .await?;
     channel
         .queue_bind(
