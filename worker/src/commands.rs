@@ -30,6 +30,8 @@ pub enum CommandError {
     Since(String),
     #[error("brake: {0}")]
     Brake(#[from] crate::brake::cli::BrakeCliError),
+    #[error("roles: {0}")]
+    Roles(#[from] crate::roles::cli::RolesCliError),
 }
 
 /// Runs one subcommand to its end.
@@ -41,6 +43,7 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         Command::Run(args) => run_worker(args).await,
         Command::Changes(args) => changes(&args.command).await,
         Command::Brake(args) => Ok(crate::brake::cli::run(&args.command).await?),
+        Command::Roles(args) => Ok(crate::roles::cli::run(&args.command).await?),
     }
 }
 

@@ -17,6 +17,7 @@ pub mod dlq;
 pub mod health;
 pub mod metrics;
 pub mod role_mapping;
+pub mod roles;
 pub mod startup;
 pub mod sync;
 

@@ -9,7 +9,8 @@ pub use groups::{
     ApplyArgs, BrokerArgs, ConsumeArgs, DatabaseArgs, MissingCredentials, ScalekitArgs, TierList,
 };
 pub use ops::{
-    BrakeArgs, BrakeCommand, ChangesCommand, ChangesCommandArgs, DlqArgs, DlqCommand, DlqFilterArgs,
+    BrakeArgs, BrakeCommand, ChangesCommand, ChangesCommandArgs, DlqArgs, DlqCommand,
+    DlqFilterArgs, RolesArgs, RolesCommand, RolesMappingArgs,
 };
 
 use clap::{Args, Parser, Subcommand};
@@ -60,6 +61,8 @@ pub enum Command {
     Changes(ChangesCommandArgs),
     /// The deprovisioning brake: list, show, release or discard held deactivations.
     Brake(BrakeArgs),
+    /// Role-mapping changes: plan or apply a mapping file to every user.
+    Roles(RolesArgs),
 }
 
 /// `--log-format`, for every subcommand.

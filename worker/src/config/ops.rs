@@ -1,5 +1,5 @@
-//! The operator subcommands' own options: `worker changes …`, `worker dlq …` and
-//! `worker brake …`.
+//! The operator subcommands' own options: `worker changes …`, `worker dlq …`,
+//! `worker brake …` and `worker roles …`.
 
 use super::{ApplyArgs, BrokerArgs, DatabaseArgs};
 use clap::{Args, Subcommand};
@@ -191,4 +191,34 @@ pub enum BrakeCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+}
+
+/// `worker roles …`.
+#[derive(Debug, Clone, Args)]
+pub struct RolesArgs {
+    #[command(subcommand)]
+    pub command: RolesCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RolesCommand {
+    /// Print, per organization, which active users would gain or lose which mapped roles
+    /// under a mapping file (nothing is written).
+    Plan(RolesMappingArgs),
+    /// Recompute every active user's mapped roles under a mapping file, with audit rows and
+    /// `user.roles_changed` in the change feed. Deploy the same file as the workers'
+    /// ROLE_MAPPING_FILE, or their next events recompute with the old one.
+    Apply(RolesMappingArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RolesMappingArgs {
+    /// The role mapping (the format of ROLE_MAPPING_FILE).
+    #[arg(long)]
+    pub mapping: std::path::PathBuf,
+    /// Only this organization.
+    #[arg(long)]
+    pub org: Option<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
