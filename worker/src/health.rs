@@ -18,11 +18,18 @@ pub struct Health {
     last_tick_ms: AtomicI64,
     /// Lanes subscribed right now.
     lanes_up: AtomicUsize,
+    /// Per lane settling a batch: since when. Ticks come only from progress (an idle lane
+    /// waiting for deliveries, a batch finished), never while a batch is in hand, so a batch
+    /// that hangs makes the worker not alive and Kubernetes restarts it.
+    busy_since_ms: std::sync::Mutex<std::collections::HashMap<String, i64>>,
 }
 
 /// The consume loop ticks at least this often; no tick for `WEDGED_AFTER` means wedged.
 pub const TICK: Duration = Duration::from_secs(1);
 const WEDGED_AFTER_MS: i64 = 30_000;
+/// A batch in hand longer than this is wedged: every database call is bounded well below it
+/// (`DATABASE_STATEMENT_TIMEOUT`, `DATABASE_LOCK_TIMEOUT`, the pool's connect timeout).
+pub const BATCH_WEDGED_AFTER: Duration = Duration::from_secs(300);
 
 impl Health {
     pub fn tick(&self) {
@@ -41,9 +48,31 @@ impl Health {
     pub fn consuming(&self) -> bool {
         self.lanes_up.load(Ordering::Acquire) > 0
     }
+    pub fn batch_started(&self, lane: &str) {
+        if let Ok(mut busy) = self.busy_since_ms.lock() {
+            busy.insert(lane.to_owned(), chrono::Utc::now().timestamp_millis());
+        }
+    }
+    pub fn batch_finished(&self, lane: &str) {
+        if let Ok(mut busy) = self.busy_since_ms.lock() {
+            busy.remove(lane);
+        }
+        self.tick();
+    }
     pub fn alive(&self) -> bool {
+        self.alive_at(chrono::Utc::now().timestamp_millis())
+    }
+    /// Alive at `now_ms`: ticked recently, and no lane stuck on one batch.
+    pub fn alive_at(&self, now_ms: i64) -> bool {
         let last = self.last_tick_ms.load(Ordering::Acquire);
-        last == 0 || chrono::Utc::now().timestamp_millis() - last < WEDGED_AFTER_MS
+        let ticking = last == 0 || now_ms - last < WEDGED_AFTER_MS;
+        let limit = i64::try_from(BATCH_WEDGED_AFTER.as_millis()).unwrap_or(i64::MAX);
+        let stuck = self
+            .busy_since_ms
+            .lock()
+            .map(|busy| busy.values().any(|since| now_ms - since >= limit))
+            .unwrap_or(false);
+        ticking && !stuck
     }
 }
 
@@ -132,5 +161,30 @@ mod tests {
         assert!(!h.consuming(), "never below zero");
         h.lane_up();
         assert!(h.consuming());
+    }
+
+    #[test]
+    fn a_batch_in_hand_too_long_is_not_alive_even_while_other_lanes_tick() {
+        let h = Health::default();
+        let now = chrono::Utc::now().timestamp_millis();
+        h.tick();
+        h.batch_started("lane-0");
+        let limit = i64::try_from(BATCH_WEDGED_AFTER.as_millis()).unwrap();
+        assert!(
+            h.alive_at(now + 1_000),
+            "a batch in hand for a second is fine"
+        );
+        // Another lane keeps ticking: the stuck lane still counts.
+        h.tick();
+        assert!(!h.alive_at(now + limit + 1_000), "stuck on one batch");
+        h.batch_finished("lane-0");
+        assert!(
+            h.alive_at(chrono::Utc::now().timestamp_millis()),
+            "settled: alive again"
+        );
+        assert!(
+            !h.alive_at(chrono::Utc::now().timestamp_millis() + WEDGED_AFTER_MS + 1),
+            "and no tick for too long is not alive either"
+        );
     }
 }

@@ -107,3 +107,53 @@ async fn a_locked_row_retries_its_event_while_others_flow() {
     w.stop().await;
     env.finish().await;
 }
+
+/// `scim_worker_events_total{outcome="retried"}`, summed.
+fn retried(w: &TestWorker) -> u64 {
+    w.metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with("scim_worker_events_total{") && l.contains("outcome=\"retried\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_database_away_a_batch_goes_to_its_retry_tier_as_a_whole() {
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
+    let proxy = testkit::TcpProxy::start("127.0.0.1:5432".parse().unwrap())
+        .await
+        .unwrap();
+    let url = db
+        .url
+        .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()));
+    assert_ne!(url, db.url, "the worker goes through the proxy");
+    let w = spawn_worker(&broker.prefix, &url, &["--batch-size", "200"]).await;
+    for i in 0..20 {
+        broker
+            .publish(&user(i, "First", "2026-01-01T10:00:00Z"))
+            .await;
+    }
+    let users = || async { db.count("SELECT count(*) AS n FROM directory_users").await };
+    assert!(wait_until(Duration::from_secs(20), || async { users().await == 20 }).await);
+
+    proxy.cut().await;
+    for i in 20..420 {
+        broker
+            .publish(&user(i, "First", "2026-01-01T10:00:00Z"))
+            .await;
+    }
+    // Event by event, each waiting out the pool's 5 s connect timeout, 400 events would take
+    // minutes; as whole batches they reach the first retry tier within seconds.
+    assert!(
+        wait_until(Duration::from_secs(25), || async { retried(&w) >= 400 }).await,
+        "retried {} of 400",
+        retried(&w)
+    );
+    proxy.restore().await.unwrap();
+    assert!(wait_until(Duration::from_secs(60), || async { users().await == 420 }).await);
+    assert_eq!(broker.dead_depth().await, 0, "nothing dead-lettered");
+    w.stop().await;
+    env.finish().await;
+}

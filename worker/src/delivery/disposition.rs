@@ -66,6 +66,22 @@ pub fn classify_apply(e: &ApplyError) -> Class {
     }
 }
 
+/// Whether the failure says the database itself is unreachable (no connection, or the
+/// connection broke), rather than anything about the events: a batch failing so is forwarded
+/// to its retry tier as a whole, not retried event by event.
+pub fn database_unavailable(e: &ApplyError) -> bool {
+    matches!(
+        e,
+        ApplyError::Pool(_)
+            | ApplyError::Database(
+                DbError::DatabaseError(
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                    _,
+                ) | DbError::BrokenTransactionManager
+            )
+    )
+}
+
 /// PostgreSQL class 22 (data exception) messages: the data, not the database, is at fault.
 fn is_data_error(message: &str) -> bool {
     const DATA: [&str; 6] = [
@@ -132,6 +148,43 @@ mod tests {
 
     fn db(kind: DatabaseErrorKind, msg: &'static str) -> ApplyError {
         ApplyError::Database(DbError::DatabaseError(kind, Box::new(Info(msg))))
+    }
+
+    #[test]
+    fn only_a_missing_database_fails_a_batch_as_a_whole() {
+        assert!(database_unavailable(&db(
+            DatabaseErrorKind::ClosedConnection,
+            "closed"
+        )));
+        assert!(database_unavailable(&db(
+            DatabaseErrorKind::UnableToSendCommand,
+            "connection reset"
+        )));
+        assert!(database_unavailable(&ApplyError::Database(
+            DbError::BrokenTransactionManager
+        )));
+        // These are about some event of the batch (or its locks): one by one isolates it.
+        for (kind, msg) in [
+            (
+                DatabaseErrorKind::Unknown,
+                "canceling statement due to lock timeout",
+            ),
+            (DatabaseErrorKind::Unknown, "deadlock detected"),
+            (
+                DatabaseErrorKind::CheckViolation,
+                "violates check constraint",
+            ),
+            (
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize",
+            ),
+        ] {
+            assert!(!database_unavailable(&db(kind, msg)), "{msg}");
+        }
+        assert!(!database_unavailable(&ApplyError::MissingOrganization));
+        assert!(database_unavailable(&ApplyError::Pool(
+            crate::db::PoolError::TimedOut
+        )));
     }
 
     #[test]

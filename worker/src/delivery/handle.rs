@@ -1,7 +1,9 @@
 //! One delivery, start to finish: parse → apply (one transaction) → ack; or forward to a retry
 //! tier / the dead-letter queue (confirmed) → ack. Nothing is acked before that.
 
-use super::disposition::{Class, Disposition, after_failure, classify_apply, classify_parse};
+use super::disposition::{
+    Class, Disposition, after_failure, classify_apply, classify_parse, database_unavailable,
+};
 use super::forward;
 use crate::apply::{Applier, Outcome};
 use crate::metrics::Metrics;
@@ -132,6 +134,22 @@ impl Handler {
                 }
                 tracing::debug!(size = items.len(), "batch applied");
             }
+            // The database is away: the whole batch goes to its retry tier now (each copy
+            // confirmed before its original is acked), instead of event by event with pauses
+            // that would outlast the broker's consumer timeout.
+            Err(error) if database_unavailable(&error) => {
+                tracing::warn!(%error, size = parsed.len(), "database unavailable; the batch goes to the retry tier");
+                self.transient_streak.fetch_add(1, Ordering::Relaxed);
+                for (d, (meta, _)) in parsed.into_iter().zip(items) {
+                    let disposition = after_failure(
+                        Class::Transient,
+                        error.to_string(),
+                        meta.retry_count,
+                        &self.topology,
+                    );
+                    self.settle(d, &meta, disposition).await;
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, size = parsed.len(), "batch failed; applying its events one by one");
                 for d in parsed {
@@ -193,6 +211,17 @@ impl Handler {
         self.metrics
             .apply_seconds
             .observe(started.elapsed().as_secs_f64());
+        self.settle(delivery, &meta, disposition).await;
+    }
+
+    /// Carries out a disposition: forwards the copy (confirmed) when there is one, then acks the
+    /// original; when the copy cannot be made safe, the original goes back to the queue.
+    async fn settle(
+        &self,
+        delivery: Delivery,
+        meta: &shared::MessageMeta,
+        disposition: Disposition,
+    ) {
         let routing_key = delivery.routing_key.as_str();
         let forwarded = match &disposition {
             Disposition::Ack(_) => Ok(()),
@@ -226,9 +255,12 @@ impl Handler {
             }
         };
         if let Err(e) = forwarded {
-            // The copy is not safe yet: give the original back to the queue.
+            // The copy is not safe yet: give the original back to the queue, after a pause
+            // that grows while forwarding keeps failing (no hot loop through the queue).
             tracing::error!(error = %e, "could not forward; requeueing");
             self.link.report_failure();
+            self.transient_streak.fetch_add(1, Ordering::Relaxed);
+            self.pause_if_failing().await;
             let _ = delivery
                 .acker
                 .nack(BasicNackOptions {

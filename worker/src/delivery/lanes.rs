@@ -133,17 +133,12 @@ impl Lane {
         (batch, true)
     }
 
-    /// Settles the batch, ticking liveness meanwhile (a batch may wait out a database outage).
+    /// Settles the batch. Liveness counts the batch as in hand until it is settled (no ticks
+    /// meanwhile), so one that never finishes makes the worker not alive.
     async fn settle(&self, batch: Vec<lapin::message::Delivery>) {
-        let work = self.handler.handle_batch(batch);
-        tokio::pin!(work);
-        let mut ticker = tokio::time::interval(TICK);
-        loop {
-            tokio::select! {
-                () = &mut work => return,
-                _ = ticker.tick() => self.health.tick(),
-            }
-        }
+        self.health.batch_started(&self.tag);
+        self.handler.handle_batch(batch).await;
+        self.health.batch_finished(&self.tag);
     }
 }
 
