@@ -2,7 +2,7 @@
 
 use super::plan::{Remap, remap};
 use crate::apply::audit::{self, AuditRow};
-use crate::apply::locks::{LockSet, user_key};
+use crate::apply::locks::{LockSet, org_users_key, user_key};
 use crate::apply::user::store::{FinalUser, Key, load_users, rewrite_sets};
 use crate::changes::outbox;
 use crate::changes::plan::{Cause, user_changes};
@@ -118,8 +118,8 @@ pub async fn apply(
         let done = conn
             .transaction::<_, RolesError, _>(async |conn| {
                 LockSet {
+                    shared: keys.iter().map(|(o, _)| org_users_key(o)).collect(),
                     exclusive: keys.iter().map(|(o, u)| user_key(o, u)).collect(),
-                    ..LockSet::default()
                 }
                 .acquire(conn)
                 .await?;

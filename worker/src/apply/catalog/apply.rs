@@ -18,18 +18,24 @@ use shared::changes::DirectoryState;
 /// The entity the event writes, locked exclusively (nothing for an unknown event).
 pub fn locks(item: &Item<'_>) -> LockSet {
     let org = item.organization_id;
-    let key = match &item.event.event {
-        Event::GroupCreated(g) | Event::GroupUpdated(g) | Event::GroupDeleted(g) => {
-            Some(locks::group_key(org, g.id.as_str()))
+    let keys = match &item.event.event {
+        Event::GroupCreated(g) | Event::GroupUpdated(g) => {
+            vec![locks::group_key(org, g.id.as_str())]
         }
+        // A deletion rewrites every member: it excludes the organization's user transactions
+        // with one lock (they hold it shared) instead of one lock per member.
+        Event::GroupDeleted(g) => vec![
+            locks::org_users_key(org),
+            locks::group_key(org, g.id.as_str()),
+        ],
         Event::DirectoryEnabled(d) | Event::DirectoryDisabled(d) => {
-            Some(locks::directory_key(org, d.id.as_str()))
+            vec![locks::directory_key(org, d.id.as_str())]
         }
-        _ => None,
+        _ => Vec::new(),
     };
     LockSet {
         shared: Default::default(),
-        exclusive: key.into_iter().collect(),
+        exclusive: keys.into_iter().collect(),
     }
 }
 
@@ -123,7 +129,8 @@ pub async fn apply(
 }
 
 /// Deleting a group never leaves a membership, or a role mapped from it, behind: each member
-/// (locked) loses the membership and has its mapped roles recomputed. One audit row per member.
+/// (all of them excluded from other transactions by the organization's users key) loses the
+/// membership and has its mapped roles recomputed. One audit row per member.
 async fn remove_group(
     conn: &mut AsyncPgConnection,
     item: &Item<'_>,
@@ -140,12 +147,8 @@ async fn remove_group(
     if members.is_empty() {
         return Ok(Vec::new());
     }
-    LockSet {
-        shared: Default::default(),
-        exclusive: members.iter().map(|(o, u)| locks::user_key(o, u)).collect(),
-    }
-    .acquire(conn)
-    .await?;
+    // No member locks: the organization's users key, held exclusive since the transaction
+    // began (`locks`), keeps every user transaction of the organization out.
     let stored = user_store::load_users(conn, &members).await?;
     let mut next = Vec::with_capacity(stored.len());
     let mut audits = Vec::with_capacity(stored.len());

@@ -45,12 +45,16 @@ fn keys(items: &[Item<'_>]) -> (BTreeSet<Key>, BTreeSet<Key>) {
     (users, groups)
 }
 
-/// The locks of user events: their groups shared (a concurrent deletion of one must not
-/// interleave), their users exclusive.
+/// The locks of user events: their groups and their organizations' users key shared (a
+/// concurrent deletion of one of the groups must not interleave), their users exclusive.
 pub fn locks(items: &[Item<'_>]) -> LockSet {
     let (users, groups) = keys(items);
     LockSet {
-        shared: groups.iter().map(|(o, g)| locks::group_key(o, g)).collect(),
+        shared: groups
+            .iter()
+            .map(|(o, g)| locks::group_key(o, g))
+            .chain(users.iter().map(|(o, _)| locks::org_users_key(o)))
+            .collect(),
         exclusive: users.iter().map(|(o, u)| locks::user_key(o, u)).collect(),
     }
 }
