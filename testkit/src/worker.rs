@@ -74,6 +74,7 @@ pub async fn spawn_worker(prefix: &str, database_url: &str, extra: &[&str]) -> T
     let cli = cli(prefix, database_url, extra);
     let w = Worker::build(cli).unwrap();
     assert!(w.link().wait_ready(Duration::from_secs(20)).await);
+    assert!(w.publish_link().wait_ready(Duration::from_secs(20)).await);
     let base = format!("http://{}", w.addr());
     let stop = w.stop_token();
     let metrics = w.metrics();

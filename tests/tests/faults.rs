@@ -211,3 +211,74 @@ async fn two_workers_consuming_at_once() {
     );
     finish(stack, &corpus, sender, Some(app)).await;
 }
+
+/// Sets RabbitMQ's memory high watermark; the guard puts the previous one back, even when the
+/// test fails.
+struct MemoryAlarm(String);
+
+impl MemoryAlarm {
+    fn raise() -> Self {
+        let env = std::process::Command::new("rabbitmqctl")
+            .args([
+                "-q",
+                "eval",
+                "vm_memory_monitor:get_vm_memory_high_watermark().",
+            ])
+            .output()
+            .unwrap();
+        let previous = String::from_utf8_lossy(&env.stdout).trim().to_owned();
+        let previous = if previous.parse::<f64>().is_ok() {
+            previous
+        } else {
+            "0.4".to_owned()
+        };
+        let set = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "set_vm_memory_high_watermark", "0.000001"])
+            .status()
+            .unwrap();
+        assert!(set.success());
+        Self(previous)
+    }
+}
+
+impl Drop for MemoryAlarm {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "set_vm_memory_high_watermark", &self.0])
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_alarm_blocks_publishing_but_applied_events_are_still_acked() {
+    let _serial = SERIAL.lock().await;
+    let corpus = generate(5, 10, 30, 3000);
+    let mut stack = Stack::new("alarm").await.unwrap();
+    stack.start_ingest().await.unwrap();
+    send(&stack, &corpus, 5).await.unwrap().unwrap();
+    // Everything is queued; now the broker blocks every connection that publishes.
+    let alarm = MemoryAlarm::raise();
+    stack.start_worker().await.unwrap();
+    // More than the prefetch (2000) must be acked: on one connection, the change relay's first
+    // blocked publish would stop the broker reading that connection's acks too.
+    stack
+        .wait_processed(corpus.distinct_ids, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let tap = testkit::RabbitTap::connect(&stack.amqp).await.unwrap();
+    assert_eq!(
+        tap.depth(&stack.topology.apply_queue()).await.unwrap(),
+        0,
+        "acked while publishing is blocked"
+    );
+    assert!(
+        stack
+            .count("SELECT count(*) AS n FROM changes WHERE published_at IS NULL")
+            .await
+            .unwrap()
+            > 0,
+        "the relay could not publish during the alarm"
+    );
+    drop(alarm);
+    finish(stack, &corpus, tokio::spawn(async { Ok(()) }), None).await;
+}

@@ -78,7 +78,8 @@ impl Health {
 
 pub struct HealthState {
     pub health: Arc<Health>,
-    pub link: BrokerLink,
+    /// The consuming and the publishing connection: ready when both are.
+    pub links: [BrokerLink; 2],
     pub pool: Pool,
     pub metrics: Arc<Metrics>,
 }
@@ -104,7 +105,7 @@ async fn healthz(state: web::Data<HealthState>) -> HttpResponse {
 }
 
 async fn readyz(state: web::Data<HealthState>) -> HttpResponse {
-    let broker = state.link.is_ready();
+    let broker = state.links.iter().all(BrokerLink::is_ready);
     let consumer = state.health.consuming();
     let database = database_up(&state.pool).await;
     let ready = broker && consumer && database;

@@ -63,6 +63,7 @@ pub struct Worker {
     addr: SocketAddr,
     server: actix_web::dev::Server,
     link: BrokerLink,
+    publish_link: BrokerLink,
     pool: Pool,
     handler: Arc<Handler>,
     health: Arc<Health>,
@@ -91,9 +92,19 @@ impl Worker {
             .broker
             .topology()
             .with_changes(config.changes.changes_retention);
+        // Two connections: a broker memory or disk alarm blocks connections that publish, and a
+        // blocked connection reads nothing more, acks included. Consuming (and acking) has one
+        // of its own, so applied events keep being settled while forwards and the change relay
+        // wait on the other.
         let link = BrokerLink::start(
             config.broker.amqp_url().to_owned(),
             connection_name("worker"),
+            topology.clone(),
+            1,
+        );
+        let publish_link = BrokerLink::start(
+            config.broker.amqp_url().to_owned(),
+            connection_name("worker-publish"),
             topology.clone(),
             2,
         );
@@ -103,7 +114,7 @@ impl Worker {
         let (sync_trigger, scheduler) = match syncer(
             &config.scalekit,
             &config.broker,
-            link.clone(),
+            publish_link.clone(),
             pool.clone(),
         ) {
             Ok(s) => {
@@ -122,7 +133,7 @@ impl Worker {
             applier: Applier::new(pool.clone(), Arc::new(mapping), config.apply.hard_delete)
                 .with_brake(config.apply.brake())
                 .counting_changes(metrics.changes_written.clone()),
-            link: link.clone(),
+            link: publish_link.clone(),
             topology,
             metrics: Arc::clone(&metrics),
             transient_streak: AtomicU32::new(0),
@@ -132,7 +143,7 @@ impl Worker {
             listener,
             HealthState {
                 health: Arc::clone(&health),
-                link: link.clone(),
+                links: [link.clone(), publish_link.clone()],
                 pool: pool.clone(),
                 metrics: Arc::clone(&metrics),
             },
@@ -150,6 +161,7 @@ impl Worker {
             addr,
             server,
             link,
+            publish_link,
             pool,
             handler,
             health,
@@ -167,8 +179,14 @@ impl Worker {
         self.addr.port()
     }
 
+    /// The consuming connection's link.
     pub fn link(&self) -> &BrokerLink {
         &self.link
+    }
+
+    /// The publishing connection's link (forwards, the change relay, syncs).
+    pub fn publish_link(&self) -> &BrokerLink {
+        &self.publish_link
     }
 
     pub fn pool(&self) -> &Pool {
@@ -214,7 +232,7 @@ impl Worker {
                     processed_events: self.config.changes.processed_events_retention,
                 },
             },
-            self.link.clone(),
+            self.publish_link.clone(),
             self.handler.topology.clone(),
             Arc::clone(&self.metrics),
             relay_stop.clone(),
@@ -258,6 +276,7 @@ impl Worker {
         server_handle.stop(true).await;
         let _ = server.await;
         self.link.close().await;
+        self.publish_link.close().await;
         tracing::info!("worker stopped");
         Ok(())
     }
