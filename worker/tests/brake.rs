@@ -14,36 +14,45 @@ use testkit::env::Env;
 use testkit::wait_until;
 use testkit::worker::*;
 
-fn created(org: &str, i: usize) -> Vec<u8> {
+/// An event of `org` about user `i`: `kind` (`user_created`, …), its id suffix, time and data.
+fn event(
+    org: &str,
+    i: usize,
+    kind: &str,
+    suffix: &str,
+    at: &str,
+    data: serde_json::Value,
+) -> Vec<u8> {
+    let mut data = data;
+    data["id"] = format!("diruser_{org}_{i:03}").into();
+    data["organization_id"] = org.into();
     serde_json::to_vec(&json!({
-        "id": format!("evt_{org}_c{i:03}"), "type": "organization.directory.user_created",
+        "id": format!("evt_{org}_{suffix}{i:03}"), "type": format!("organization.directory.{kind}"),
         "object": "DirectoryUser", "spec_version": "1", "environment_id": "env_1",
-        "organization_id": org, "occurred_at": "2026-01-01T10:00:00Z",
-        "data": {"id": format!("diruser_{org}_{i:03}"), "organization_id": org, "active": true,
-                 "email": format!("u{i}@{org}.example"), "given_name": "User", "family_name": format!("N{i}")}
+        "organization_id": org, "occurred_at": at, "data": data
     }))
     .unwrap()
+}
+
+fn created(org: &str, i: usize) -> Vec<u8> {
+    let data = json!({"active": true, "email": format!("u{i}@{org}.example"), "given_name": "User", "family_name": format!("N{i}")});
+    event(org, i, "user_created", "c", "2026-01-01T10:00:00Z", data)
 }
 
 fn renamed(org: &str, i: usize) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "id": format!("evt_{org}_r{i:03}"), "type": "organization.directory.user_updated",
-        "object": "DirectoryUser", "spec_version": "1", "environment_id": "env_1",
-        "organization_id": org, "occurred_at": "2026-01-01T12:00:00Z",
-        "data": {"id": format!("diruser_{org}_{i:03}"), "organization_id": org, "active": true,
-                 "email": format!("u{i}@{org}.example"), "given_name": "Renamed", "family_name": format!("N{i}")}
-    }))
-    .unwrap()
+    let data = json!({"active": true, "email": format!("u{i}@{org}.example"), "given_name": "Renamed", "family_name": format!("N{i}")});
+    event(org, i, "user_updated", "r", "2026-01-01T12:00:00Z", data)
 }
 
 fn deleted(org: &str, i: usize) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "id": format!("evt_{org}_d{i:03}"), "type": "organization.directory.user_deleted",
-        "object": "DirectoryUser", "spec_version": "1", "environment_id": "env_1",
-        "organization_id": org, "occurred_at": "2026-01-01T11:00:00Z",
-        "data": {"id": format!("diruser_{org}_{i:03}"), "organization_id": org}
-    }))
-    .unwrap()
+    event(
+        org,
+        i,
+        "user_deleted",
+        "d",
+        "2026-01-01T11:00:00Z",
+        json!({}),
+    )
 }
 
 /// `user_deleted` events the worker counted as duplicates.

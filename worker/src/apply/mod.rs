@@ -87,6 +87,13 @@ impl<'a> Item<'a> {
         })
     }
 
+    fn all(items: &'a [(MessageMeta, WebhookEvent)]) -> Result<Vec<Self>, ApplyError> {
+        items
+            .iter()
+            .map(|(meta, event)| Item::new(meta, event))
+            .collect()
+    }
+
     fn event_id(&self) -> &'a str {
         self.event.envelope.id.as_str()
     }
@@ -187,10 +194,7 @@ impl Applier {
         &self,
         items: &[(MessageMeta, WebhookEvent)],
     ) -> Result<Vec<Outcome>, ApplyError> {
-        let items: Vec<Item<'_>> = items
-            .iter()
-            .map(|(meta, event)| Item::new(meta, event))
-            .collect::<Result<_, _>>()?;
+        let items = Item::all(items)?;
         let mut outcomes = vec![Outcome::Duplicate; items.len()];
         let (users, others): (Vec<usize>, Vec<usize>) =
             (0..items.len()).partition(|&i| is_user_event(&items[i].event.event));
@@ -213,10 +217,7 @@ impl Applier {
         &self,
         items: &[(MessageMeta, WebhookEvent)],
     ) -> Result<Vec<Outcome>, ApplyError> {
-        let items: Vec<Item<'_>> = items
-            .iter()
-            .map(|(meta, event)| Item::new(meta, event))
-            .collect::<Result<_, _>>()?;
+        let items = Item::all(items)?;
         let rules = Rules {
             brake: None,
             ..self.rules()

@@ -355,19 +355,7 @@ impl ScalekitClient {
         if let Some(t) = token {
             q.push(("page_token", t.to_owned()));
         }
-        self.get(
-            &[
-                "api",
-                "v1",
-                "organizations",
-                org,
-                "directories",
-                dir,
-                "users",
-            ],
-            &q,
-        )
-        .await
+        self.get(&directory_path(org, dir, "users"), &q).await
     }
 
     /// One page of groups.
@@ -381,20 +369,13 @@ impl ScalekitClient {
         if let Some(t) = token {
             q.push(("page_token", t.to_owned()));
         }
-        self.get(
-            &[
-                "api",
-                "v1",
-                "organizations",
-                org,
-                "directories",
-                dir,
-                "groups",
-            ],
-            &q,
-        )
-        .await
+        self.get(&directory_path(org, dir, "groups"), &q).await
     }
+}
+
+/// `/api/v1/organizations/{org}/directories/{dir}/{list}`, as path segments.
+fn directory_path<'a>(org: &'a str, dir: &'a str, list: &'a str) -> [&'a str; 7] {
+    ["api", "v1", "organizations", org, "directories", dir, list]
 }
 
 #[cfg(test)]
