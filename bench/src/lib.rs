@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod ceiling;
 pub mod cpu;
 pub mod generator;
+pub mod half_load;
 pub mod ingest_half;
 pub mod load;
 pub mod prefill;

@@ -5,7 +5,7 @@
 use anyhow::Context;
 use bench::report::write;
 use bench::summary::Summary;
-use bench::{baseline, cpu, load, percentile, prefill, sql_baseline};
+use bench::{baseline, cpu, load, prefill, sql_baseline};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::time::Duration;
 use testkit::stack::{SECRET, Stack};
@@ -105,6 +105,10 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("machine: {machine}");
     let url = testkit::amqp_url();
     let secret: shared::WebhookSecret = SECRET.parse()?;
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    if only == "feed" {
+        return feed_only(&secret).await;
+    }
 
     eprintln!(
         "B_pub: raw lapin publisher, persistent + mandatory, 256 confirms in flight, quorum queue (median of 3)"
@@ -144,7 +148,6 @@ async fn main() -> anyhow::Result<()> {
             );
         }
     }
-    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let mut stack = Stack::new("bench").await?;
     let (b_pub_ingest_messages, steps, ceiling) = if only == "worker" {
         (None, Vec::new(), None)
@@ -274,53 +277,16 @@ async fn main() -> anyhow::Result<()> {
     let _ = load::time_until(total_now, || processed(db.clone()), Duration::from_secs(5)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let half = (e2e_best / 2.0).max(50.0);
-    let s = load::open_loop(
+    let fresh = bench::half_load::measure(
         &ingest_watch,
         addr,
-        ingest::WEBHOOK_PATH,
         &secret,
+        &stack.db.url,
         half,
         Duration::from_secs(8),
-        90_000_000,
     )
-    .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut latencies = Vec::new();
-    {
-        #[derive(diesel::QueryableByName)]
-        struct P {
-            #[diesel(sql_type = diesel::sql_types::Text)]
-            event_id: String,
-            #[diesel(sql_type = diesel::sql_types::Timestamptz)]
-            processed_at: chrono::DateTime<chrono::Utc>,
-        }
-        let mut conn = AsyncPgConnection::establish(&stack.db.url).await?;
-        let rows_p: Vec<P> = diesel::sql_query("SELECT event_id, processed_at FROM processed_events WHERE event_id >= 'evt_bench_090000000' AND event_id < 'evt_bench_100000000'").load(&mut conn).await?;
-        let at: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = rows_p
-            .into_iter()
-            .map(|p| (p.event_id, p.processed_at))
-            .collect();
-        for (id, t2xx) in &s.accepted_at {
-            if let Some(done) = at.get(id) {
-                // processed_at is the transaction's start: committed shortly after.
-                latencies.push((*done - *t2xx).num_microseconds().unwrap_or(0) as f64 / 1000.0);
-            }
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
-    let relay_latency =
-        bench::relay::latency(&stack.db.url, "evt_bench_090000000", "evt_bench_100000000").await?;
-    eprintln!(
-        "  at {half:.0}/s: commit → published p50 {:.1} ms p99 {:.1} ms ({} changes)",
-        relay_latency.0, relay_latency.1, relay_latency.2
-    );
-    let e2e_p50 = percentile(&latencies, 0.5);
-    let e2e_p99 = percentile(&latencies, 0.99);
-    eprintln!(
-        "  at {half:.0}/s: 2xx → committed p50 {e2e_p50:.1} ms p99 {e2e_p99:.1} ms ({} of {} matched)",
-        latencies.len(),
-        s.accepted_at.len()
-    );
+    .await?;
+    eprintln!("  {}", fresh.describe());
 
     let ingest_rss = stack
         .ingest
@@ -341,11 +307,11 @@ async fn main() -> anyhow::Result<()> {
         worker_rate,
         drain_cpu,
         e2e_best,
-        e2e_p50_ms: e2e_p50,
-        e2e_p99_ms: e2e_p99,
+        e2e_p50_ms: fresh.commit_p50_ms,
+        e2e_p99_ms: fresh.commit_p99_ms,
         e2e_rate: half,
         relay,
-        relay_latency,
+        relay_latency: fresh.relay,
         ingest_rss_kib: ingest_rss,
         worker_rss_kib: worker_rss,
     };
@@ -362,5 +328,41 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("written: bench/results/{stem}.json and .md");
     let _ = tap.connection.close(200, "done".into()).await;
     stack.teardown().await;
+    Ok(())
+}
+
+/// `BENCH_ONLY=feed`: the pipeline at one steady rate (`BENCH_FEED_RATE`, default 500/s) for
+/// `BENCH_FEED_SECONDS` (default 8), reporting only freshness: a quick loop for relay work.
+async fn feed_only(secret: &shared::WebhookSecret) -> anyhow::Result<()> {
+    let var = |name: &str, default: f64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(default)
+    };
+    let rate = var("BENCH_FEED_RATE", 500.0);
+    let seconds = var("BENCH_FEED_SECONDS", 8.0);
+    let mut stack = Stack::new("bench").await?;
+    stack.start_ingest().await?;
+    stack.start_worker().await?;
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], stack.ingest_port));
+    let watch = cpu::Watched::new()
+        .with("broker", cpu::find_process("beam.smp"))
+        .with("ingest", stack.ingest.as_ref().and_then(|p| p.pid()))
+        .with(
+            "worker",
+            <[testkit::procs::Proc]>::first(&stack.workers).and_then(|p| p.pid()),
+        );
+    let fresh = bench::half_load::measure(
+        &watch,
+        addr,
+        secret,
+        &stack.db.url,
+        rate,
+        Duration::from_secs_f64(seconds),
+    )
+    .await;
+    stack.teardown().await;
+    eprintln!("{}", fresh?.describe());
     Ok(())
 }

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use lapin::BasicProperties;
 use lapin::PublisherConfirm;
-use shared::amqp::{BrokerLink, LinkError, PublishError, confirm_within, mandatory};
+use shared::amqp::{BrokerLink, LinkError, Outgoing, PublishError, confirm_within, start_all};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -133,19 +133,18 @@ async fn run(link: BrokerLink, settings: CoalesceSettings, mut rx: mpsc::Receive
         };
         // All publishes start before any is awaited: their frames are queued together. The
         // properties (headers included) are moved into the publish, not copied.
-        let started = futures_util::future::join_all(batch.iter_mut().map(|job| {
-            let properties = std::mem::take(&mut job.properties);
-            channel.basic_publish(
-                job.exchange.as_str().into(),
-                job.routing_key.as_str().into(),
-                mandatory(),
-                &job.body,
-                properties,
-            )
-        }))
+        let started = start_all(
+            &channel,
+            batch.iter_mut().map(|job| Outgoing {
+                exchange: &job.exchange,
+                routing_key: &job.routing_key,
+                body: &job.body,
+                properties: std::mem::take(&mut job.properties),
+            }),
+        )
         .await;
         for (job, result) in batch.into_iter().zip(started) {
-            let _ = job.reply.send(result.map_err(PublishError::from));
+            let _ = job.reply.send(result);
         }
     }
 }

@@ -8,7 +8,9 @@ mod topology;
 
 pub use headers::{header_str, header_u32, mark_dead, meta_from_properties, properties};
 pub use link::{BrokerLink, LinkError, LinkState};
-pub use publish::{PublishError, confirm_within, mandatory, publish_confirmed, settled};
+pub use publish::{
+    Outgoing, PublishError, confirm_within, mandatory, publish_confirmed, settled, start_all,
+};
 pub use topology::{dead_queue_args, declare_topology};
 
 pub use lapin;

@@ -80,3 +80,52 @@ pub async fn publish_confirmed(
     })
     .await
 }
+
+/// One message for [`start_all`].
+pub struct Outgoing<'a> {
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    pub body: &'a [u8],
+    pub properties: BasicProperties,
+}
+
+/// Starts every publish (mandatory) on `channel` before awaiting any, their frames queued in
+/// the order given: one message's write does not wait for the one before. Returns each
+/// pending confirm, or why the publish could not start, in the same order.
+pub async fn start_all<'a>(
+    channel: &Channel,
+    messages: impl IntoIterator<Item = Outgoing<'a>>,
+) -> Vec<Result<PublisherConfirm, PublishError>> {
+    use futures_util::future::{join_all, maybe_done};
+    use std::pin::Pin;
+    let mut publishes: Vec<_> = messages
+        .into_iter()
+        .map(|m| {
+            maybe_done(Box::pin(channel.basic_publish(
+                m.exchange.into(),
+                m.routing_key.into(),
+                mandatory(),
+                m.body,
+                m.properties,
+            )))
+        })
+        .collect();
+    // A publish queues its frames when first polled, before its first await: one poll each,
+    // in order, puts them all on the wire in that order.
+    std::future::poll_fn(|cx| {
+        for publish in &mut publishes {
+            let _ = Pin::new(publish).poll(cx);
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    join_all(publishes.iter_mut()).await;
+    publishes
+        .iter_mut()
+        .map(|p| match Pin::new(p).take_output() {
+            Some(started) => started.map_err(PublishError::from),
+            // join_all has run every publish to completion.
+            None => Err(PublishError::Link(LinkError::Down)),
+        })
+        .collect()
+}
