@@ -83,6 +83,11 @@ impl Stack {
     }
 
     pub async fn start_worker(&mut self) -> anyhow::Result<()> {
+        self.start_worker_with(&[]).await
+    }
+
+    /// A worker with these variables set last (over the defaults and the tuning variables).
+    pub async fn start_worker_with(&mut self, extra: &[(&str, &str)]) -> anyhow::Result<()> {
         let port = free_port();
         let mut env = self.common_env();
         env.push(("DATABASE_URL".into(), self.worker_db_url.clone()));
@@ -94,6 +99,11 @@ impl Stack {
         env.push(("DEPROVISION_BRAKE_PERCENT".into(), "0".into()));
         env.extend(tuning_env("WORKER_"));
         env.extend(tuning_env("DATABASE_POOL_SIZE"));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        );
         let label = format!("worker-{}", self.workers.len());
         let p = Proc::spawn("worker", &label, &["run"], &env, port)?;
         p.wait_ready(&self.client, Duration::from_secs(30)).await?;

@@ -254,6 +254,8 @@ impl Worker {
                 prefetch: self.config.consume.prefetch,
                 concurrency: self.config.consume.concurrency,
                 batch_size: self.config.consume.batch_size,
+                max_inflight_bytes: self.config.consume.max_inflight_bytes,
+                max_message_bytes: self.config.consume.max_message_bytes,
                 shutdown_timeout: self.config.shutdown_timeout(),
             },
             self.stop,

@@ -123,6 +123,16 @@ pub struct ConsumeArgs {
     #[arg(long, env = "WORKER_BATCH_SIZE", default_value_t = 500)]
     pub batch_size: usize,
 
+    /// Bytes of unacknowledged deliveries the worker may hold at once: the prefetch (and the
+    /// batch) is lowered until every lane's prefetch of the largest messages fits.
+    #[arg(long, env = "WORKER_MAX_INFLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_inflight_bytes: u64,
+
+    /// The largest message body the broker hands out: its `max_message_size`, which the
+    /// deploy sets to ingest's `INGEST_MAX_BODY_BYTES`.
+    #[arg(long, env = "WORKER_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_message_bytes: u64,
+
     /// Seconds to finish in-flight work on SIGTERM before closing.
     #[arg(long, env = "WORKER_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 8)]
     pub shutdown_timeout_seconds: u64,

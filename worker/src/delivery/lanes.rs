@@ -19,6 +19,10 @@ use tokio_util::sync::CancellationToken;
 /// How long to wait for more deliveries to fill a batch.
 const BATCH_WAIT: Duration = Duration::from_millis(2);
 
+/// What one delivery costs in memory beyond its body: lapin's delivery, its properties and the
+/// header table (generous; the contract's headers are a few hundred bytes).
+pub const DELIVERY_OVERHEAD_BYTES: u64 = 4096;
+
 #[derive(Debug, Clone)]
 pub struct ConsumeSettings {
     /// Unacknowledged deliveries for the whole worker, shared out between the lanes.
@@ -27,6 +31,11 @@ pub struct ConsumeSettings {
     pub concurrency: usize,
     /// Deliveries applied together in one transaction (at most).
     pub batch_size: usize,
+    /// Bytes of unacknowledged deliveries the whole worker may hold: the prefetch is lowered
+    /// until a full prefetch of the largest messages fits.
+    pub max_inflight_bytes: u64,
+    /// The largest message body the broker hands out (its `max_message_size`).
+    pub max_message_bytes: u64,
     pub shutdown_timeout: Duration,
 }
 
@@ -35,10 +44,36 @@ impl ConsumeSettings {
         self.concurrency.max(1)
     }
 
-    /// Each lane's prefetch: its share of the total, and never less than one batch.
+    /// Each lane's prefetch: its share of the total (never less than one batch), lowered so
+    /// that every lane's share of the largest messages fits the byte budget (never below one).
+    /// RabbitMQ bounds unacknowledged deliveries by count only, so this is what bounds them in
+    /// bytes: lanes × prefetch × (largest message + overhead) ≤ `max_inflight_bytes`.
     pub fn lane_prefetch(&self) -> u16 {
-        let share = usize::from(self.prefetch) / self.lanes();
-        u16::try_from(share.max(self.batch_size.max(1))).unwrap_or(u16::MAX)
+        let share = (usize::from(self.prefetch) / self.lanes()).max(self.batch_size.max(1));
+        let per_delivery = self
+            .max_message_bytes
+            .saturating_add(DELIVERY_OVERHEAD_BYTES);
+        let lanes = u64::try_from(self.lanes()).unwrap_or(u64::MAX);
+        let fits = self.max_inflight_bytes / lanes / per_delivery.max(1);
+        let lane = u64::try_from(share).unwrap_or(u64::MAX).min(fits).max(1);
+        u16::try_from(lane).unwrap_or(u16::MAX)
+    }
+
+    /// Deliveries a lane applies together: the batch size, within the lane's prefetch.
+    pub fn lane_batch(&self) -> usize {
+        self.batch_size.clamp(1, usize::from(self.lane_prefetch()))
+    }
+
+    /// The most bytes of deliveries this worker can hold unacknowledged (every lane's prefetch
+    /// of the largest messages).
+    pub fn worst_case_bytes(&self) -> u64 {
+        let lanes = u64::try_from(self.lanes()).unwrap_or(u64::MAX);
+        lanes
+            .saturating_mul(u64::from(self.lane_prefetch()))
+            .saturating_mul(
+                self.max_message_bytes
+                    .saturating_add(DELIVERY_OVERHEAD_BYTES),
+            )
     }
 }
 
@@ -118,7 +153,7 @@ impl Lane {
     ) -> (Vec<lapin::message::Delivery>, bool) {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-        while batch.len() < self.settings.batch_size.max(1) {
+        while batch.len() < self.settings.lane_batch() {
             // What is buffered already is taken without arming a timer.
             let next = match consumer.next().now_or_never() {
                 Some(next) => Ok(next),
@@ -169,6 +204,8 @@ async fn run_lane(lane: Lane) {
             queue = %lane.handler.topology.apply_queue(),
             lane = %lane.tag,
             prefetch = lane.settings.lane_prefetch(),
+            batch = lane.settings.lane_batch(),
+            worst_case_bytes = lane.settings.worst_case_bytes(),
             "consuming"
         );
         let mut ticker = tokio::time::interval(TICK);
@@ -221,11 +258,15 @@ fn rand_tag() -> u32 {
 mod tests {
     use super::*;
 
+    const MIB: u64 = 1024 * 1024;
+
     fn settings(prefetch: u16, concurrency: usize, batch_size: usize) -> ConsumeSettings {
         ConsumeSettings {
             prefetch,
             concurrency,
             batch_size,
+            max_inflight_bytes: u64::MAX,
+            max_message_bytes: MIB,
             shutdown_timeout: Duration::from_secs(1),
         }
     }
@@ -236,5 +277,52 @@ mod tests {
         assert_eq!(settings(100, 4, 200).lane_prefetch(), 200);
         assert_eq!(settings(10, 0, 1).lane_prefetch(), 10);
         assert_eq!(settings(u16::MAX, 1, 100_000).lane_prefetch(), u16::MAX);
+        assert_eq!(settings(1000, 4, 200).lane_batch(), 200);
+    }
+
+    #[test]
+    fn the_byte_budget_lowers_prefetch_and_batch_so_the_largest_messages_fit() {
+        let budget = ConsumeSettings {
+            max_inflight_bytes: 64 * MIB,
+            ..settings(2000, 4, 500)
+        };
+        // 64 MiB over 4 lanes of (1 MiB + overhead) messages: 15 each.
+        assert_eq!(budget.lane_prefetch(), 15);
+        assert_eq!(budget.lane_batch(), 15);
+        assert!(budget.worst_case_bytes() <= 64 * MIB);
+        // Small messages: the count bound is the tighter one.
+        let small = ConsumeSettings {
+            max_message_bytes: 16 * 1024,
+            ..budget.clone()
+        };
+        assert_eq!(small.lane_prefetch(), 500);
+        assert!(small.worst_case_bytes() <= 64 * MIB);
+        // A budget below one message still lets each lane take one at a time.
+        let tiny = ConsumeSettings {
+            max_inflight_bytes: 1,
+            ..budget
+        };
+        assert_eq!((tiny.lane_prefetch(), tiny.lane_batch()), (1, 1));
+    }
+
+    #[test]
+    fn the_worst_case_never_exceeds_the_budget_when_one_message_fits_each_lane() {
+        for lanes in 1..=8 {
+            for mib in [4, 32, 256, 512, 4096] {
+                for message in [1024, 64 * 1024, MIB, 16 * MIB] {
+                    let s = ConsumeSettings {
+                        max_inflight_bytes: mib * MIB,
+                        max_message_bytes: message,
+                        ..settings(2000, lanes, 500)
+                    };
+                    let one_each =
+                        u64::try_from(lanes).unwrap_or(1) * (message + DELIVERY_OVERHEAD_BYTES);
+                    if one_each <= mib * MIB {
+                        assert!(s.worst_case_bytes() <= mib * MIB, "{lanes} {mib} {message}");
+                    }
+                    assert!(s.lane_batch() <= usize::from(s.lane_prefetch()));
+                }
+            }
+        }
     }
 }
