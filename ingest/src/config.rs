@@ -31,6 +31,11 @@ pub struct Config {
     #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Seconds a request's body may take to arrive in full; a slower one gets 408 (an
+    /// unauthenticated client cannot hold a connection and its buffer by trickling).
+    #[arg(long, env = "INGEST_BODY_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_seconds: u64,
+
     /// Accepted clock difference between the sender's `webhook-timestamp` and ours.
     #[arg(long, env = "WEBHOOK_TOLERANCE_SECONDS", default_value_t = shared::verify::DEFAULT_TOLERANCE_SECONDS)]
     pub tolerance_seconds: u64,

@@ -24,6 +24,8 @@ pub enum Outcome {
     PayloadTooLarge,
     /// The body could not be read (400).
     BadBody,
+    /// The body did not arrive within `INGEST_BODY_TIMEOUT_SECONDS` (408).
+    BodyTimeout,
     /// Verification failed (400), with the verifier's code.
     Rejected(&'static str),
     /// The broker did not confirm in time (503).
@@ -32,11 +34,13 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every label value, for the metric's help text and the dashboards.
-    pub const LABELS: [&'static str; 9] = [
+    pub const LABELS: [&'static str; 11] = [
         "queued",
         "malformed",
         "payload_too_large",
         "bad_body",
+        "body_timeout",
+        "invalid_header",
         "missing_header",
         "invalid_timestamp",
         "timestamp_too_old",
@@ -50,6 +54,7 @@ impl Outcome {
             Outcome::Malformed => "malformed",
             Outcome::PayloadTooLarge => "payload_too_large",
             Outcome::BadBody => "bad_body",
+            Outcome::BodyTimeout => "body_timeout",
             Outcome::Rejected(code) => code,
             Outcome::BrokerUnavailable => "broker_unavailable",
         }
@@ -149,12 +154,14 @@ mod tests {
             shared::VerifyError::TimestampTooOld,
             shared::VerifyError::TimestampTooNew,
             shared::VerifyError::InvalidSignature,
+            shared::VerifyError::InvalidHeader("webhook-id"),
         ];
         let mut outcomes = vec![
             Outcome::Queued,
             Outcome::Malformed,
             Outcome::PayloadTooLarge,
             Outcome::BadBody,
+            Outcome::BodyTimeout,
             Outcome::BrokerUnavailable,
         ];
         outcomes.extend(verify.iter().map(Outcome::from));

@@ -22,7 +22,7 @@ pub async fn publish(
     hook: &VerifiedWebhook,
 ) -> Result<Published, PublishError> {
     let envelope = serde_json::from_slice::<EnvelopeHead>(hook.body())
-        .map_err(|e| e.to_string())
+        .map_err(|e| shared::envelope::json_error(&e))
         .and_then(|env| {
             if env.event_type.len() > SHORT_STRING_MAX || env.id.as_str().len() > SHORT_STRING_MAX {
                 Err("event type or id longer than 255 bytes".to_owned())

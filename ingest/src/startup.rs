@@ -72,6 +72,7 @@ impl Application {
             confirm_timeout: config.confirm_timeout(),
             retry_after_seconds: config.retry_after_seconds,
             max_body_bytes: config.max_body_bytes,
+            body_timeout: Duration::from_secs(config.body_timeout_seconds),
         });
         tracing::info!(
             %addr,

@@ -19,4 +19,6 @@ pub struct AppState {
     pub confirm_timeout: Duration,
     pub retry_after_seconds: u32,
     pub max_body_bytes: usize,
+    /// How long a body may take to arrive.
+    pub body_timeout: Duration,
 }

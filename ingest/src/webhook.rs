@@ -1,4 +1,5 @@
-//! `POST /webhooks/scalekit`: raw body (bounded) → verify → publish with confirm → answer.
+//! `POST /webhooks/scalekit`: headers checked (no body read, no HMAC yet) → raw body (bounded in
+//! size and time) → HMAC → publish with confirm → answer.
 
 use crate::coalesce::Coalescer;
 use crate::metrics::Outcome;
@@ -19,7 +20,19 @@ impl HeaderSource for ActixHeaders<'_> {
     fn header(&self, name: &str) -> Option<&str> {
         self.0.get(name)?.to_str().ok()
     }
+
+    fn present(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    fn repeated(&self, name: &str) -> bool {
+        self.0.get_all(name).nth(1).is_some()
+    }
 }
+
+/// The first bytes a body's buffer is given, whatever `Content-Length` claims: an
+/// unauthenticated client's claim buys it no memory; the buffer grows as bytes arrive.
+const INITIAL_BODY_CAPACITY: usize = 16 * 1024;
 
 fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> HttpResponse {
     HttpResponse::build(status).json(json!({ "error": code, "message": message.to_string() }))
@@ -27,10 +40,22 @@ fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Htt
 
 enum BodyError {
     TooLarge,
+    TimedOut,
     Read(String),
 }
 
 async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limit: usize,
+    deadline: std::time::Duration,
+) -> Result<bytes::Bytes, BodyError> {
+    tokio::time::timeout(deadline, read_all(req, payload, limit))
+        .await
+        .map_err(|_| BodyError::TimedOut)?
+}
+
+async fn read_all(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
@@ -43,7 +68,11 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(BodyError::TooLarge);
     }
-    let mut body = BytesMut::with_capacity(declared.unwrap_or(4096).min(limit));
+    let mut body = BytesMut::with_capacity(
+        declared
+            .unwrap_or(INITIAL_BODY_CAPACITY)
+            .min(INITIAL_BODY_CAPACITY),
+    );
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
         if body.len() + chunk.len() > limit {
@@ -61,12 +90,12 @@ pub async fn receive(
     state: web::Data<AppState>,
     publisher: web::Data<Coalescer>,
 ) -> HttpResponse {
+    // Unverified: only a short, escaped prefix reaches the logs.
     let webhook_id = req
         .headers()
         .get(shared::verify::HEADER_ID)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+        .map(|v| shared::redact::for_log(&String::from_utf8_lossy(v.as_bytes())))
+        .unwrap_or_default();
     let span = tracing::info_span!(
         "webhook",
         webhook_id = %webhook_id,
@@ -88,8 +117,37 @@ async fn handle(
     state: &AppState,
     publisher: &Coalescer,
 ) -> HttpResponse {
-    let body = match read_body(&req, payload, state.max_body_bytes).await {
+    let reject = |e: shared::VerifyError| {
+        state.metrics.count(Outcome::from(&e));
+        tracing::warn!(reason = e.code(), "webhook rejected");
+        error(StatusCode::BAD_REQUEST, e.code(), e)
+    };
+    // Cheap checks first: a request whose headers cannot verify is answered before its body
+    // is read or any HMAC computed.
+    let signed = match state
+        .verifier
+        .check_headers(&ActixHeaders(req.headers()), chrono::Utc::now().timestamp())
+    {
+        Ok(signed) => signed,
+        Err(e) => return reject(e),
+    };
+    let body = match read_body(&req, payload, state.max_body_bytes, state.body_timeout).await {
         Ok(body) => body,
+        Err(BodyError::TimedOut) => {
+            state.metrics.count(Outcome::BodyTimeout);
+            tracing::warn!(
+                seconds = state.body_timeout.as_secs(),
+                "webhook rejected: body not received in time"
+            );
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "body not received within {} s",
+                    state.body_timeout.as_secs()
+                ),
+            );
+        }
         Err(BodyError::TooLarge) => {
             state.metrics.count(Outcome::PayloadTooLarge);
             tracing::warn!(
@@ -107,16 +165,9 @@ async fn handle(
             return error(StatusCode::BAD_REQUEST, "bad_body", e);
         }
     };
-    let verified = match state
-        .verifier
-        .verify_now(&ActixHeaders(req.headers()), body)
-    {
+    let verified = match state.verifier.verify_body(signed, body) {
         Ok(v) => v,
-        Err(e) => {
-            state.metrics.count(Outcome::from(&e));
-            tracing::warn!(reason = e.code(), "webhook rejected");
-            return error(StatusCode::BAD_REQUEST, e.code(), e);
-        }
+        Err(e) => return reject(e),
     };
     let started = std::time::Instant::now();
     let result = publish::publish(state, publisher, &verified).await;

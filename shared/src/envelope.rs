@@ -84,14 +84,33 @@ impl Event {
 /// Why a body is not a usable event. All of these are permanent: retrying cannot help.
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
-    #[error("body is not a JSON event envelope: {0}")]
+    #[error("body is not a JSON event envelope: {}", json_error(.0))]
     Envelope(#[source] serde_json::Error),
-    #[error("`data` of a {event_type} event is invalid: {source}")]
+    #[error("`data` of a {event_type} event is invalid: {}", json_error(.source))]
     Data {
         event_type: String,
         #[source]
         source: serde_json::Error,
     },
+}
+
+/// A JSON error as it may be written to a log or an `x-dead-error` header: what kind of error
+/// and where, never a value from the body. serde's own text quotes input ("invalid type:
+/// string \"…\"", "unknown variant `…`"); only its "missing field" message, which names a
+/// field of ours, is kept.
+pub fn json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let text = e.to_string();
+    let kind = match e.classify() {
+        Category::Data if text.starts_with("missing field `") => {
+            return text;
+        }
+        Category::Data => "a value of the wrong type or form",
+        Category::Syntax => "invalid JSON",
+        Category::Eof => "truncated JSON",
+        Category::Io => "unreadable input",
+    };
+    format!("{kind} at line {} column {}", e.line(), e.column())
 }
 
 /// A parsed webhook body: the envelope plus its typed event.
@@ -192,5 +211,38 @@ mod head_tests {
         ] {
             same_verdict(broken.as_bytes());
         }
+    }
+}
+
+#[cfg(test)]
+mod json_error_tests {
+    use super::{WebhookEvent, json_error};
+
+    fn error_of(body: &str) -> String {
+        match WebhookEvent::parse(body.as_bytes()) {
+            Ok(_) => String::new(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn parse_errors_never_quote_the_body() {
+        let secret = "SECRET-VALUE\u{1b}[2J";
+        let cases = [
+            format!(r#"{{"id": 12, "type": "{secret}"}}"#),
+            format!(
+                r#"{{"id": "evt_1", "type": "organization.directory.user_created", "occurred_at": "{secret}"}}"#
+            ),
+            format!(r#"{{"id": ["{secret}"]"#),
+            format!(r#"{{"{secret}": 1e999}}"#),
+        ];
+        for body in &cases {
+            let text = error_of(body);
+            assert!(!text.is_empty(), "{body} parsed");
+            assert!(!text.contains("SECRET"), "{text}");
+            assert!(!text.contains('\u{1b}'), "{text}");
+        }
+        let missing: serde_json::Error = serde_json::from_str::<super::Envelope>("{}").unwrap_err();
+        assert!(json_error(&missing).starts_with("missing field `"));
     }
 }

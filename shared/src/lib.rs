@@ -29,4 +29,4 @@ pub use ids::{
 };
 pub use redact::redact_url;
 pub use secret::{SecretError, WebhookSecret, WebhookSecrets};
-pub use verify::{HeaderSource, VerifiedWebhook, Verifier, VerifyError, sign};
+pub use verify::{HeaderSource, SignedHeaders, VerifiedWebhook, Verifier, VerifyError, sign};

@@ -28,6 +28,8 @@ pub enum VerifyError {
     TimestampTooNew,
     #[error("no matching signature")]
     InvalidSignature,
+    #[error("header `{0}` is repeated, too long or not visible ASCII")]
+    InvalidHeader(&'static str),
 }
 
 impl VerifyError {
@@ -38,6 +40,7 @@ impl VerifyError {
             VerifyError::TimestampTooOld => "timestamp_too_old",
             VerifyError::TimestampTooNew => "timestamp_too_new",
             VerifyError::InvalidSignature => "invalid_signature",
+            VerifyError::InvalidHeader(_) => "invalid_header",
         }
     }
 }
@@ -46,6 +49,17 @@ impl VerifyError {
 pub trait HeaderSource {
     /// The header's value, if present and valid text.
     fn header(&self, name: &str) -> Option<&str>;
+
+    /// Whether the header is there at all, text or not (an HTTP header may carry bytes that
+    /// are not visible ASCII; `header` then says `None`).
+    fn present(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+
+    /// Whether the header appears more than once.
+    fn repeated(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 impl HeaderSource for [(&str, &str)] {
@@ -120,9 +134,24 @@ impl Verifier {
         body: Bytes,
         now: i64,
     ) -> Result<VerifiedWebhook, VerifyError> {
+        self.verify_body(self.check_headers(headers, now)?, body)
+    }
+
+    /// The checks that need no body and no HMAC, made before the body is read: the three
+    /// headers present once each, the id at most [`MAX_ID_BYTES`], the timestamp within the
+    /// window, and a well-formed `v1` signature among the first [`MAX_SIGNATURE_ENTRIES`]
+    /// entries.
+    pub fn check_headers<H: HeaderSource + ?Sized>(
+        &self,
+        headers: &H,
+        now: i64,
+    ) -> Result<SignedHeaders, VerifyError> {
         let id = required(headers, HEADER_ID)?;
         let ts_text = required(headers, HEADER_TIMESTAMP)?;
         let signatures = required(headers, HEADER_SIGNATURE)?;
+        if id.len() > MAX_ID_BYTES {
+            return Err(VerifyError::InvalidHeader(HEADER_ID));
+        }
         let timestamp = parse_timestamp(ts_text)?;
         let tolerance = i64::try_from(self.tolerance_seconds).unwrap_or(i64::MAX);
         if now.saturating_sub(timestamp) > tolerance {
@@ -131,33 +160,71 @@ impl Verifier {
         if timestamp.saturating_sub(now) > tolerance {
             return Err(VerifyError::TimestampTooNew);
         }
-        let expected: Vec<[u8; 32]> = self
-            .secrets
-            .iter()
-            .map(|s| mac(s, id, timestamp, &body))
-            .collect();
-        let matched = candidate_signatures(signatures).any(|sig| {
-            expected
+        let candidates: Vec<[u8; 32]> = candidate_signatures(signatures).collect();
+        if candidates.is_empty() {
+            return Err(VerifyError::InvalidSignature);
+        }
+        Ok(SignedHeaders {
+            id: id.to_owned(),
+            timestamp,
+            candidates,
+        })
+    }
+
+    /// The HMAC over the body, against the signatures the headers carried.
+    pub fn verify_body(
+        &self,
+        headers: SignedHeaders,
+        body: Bytes,
+    ) -> Result<VerifiedWebhook, VerifyError> {
+        let matched = self.secrets.iter().any(|secret| {
+            let expected = mac(secret, &headers.id, headers.timestamp, &body);
+            headers
+                .candidates
                 .iter()
-                .any(|e| bool::from(e.as_slice().ct_eq(&sig)))
+                .any(|sig| bool::from(expected.as_slice().ct_eq(sig)))
         });
         if !matched {
             return Err(VerifyError::InvalidSignature);
         }
         Ok(VerifiedWebhook {
-            webhook_id: id.to_owned(),
-            timestamp,
+            webhook_id: headers.id,
+            timestamp: headers.timestamp,
             body,
         })
     }
 }
 
+/// Headers that passed [`Verifier::check_headers`]: what the body's HMAC is checked against.
+#[derive(Debug, Clone)]
+pub struct SignedHeaders {
+    id: String,
+    timestamp: i64,
+    candidates: Vec<[u8; 32]>,
+}
+
+impl SignedHeaders {
+    pub fn webhook_id(&self) -> &str {
+        &self.id
+    }
+}
+
+/// The longest `webhook-id` taken (Svix ids are ~30 bytes).
+pub const MAX_ID_BYTES: usize = 256;
+/// Signature entries looked at: a sender lists one per active secret, so a few; a header with
+/// thousands costs no more than this many decodes.
+pub const MAX_SIGNATURE_ENTRIES: usize = 16;
+
 fn required<'h, H: HeaderSource + ?Sized>(
     headers: &'h H,
     name: &'static str,
 ) -> Result<&'h str, VerifyError> {
+    if headers.repeated(name) {
+        return Err(VerifyError::InvalidHeader(name));
+    }
     match headers.header(name) {
         Some(v) if !v.trim().is_empty() => Ok(v.trim()),
+        None if headers.present(name) => Err(VerifyError::InvalidHeader(name)),
         _ => Err(VerifyError::MissingHeader(name)),
     }
 }
@@ -171,14 +238,18 @@ fn parse_timestamp(text: &str) -> Result<i64, VerifyError> {
 }
 
 /// Decoded 32-byte `v1` signatures; `v1a`, entries without a comma and bad base64 are skipped.
-fn candidate_signatures(header: &str) -> impl Iterator<Item = Vec<u8>> + '_ {
-    header.split(' ').filter_map(|entry| {
-        let (version, sig) = entry.split_once(',')?;
-        if version != "v1" {
-            return None;
-        }
-        STANDARD.decode(sig).ok().filter(|d| d.len() == 32)
-    })
+fn candidate_signatures(header: &str) -> impl Iterator<Item = [u8; 32]> + '_ {
+    header
+        .split(' ')
+        .take(MAX_SIGNATURE_ENTRIES)
+        .filter_map(|entry| {
+            let (version, sig) = entry.split_once(',')?;
+            // 32 bytes are 44 base64 characters: anything longer is not decoded at all.
+            if version != "v1" || sig.len() != 44 {
+                return None;
+            }
+            STANDARD.decode(sig).ok()?.try_into().ok()
+        })
 }
 
 fn mac(secret: &WebhookSecret, id: &str, timestamp: i64, body: &[u8]) -> [u8; 32] {

@@ -105,6 +105,7 @@ pub fn meta_from_properties(props: &BasicProperties, routing_key: &str) -> Messa
 pub fn mark_dead(props: BasicProperties, reason: DeadReason, error: &str) -> BasicProperties {
     let mut headers = props.headers().clone().unwrap_or_default();
     put_str(&mut headers, header::DEAD_REASON, reason.as_str());
+    let error = crate::redact::escape_controls(error);
     let mut end = error.len().min(1024);
     while !error.is_char_boundary(end) {
         end -= 1;

@@ -9,7 +9,7 @@ use shared::amqp::{header_str, header_u32};
 use shared::contract::header;
 
 /// One message of the dead-letter queue.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct DeadMessage {
     pub event_id: String,
     pub event_type: String,

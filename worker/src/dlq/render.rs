@@ -53,10 +53,10 @@ pub fn table(messages: &[DeadMessage], total_in_queue: u32, now: DateTime<Utc>) 
         let _ = writeln!(
             out,
             "{:<28} {:<38} {:<24} {:<18} {:>5} {:>6} {:<20} {:>5}",
-            cut(&m.event_id, 28),
-            cut(&m.event_type, 38),
-            cut(m.organization_id.as_deref().unwrap_or("-"), 24),
-            cut(&m.reason, 18),
+            cut(&safe(&m.event_id), 28),
+            cut(&safe(&m.event_type), 38),
+            cut(&safe(m.organization_id.as_deref().unwrap_or("-")), 24),
+            cut(&safe(&m.reason), 18),
             m.retry_count,
             m.replay_count,
             m.first_dead_at.map_or("-".to_owned(), |t| t
@@ -105,21 +105,28 @@ pub fn json(messages: &[DeadMessage], total_in_queue: u32) -> String {
     .unwrap_or_default()
 }
 
+/// What a dead letter carries comes from outside (a signed but hostile body, its headers): every
+/// value is printed with control characters escaped, so none can move the terminal's cursor,
+/// clear it or ring its bell.
+fn safe(value: &str) -> String {
+    shared::redact::escape_controls(value)
+}
+
 /// Everything about one message: headers, reason, error, body pretty-printed.
 pub fn show(m: &DeadMessage, headers: &[(String, String)], body: &[u8]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "event id:        {}", m.event_id);
-    let _ = writeln!(out, "type:            {}", m.event_type);
+    let _ = writeln!(out, "event id:        {}", safe(&m.event_id));
+    let _ = writeln!(out, "type:            {}", safe(&m.event_type));
     let _ = writeln!(
         out,
         "organization:    {}",
-        m.organization_id.as_deref().unwrap_or("-")
+        safe(m.organization_id.as_deref().unwrap_or("-"))
     );
-    let _ = writeln!(out, "reason:          {}", m.reason);
+    let _ = writeln!(out, "reason:          {}", safe(&m.reason));
     let _ = writeln!(
         out,
         "error:           {}",
-        m.error.as_deref().unwrap_or("-")
+        safe(m.error.as_deref().unwrap_or("-"))
     );
     let _ = writeln!(out, "retries/replays: {}/{}", m.retry_count, m.replay_count);
     let _ = writeln!(
@@ -127,23 +134,19 @@ pub fn show(m: &DeadMessage, headers: &[(String, String)], body: &[u8]) -> Strin
         "first dead:      {}",
         m.first_dead_at.map_or("-".to_owned(), |t| t.to_rfc3339())
     );
-    let _ = writeln!(out, "routing key:     {}", m.routing_key);
+    let _ = writeln!(out, "routing key:     {}", safe(&m.routing_key));
     let _ = writeln!(out, "headers:");
     for (k, v) in headers {
-        let _ = writeln!(out, "  {k}: {v}");
+        let _ = writeln!(out, "  {}: {}", safe(k), safe(v));
     }
     let _ = writeln!(out, "body:");
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(v) => {
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(&v).unwrap_or_default()
-            );
-        }
-        Err(_) => {
-            let _ = writeln!(out, "{}", String::from_utf8_lossy(body));
-        }
+    let text = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    };
+    // Line by line: the layout's own line breaks stay, any other control character is escaped.
+    for line in text.lines() {
+        let _ = writeln!(out, "{}", safe(line));
     }
     out
 }
@@ -151,6 +154,22 @@ pub fn show(m: &DeadMessage, headers: &[(String, String)], body: &[u8]) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn show_escapes_what_could_drive_a_terminal() {
+        let m = DeadMessage {
+            event_id: "evt_\u{1b}[2J".to_owned(),
+            ..DeadMessage::default()
+        };
+        let headers = [("x-dead-error".to_owned(), "boom\u{7}\r".to_owned())];
+        let body = b"not json \x1b]0;pwned\x07 \xe2\x80\xae";
+        let out = show(&m, &headers, body);
+        assert!(!out.chars().any(|c| c.is_control() && c != '\n'), "{out:?}");
+        assert!(!out.contains('\u{202e}'), "{out:?}");
+        assert!(out.contains("evt_\\u{1b}[2J"), "{out}");
+        let json = show(&m, &[], br#"{"a": "\u001b[31m red"}"#);
+        assert!(!json.contains('\u{1b}'), "{json:?}");
+    }
 
     #[test]
     fn ages_and_cuts() {
