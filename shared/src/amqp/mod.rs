@@ -19,7 +19,18 @@ pub use lapin;
 pub async fn connect(url: &str, connection_name: &str) -> Result<lapin::Connection, lapin::Error> {
     let props = lapin::ConnectionProperties::default()
         .with_connection_name(connection_name.to_owned().into());
-    lapin::Connection::connect(url, props).await
+    lapin::Connection::connect_uri(parse_url(url)?, props).await
+}
+
+/// The URL, parsed here rather than by lapin: its parse error would quote the whole URL,
+/// password included; this one shows it redacted.
+fn parse_url(url: &str) -> Result<lapin::uri::AMQPUri, lapin::Error> {
+    url.parse().map_err(|_| {
+        lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("not a valid AMQP URL: {}", crate::redact::redact_url(url)),
+        ))
+    })
 }
 
 /// Ready messages in `queue` now (a passive declare: it never creates the queue, and fails
@@ -48,4 +59,22 @@ pub fn connection_name(role: &str) -> String {
         })
         .unwrap_or_else(|| "unknown-host".to_owned());
     format!("{host}-{role}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_malformed_url_is_reported_without_its_password() {
+        for url in [
+            "amqp:guest:hunter2@host/",
+            "amqp://guest:hunter2@host:notaport/",
+            "amqp://guest:hunter2@[::1/",
+            "amqpx://guest:hunter2@host/",
+        ] {
+            let error = super::parse_url(url).unwrap_err().to_string();
+            assert!(!error.contains("hunter2"), "{error}");
+            assert!(error.contains("not a valid AMQP URL"), "{error}");
+        }
+        assert!(super::parse_url("amqp://guest:hunter2@127.0.0.1:5672/%2f").is_ok());
+    }
 }

@@ -101,4 +101,21 @@ mod tests {
             "SET statement_timeout = 30000; SET lock_timeout = 1500; SET idle_in_transaction_session_timeout = 1"
         );
     }
+
+    #[tokio::test]
+    async fn a_malformed_database_url_is_reported_without_its_password() {
+        for url in [
+            "postgres://u:hunter2@127.0.0.1:1/db",
+            "postgres://u:hunter2@127.0.0.1:notaport/db",
+            "postgres://u:hunter2@[::1/db",
+            "postgres://u:hunter2@127.0.0.1/db?sslmode=sometimes",
+            "postgres:u:hunter2@host/db",
+        ] {
+            let error = match super::connect(url, &Timeouts::default()).await {
+                Ok(_) => panic!("{url} connected"),
+                Err(e) => e.to_string(),
+            };
+            assert!(!error.contains("hunter2"), "{error}");
+        }
+    }
 }
