@@ -113,8 +113,10 @@ async fn a_queue_of_the_largest_messages_stays_within_the_byte_budget() {
         "grew {bounded} MiB over a {} MiB budget",
         budget / MIB
     );
+    // The same load without the budget must break the bound, or the test could not tell.
+    // (159 MiB alone, 89 MiB beside the rest of the suite: the broker outruns the worker less.)
     assert!(
-        lifted >= 100,
+        lifted > 3 * budget / MIB,
         "without the budget the worker grew only {lifted} MiB: the load cannot tell"
     );
 }
