@@ -118,15 +118,6 @@ impl Verifier {
         self
     }
 
-    /// Verifies against the system clock.
-    pub fn verify_now<H: HeaderSource + ?Sized>(
-        &self,
-        headers: &H,
-        body: Bytes,
-    ) -> Result<VerifiedWebhook, VerifyError> {
-        self.verify(headers, body, chrono::Utc::now().timestamp())
-    }
-
     /// Verifies with an injected "now" (Unix seconds).
     pub fn verify<H: HeaderSource + ?Sized>(
         &self,

@@ -153,7 +153,8 @@ impl Lane {
     ) -> (Vec<lapin::message::Delivery>, bool) {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-        while batch.len() < self.settings.lane_batch() {
+        let size = self.settings.lane_batch();
+        while batch.len() < size {
             // What is buffered already is taken without arming a timer.
             let next = match consumer.next().now_or_never() {
                 Some(next) => Ok(next),
