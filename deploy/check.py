@@ -56,6 +56,75 @@ def validate(doc: dict) -> list:
     return []
 
 
+# Pods that policies may name but that this deploy does not run (a database run elsewhere).
+EXTERNAL_PODS = {("app.kubernetes.io/name", "scim-postgres")}
+
+
+def pod_templates(docs: list) -> dict:
+    """Pod labels by owner: the workloads' pod templates, and the RabbitMQ pods, which the
+    cluster operator labels `app.kubernetes.io/name: <cluster>` besides the override's labels."""
+    out = {}
+    for d in docs:
+        name = f"{d['kind']}/{d['metadata']['name']}"
+        if d["kind"] in ("Deployment", "StatefulSet", "Job", "DaemonSet"):
+            out[name] = d["spec"]["template"].get("metadata", {}).get("labels", {}) or {}
+        elif d["kind"] == "RabbitmqCluster":
+            labels = {"app.kubernetes.io/name": d["metadata"]["name"],
+                      "app.kubernetes.io/component": "rabbitmq",
+                      "app.kubernetes.io/part-of": "rabbitmq"}
+            override = (d["spec"].get("override", {}).get("statefulSet", {}).get("spec", {})
+                        .get("template", {}).get("metadata", {}).get("labels", {}))
+            out[name] = {**labels, **(override or {})}
+    return out
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """A Kubernetes label selector (matchLabels and matchExpressions) against pod labels."""
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e["key"], e["operator"], e.get("values", [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def check_network_policies(docs: list) -> list:
+    """Every policy selects pods that exist; the default-deny selects every workload's pods;
+    a peer naming pods in this namespace names pods that exist (or a known external one)."""
+    pods = pod_templates(docs)
+    workloads = {n: l for n, l in pods.items() if not n.startswith("RabbitmqCluster/")}
+    failures = []
+    for d in (d for d in docs if d["kind"] == "NetworkPolicy"):
+        name = f"NetworkPolicy/{d['metadata']['name']}"
+        selector = d["spec"].get("podSelector", {})
+        matched = [n for n, l in pods.items() if selects(selector, l)]
+        if not matched:
+            failures.append(f"{name}: its podSelector matches no pod template")
+        if d["metadata"]["name"].endswith("default-deny"):
+            for n in workloads:
+                if n not in matched:
+                    failures.append(f"{name}: does not select the pods of {n}")
+        for direction in ("ingress", "egress"):
+            for rule in d["spec"].get(direction) or []:
+                for peer in rule.get("from", []) + rule.get("to", []):
+                    if "podSelector" not in peer or "namespaceSelector" in peer:
+                        continue
+                    sel = peer["podSelector"]
+                    if any(selects(sel, dict([e])) for e in EXTERNAL_PODS):
+                        continue
+                    if not any(selects(sel, l) for l in pods.values()):
+                        failures.append(f"{name}: {direction} peer {sel} matches no pod template")
+    return failures
+
+
 def main() -> int:
     failures = []
     for overlay in sorted((ROOT / "k8s" / "overlays").iterdir()):
@@ -63,6 +132,7 @@ def main() -> int:
         kinds = sorted({d["kind"] for d in docs})
         for doc in docs:
             failures += [f"{overlay.name}: {f}" for f in validate(doc)]
+        failures += [f"{overlay.name}: {f}" for f in check_network_policies(docs)]
         print(f"check: overlay {overlay.name}: {len(docs)} objects ({', '.join(kinds)})")
     for doc in yaml.safe_load_all((ROOT / "k8s" / "secret.example.yaml").read_text()):
         failures += [f"secret.example.yaml: {f}" for f in validate(doc)]
