@@ -51,14 +51,14 @@ impl Application {
             addr: config.listen,
             source,
         })?;
-        // Retry tiers are the worker's configuration (WORKER_RETRY_TIERS): ingest declares the
-        // rest of the topology and leaves the tier queues to the worker, so the two never
-        // disagree about which tier queues exist.
+        // Ingest only publishes: the worker (and `worker migrate --topology`) declares the
+        // topology, so ingest's broker user needs no configure or read permission. Until the
+        // exchanges exist, publishes fail and webhooks get 503 (Scalekit retries).
         let topology = Topology::new(config.amqp_prefix.clone()).with_tiers(Vec::new());
         let link = BrokerLink::start(
             config.amqp_url.expose_secret().to_owned(),
             connection_name("ingest"),
-            topology.clone(),
+            None,
             config.publish_channels,
         );
         let metrics = Arc::new(Metrics::new());

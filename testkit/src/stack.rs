@@ -21,6 +21,9 @@ pub struct Stack {
     /// What the binaries use to reach the database (a proxy in fault tests).
     pub worker_db_url: String,
     pub amqp: String,
+    /// The URL ingest connects with (by default `amqp`; a publish-only user's in the
+    /// least-privilege suite).
+    pub ingest_amqp: String,
     pub client: reqwest::Client,
     pub ingest: Option<Proc>,
     pub workers: Vec<Proc>,
@@ -50,6 +53,7 @@ impl Stack {
             worker_db_url: db.url.clone(),
             db,
             amqp: amqp_url(),
+            ingest_amqp: amqp_url(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(15))
                 .build()?,
@@ -66,8 +70,29 @@ impl Stack {
         ]
     }
 
+    /// What the deploy's migration Job does before ingest starts: `worker migrate --topology`
+    /// (ingest declares nothing; its broker user may only publish).
+    pub async fn declare_topology(&self) -> anyhow::Result<()> {
+        let status = tokio::process::Command::new(crate::procs::binary("worker")?)
+            .args(["migrate", "--topology"])
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.common_env())
+            .env("DATABASE_URL", &self.worker_db_url)
+            .env("WORKER_RETRY_TIERS", "1s,3s,10s")
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .status()
+            .await?;
+        anyhow::ensure!(status.success(), "worker migrate --topology: {status}");
+        Ok(())
+    }
+
     pub async fn start_ingest(&mut self) -> anyhow::Result<()> {
+        self.declare_topology().await?;
         let mut env = self.common_env();
+        env.push(("AMQP_URL".into(), self.ingest_amqp.clone()));
         env.push(("SCALEKIT_WEBHOOK_SECRET".into(), SECRET.into()));
         env.push((
             "INGEST_LISTEN".into(),

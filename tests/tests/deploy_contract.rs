@@ -154,10 +154,32 @@ fn manifests_match_the_binaries() {
             &find(&docs, "Job", "scim-migrate")["spec"]["template"]["spec"]["containers"][0];
         assert_eq!(
             migrate["command"],
-            serde_json::json!(["/usr/local/bin/worker", "migrate"])
+            serde_json::json!(["/usr/local/bin/worker", "migrate", "--topology"])
         );
 
         let topology = Topology::new(config["AMQP_PREFIX"].as_str().unwrap());
+        // The broker users' rights name this prefix's objects (the least-privilege suite runs
+        // the pair with exactly these regexes).
+        let p = topology
+            .exchange()
+            .replace(".events", "")
+            .replace('.', "\\.");
+        let rights = |user: &str| {
+            let perm = &find(&docs, "Permission", user)["spec"]["permissions"];
+            ["configure", "write", "read"].map(|k| perm[k].as_str().unwrap().to_owned())
+        };
+        assert_eq!(
+            rights("scim-ingest"),
+            [
+                "^$".to_owned(),
+                format!("^{p}\\.events(\\.dlx)?$"),
+                "^$".to_owned()
+            ],
+            "{overlay}: ingest may only publish to the events and dead-letter exchanges"
+        );
+        let all = format!("^{p}\\..*");
+        assert_eq!(rights("scim-worker"), [all.clone(), all.clone(), all]);
+        assert_eq!(rights("scim-keda"), ["^$", "^$", "^$"].map(str::to_owned));
         let trigger = &find(&docs, "ScaledObject", "scim-worker")["spec"]["triggers"][0];
         assert_eq!(
             trigger["metadata"]["queueName"],

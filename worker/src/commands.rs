@@ -22,6 +22,8 @@ pub enum CommandError {
     Dlq(#[from] dlq::cli::DlqCliError),
     #[error("RabbitMQ is not reachable")]
     BrokerUnreachable,
+    #[error("declaring the broker topology: {0}")]
+    Topology(lapin::Error),
     #[error("sync failed (nothing was deactivated): {0}")]
     Sync(#[from] SyncError),
     #[error("changes tail: {0}")]
@@ -85,6 +87,18 @@ async fn changes(command: &ChangesCommand) -> Result<(), CommandError> {
 async fn migrate(args: &MigrateArgs) -> Result<(), CommandError> {
     let applied = db::migrate::run(args.database.database_url()).await?;
     tracing::info!(?applied, "migrations up to date");
+    if args.topology {
+        let topology = args.changes.topology(&args.broker);
+        let declare = async {
+            let conn =
+                shared::amqp::connect(args.broker.amqp_url(), &connection_name("migrate")).await?;
+            let ch = conn.create_channel().await?;
+            shared::amqp::declare_topology(&ch, &topology).await?;
+            conn.close(200, "topology declared".into()).await
+        };
+        declare.await.map_err(CommandError::Topology)?;
+        tracing::info!(prefix = %args.broker.amqp_prefix, "broker topology declared");
+    }
     Ok(())
 }
 
@@ -102,7 +116,7 @@ async fn sync(args: &SyncArgs) -> Result<(), CommandError> {
     let link = BrokerLink::start(
         args.broker.amqp_url().to_owned(),
         connection_name("sync"),
-        args.broker.topology(),
+        Some(args.broker.topology()),
         1,
     );
     if !link.wait_ready(Duration::from_secs(30)).await {

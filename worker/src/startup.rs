@@ -88,10 +88,7 @@ impl Worker {
             addr: config.listen,
             source,
         })?;
-        let topology = config
-            .broker
-            .topology()
-            .with_changes(config.changes.changes_retention);
+        let topology = config.changes.topology(&config.broker);
         // Two connections: a broker memory or disk alarm blocks connections that publish, and a
         // blocked connection reads nothing more, acks included. Consuming (and acking) has one
         // of its own, so applied events keep being settled while forwards and the change relay
@@ -99,13 +96,13 @@ impl Worker {
         let link = BrokerLink::start(
             config.broker.amqp_url().to_owned(),
             connection_name("worker"),
-            topology.clone(),
+            Some(topology.clone()),
             1,
         );
         let publish_link = BrokerLink::start(
             config.broker.amqp_url().to_owned(),
             connection_name("worker-publish"),
-            topology.clone(),
+            Some(topology.clone()),
             2,
         );
         let pool = config.database.pool(config.database_pool_size);

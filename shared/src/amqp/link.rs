@@ -39,7 +39,9 @@ struct Live {
 struct Inner {
     url: String,
     name: String,
-    topology: Topology,
+    /// What this link declares on every (re)connect; `None` for a publisher that may only
+    /// publish (ingest: its broker user has no configure permission).
+    topology: Option<Topology>,
     channel_count: usize,
     live: Mutex<Option<Live>>,
     next: AtomicUsize,
@@ -56,12 +58,12 @@ pub struct BrokerLink {
 }
 
 impl BrokerLink {
-    /// Starts the supervisor. It connects, declares the topology and opens `channels` confirm
-    /// channels, then watches them and starts again whenever they fail.
+    /// Starts the supervisor. It connects, declares the topology (if given) and opens
+    /// `channels` confirm channels, then watches them and starts again whenever they fail.
     pub fn start(
         url: String,
         connection_name: String,
-        topology: Topology,
+        topology: Option<Topology>,
         channels: usize,
     ) -> Self {
         let (state, _) = watch::channel(LinkState::Connecting);
@@ -168,9 +170,11 @@ impl BrokerLink {
 
 async fn establish(inner: &Inner) -> Result<Live, lapin::Error> {
     let connection = super::connect(&inner.url, &inner.name).await?;
-    let setup = connection.create_channel().await?;
-    declare_topology(&setup, &inner.topology).await?;
-    let _ = setup.close(200, "topology declared".into()).await;
+    if let Some(topology) = &inner.topology {
+        let setup = connection.create_channel().await?;
+        declare_topology(&setup, topology).await?;
+        let _ = setup.close(200, "topology declared".into()).await;
+    }
     let mut channels = Vec::with_capacity(inner.channel_count);
     for _ in 0..inner.channel_count {
         let ch = connection.create_channel().await?;

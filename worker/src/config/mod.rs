@@ -124,6 +124,14 @@ pub struct ChangesArgs {
     pub processed_events_retention: Duration,
 }
 
+impl ChangesArgs {
+    /// The whole topology the worker declares: the broker's, with the change feed's exchange
+    /// and stream (kept `CHANGES_RETENTION`).
+    pub fn topology(&self, broker: &BrokerArgs) -> shared::Topology {
+        broker.topology().with_changes(self.changes_retention)
+    }
+}
+
 impl RunArgs {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.consume.shutdown_timeout_seconds)
@@ -135,6 +143,17 @@ impl RunArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    /// Also declare the RabbitMQ topology (exchanges, queues, retry tiers, the change feed) as
+    /// `worker run` does: run before ingest, whose broker user may only publish.
+    #[arg(long, env = "MIGRATE_TOPOLOGY")]
+    pub topology: bool,
+
+    #[command(flatten)]
+    pub broker: BrokerArgs,
+
+    #[command(flatten)]
+    pub changes: ChangesArgs,
 }
 
 /// `worker sync`.

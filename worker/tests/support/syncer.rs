@@ -27,7 +27,7 @@ pub async fn syncer(
     let link = BrokerLink::start(
         testkit::amqp_url(),
         "sync-test".into(),
-        run.broker.topology(),
+        Some(run.broker.topology()),
         1,
     );
     assert!(link.wait_ready(Duration::from_secs(10)).await);
