@@ -2,7 +2,7 @@
 //! together do not race. Runs on a blocking thread through diesel-async's connection wrapper
 //! (no libpq needed).
 
-use diesel::{Connection, RunQueryDsl};
+use diesel::RunQueryDsl;
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
@@ -26,10 +26,9 @@ pub enum MigrateError {
 
 /// Applies pending migrations; returns the versions applied (empty when up to date).
 pub async fn run(url: &str) -> Result<Vec<String>, MigrateError> {
-    let url = url.to_owned();
+    let conn = super::establish(url).await.map_err(MigrateError::Connect)?;
     tokio::task::spawn_blocking(move || {
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
-            .map_err(MigrateError::Connect)?;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
         diesel::sql_query(format!("SELECT pg_advisory_lock({LOCK_KEY})"))
             .execute(&mut conn)
             .map_err(MigrateError::Lock)?;

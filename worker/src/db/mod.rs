@@ -2,6 +2,7 @@
 
 pub mod migrate;
 pub mod schema;
+pub mod tls;
 
 use diesel::ConnectionError;
 use diesel_async::pooled_connection::bb8;
@@ -49,12 +50,41 @@ impl Timeouts {
     }
 }
 
+/// Opens a connection, encrypted and verified as the URL's `sslmode` / `sslrootcert` /
+/// `sslcert` / `sslkey` ask ([`tls`]); plain without `sslmode`.
+pub async fn establish(url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let bad = |e: &dyn std::fmt::Display| ConnectionError::BadConnection(e.to_string());
+    let (url, tls) = tls::split(url).map_err(|e| bad(&e))?;
+    let Some(config) = tls::client_config(&tls).map_err(|e| bad(&e))? else {
+        return AsyncPgConnection::establish(&url).await;
+    };
+    let pg: tokio_postgres::Config = url.parse().map_err(|e| bad(&e))?;
+    let (client, connection) = pg
+        .connect(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+        .await
+        .map_err(|e| bad(&with_sources(&e)))?;
+    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+}
+
+/// An error and its causes, one after the other (tokio-postgres says "error performing TLS
+/// handshake" and keeps the why in its source).
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 /// Connects and applies the session bounds.
 pub async fn connect(
     url: &str,
     timeouts: &Timeouts,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let mut conn = AsyncPgConnection::establish(url).await?;
+    let mut conn = establish(url).await?;
     conn.batch_execute(&timeouts.setup_sql())
         .await
         .map_err(ConnectionError::CouldntSetupConfiguration)?;
