@@ -29,6 +29,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    #[error("broker TLS: {0}")]
+    BrokerTls(#[from] shared::amqp::tls::TlsFilesError),
 }
 
 pub struct Application {
@@ -43,6 +45,8 @@ impl Application {
     /// Must be called inside a tokio runtime.
     pub fn build(config: Config) -> Result<Self, StartError> {
         let secrets = config.webhook_secrets()?;
+        // Unreadable TLS files are a start-up error, not a reconnect loop.
+        shared::amqp::tls::from_env()?;
         let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
             addr: config.listen,
             source,

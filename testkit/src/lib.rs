@@ -21,6 +21,7 @@ mod proxy;
 mod rabbit;
 pub mod stack;
 pub mod tables;
+pub mod tls;
 pub mod worker;
 
 pub use proxy::TcpProxy;

@@ -24,6 +24,8 @@ pub struct Stack {
     /// The URL ingest connects with (by default `amqp`; a publish-only user's in the
     /// least-privilege suite).
     pub ingest_amqp: String,
+    /// More variables for every binary the stack starts (e.g. `AMQP_CA_FILE`).
+    pub env: Vec<(String, String)>,
     pub client: reqwest::Client,
     pub ingest: Option<Proc>,
     pub workers: Vec<Proc>,
@@ -54,6 +56,7 @@ impl Stack {
             db,
             amqp: amqp_url(),
             ingest_amqp: amqp_url(),
+            env: Vec::new(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(15))
                 .build()?,
@@ -64,10 +67,12 @@ impl Stack {
     }
 
     fn common_env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = vec![
             ("AMQP_URL".into(), self.amqp.clone()),
             ("AMQP_PREFIX".into(), self.prefix.clone()),
-        ]
+        ];
+        env.extend(self.env.iter().cloned());
+        env
     }
 
     /// What the deploy's migration Job does before ingest starts: `worker migrate --topology`

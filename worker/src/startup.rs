@@ -47,6 +47,10 @@ pub enum StartError {
     },
     #[error(transparent)]
     Mapping(#[from] MappingError),
+    #[error("broker TLS: {0}")]
+    BrokerTls(#[from] shared::amqp::tls::TlsFilesError),
+    #[error("database TLS: {0}")]
+    DatabaseTls(#[from] db::tls::PgTlsError),
     #[error("migrations: {0}")]
     Migrate(#[from] db::migrate::MigrateError),
     #[error(transparent)]
@@ -76,6 +80,10 @@ impl Worker {
     /// Loads the role mapping, binds `WORKER_LISTEN` and starts the broker link. The database
     /// pool connects lazily. Must be called inside a tokio runtime.
     pub fn build(config: RunArgs) -> Result<Self, StartError> {
+        // Unreadable TLS settings are a start-up error, not a reconnect loop.
+        shared::amqp::tls::from_env()?;
+        let (_, pg_tls) = db::tls::split(config.database.database_url())?;
+        db::tls::client_config(&pg_tls)?;
         let mapping = match &config.apply.role_mapping_file {
             Some(path) => RoleMapping::load(path)?,
             None => RoleMapping::default(),

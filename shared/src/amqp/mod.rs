@@ -4,6 +4,7 @@
 mod headers;
 mod link;
 mod publish;
+pub mod tls;
 mod topology;
 
 pub use headers::{header_str, header_u32, mark_dead, meta_from_properties, properties};
@@ -19,7 +20,15 @@ pub use lapin;
 pub async fn connect(url: &str, connection_name: &str) -> Result<lapin::Connection, lapin::Error> {
     let props = lapin::ConnectionProperties::default()
         .with_connection_name(connection_name.to_owned().into());
-    lapin::Connection::connect_uri(parse_url(url)?, props).await
+    let uri = parse_url(url)?;
+    let tls = tls::from_env().map_err(|e| {
+        lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            e.to_string(),
+        ))
+    })?;
+    lapin::Connection::connect_uri_with_config(uri, props, tls, lapin::runtime::default_runtime()?)
+        .await
 }
 
 /// The URL, parsed here rather than by lapin: its parse error would quote the whole URL,
