@@ -18,9 +18,7 @@ use shared::amqp::declare_topology;
 /// A connection with `topology` declared, for [`b_pub_ingest_messages`].
 pub async fn publisher(url: &str, topology: &Topology) -> anyhow::Result<lapin::Connection> {
     let conn = shared::amqp::connect(url, "bench-ingest-messages").await?;
-    let ch = conn.create_channel().await?;
-    declare_topology(&ch, topology).await?;
-    let _ = ch.close(200, "declared".into()).await;
+    declare_topology(&conn, topology).await?;
     Ok(conn)
 }
 

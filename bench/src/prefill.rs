@@ -13,8 +13,8 @@ pub async fn prefill(
     id_base: usize,
 ) -> anyhow::Result<()> {
     let conn = shared::amqp::connect(url, "bench-prefill").await?;
+    declare_topology(&conn, topology).await?;
     let ch = conn.create_channel().await?;
-    declare_topology(&ch, topology).await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     super::baseline::pipelined(&ch, n, 256, |i| {
         super::ingest_message(topology, id_base + i)

@@ -153,7 +153,14 @@ pub struct Topology {
     /// The change feed (exchange and stream), with the stream's retention: declared by the
     /// worker only.
     changes_retention: Option<Duration>,
+    /// Replicas a quorum queue starts with (`x-quorum-initial-group-size`), so one node's loss
+    /// keeps a majority; a cluster smaller than this gives every node a replica.
+    quorum_group_size: u32,
 }
+
+/// Replicas of each quorum queue by default: a three-node cluster keeps a majority through
+/// the loss of one node.
+pub const DEFAULT_QUORUM_GROUP_SIZE: u32 = 3;
 
 impl Default for Topology {
     fn default() -> Self {
@@ -167,7 +174,18 @@ impl Topology {
             prefix: prefix.into(),
             tiers: RETRY_TIERS.to_vec(),
             changes_retention: None,
+            quorum_group_size: DEFAULT_QUORUM_GROUP_SIZE,
         }
+    }
+
+    /// Replicas each quorum queue is declared with (at least 1).
+    pub fn with_quorum_group_size(mut self, replicas: u32) -> Self {
+        self.quorum_group_size = replicas.max(1);
+        self
+    }
+
+    pub fn quorum_group_size(&self) -> u32 {
+        self.quorum_group_size
     }
 
     /// Replaces the retry tiers (tests use short delays).

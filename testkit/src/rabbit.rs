@@ -34,7 +34,7 @@ impl RabbitTap {
         name: &str,
         routing: &str,
     ) -> Result<(), lapin::Error> {
-        shared::amqp::declare_topology(&self.channel, topology).await?;
+        shared::amqp::declare_topology(&self.connection, topology).await?;
         self.channel
             .queue_declare(
                 name.into(),

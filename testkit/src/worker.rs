@@ -101,7 +101,7 @@ impl Broker {
         let topology = Topology::new(prefix.clone())
             .with_tiers(cli(&prefix, "postgres://x", &[]).broker.retry_tiers.0);
         let tap = RabbitTap::connect(&amqp_url()).await.unwrap();
-        declare_topology(&tap.channel, &topology).await.unwrap();
+        declare_topology(&tap.connection, &topology).await.unwrap();
         let channel = tap.connection.create_channel().await.unwrap();
         channel
             .confirm_select(ConfirmSelectOptions::default())

@@ -92,8 +92,7 @@ async fn migrate(args: &MigrateArgs) -> Result<(), CommandError> {
         let declare = async {
             let conn =
                 shared::amqp::connect(args.broker.amqp_url(), &connection_name("migrate")).await?;
-            let ch = conn.create_channel().await?;
-            shared::amqp::declare_topology(&ch, &topology).await?;
+            shared::amqp::declare_topology(&conn, &topology).await?;
             conn.close(200, "topology declared".into()).await
         };
         declare.await.map_err(CommandError::Topology)?;

@@ -32,7 +32,7 @@ fn big_event(i: usize) -> Vec<u8> {
 
 async fn prefill(stack: &Stack) {
     let tap = RabbitTap::connect(&stack.amqp).await.unwrap();
-    declare_topology(&tap.channel, &stack.topology)
+    declare_topology(&tap.connection, &stack.topology)
         .await
         .unwrap();
     let ch = tap.connection.create_channel().await.unwrap();

@@ -171,9 +171,7 @@ impl BrokerLink {
 async fn establish(inner: &Inner) -> Result<Live, lapin::Error> {
     let connection = super::connect(&inner.url, &inner.name).await?;
     if let Some(topology) = &inner.topology {
-        let setup = connection.create_channel().await?;
-        declare_topology(&setup, topology).await?;
-        let _ = setup.close(200, "topology declared".into()).await;
+        declare_topology(&connection, topology).await?;
     }
     let mut channels = Vec::with_capacity(inner.channel_count);
     for _ in 0..inner.channel_count {

@@ -16,8 +16,52 @@ pub use topology::{dead_queue_args, declare_topology};
 
 pub use lapin;
 
-/// Connects with a `connection_name` so the RabbitMQ dashboard shows who is who.
+/// Connects with a `connection_name` so the RabbitMQ dashboard shows who is who. `url` may
+/// name several nodes of one cluster, comma-separated: the first that answers is used, so a
+/// reconnect after losing a node goes to another.
 pub async fn connect(url: &str, connection_name: &str) -> Result<lapin::Connection, lapin::Error> {
+    let nodes: Vec<&str> = url
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect();
+    let mut last = None;
+    for node in &nodes {
+        match tokio::time::timeout(NODE_CONNECT_TIMEOUT, connect_node(node, connection_name)).await
+        {
+            Ok(Ok(connection)) => return Ok(connection),
+            Ok(Err(e)) => {
+                if nodes.len() > 1 {
+                    tracing::warn!(node = %crate::redact::redact_url(node), error = %e, "broker node unreachable; trying the next");
+                }
+                last = Some(e);
+            }
+            Err(_) => {
+                tracing::warn!(node = %crate::redact::redact_url(node), "broker node did not answer in time; trying the next");
+                last = Some(lapin::Error::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "no connection to {} within {NODE_CONNECT_TIMEOUT:?}",
+                        crate::redact::redact_url(node)
+                    ),
+                )));
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        lapin::Error::from(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "AMQP_URL names no broker",
+        ))
+    }))
+}
+
+/// How long one node may take to accept a connection before the next is tried (a paused or
+/// cut-off node does not refuse, it just does not answer).
+pub const NODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// One node of `AMQP_URL`.
+async fn connect_node(url: &str, connection_name: &str) -> Result<lapin::Connection, lapin::Error> {
     let props = lapin::ConnectionProperties::default()
         .with_connection_name(connection_name.to_owned().into());
     let uri = parse_url(url)?;

@@ -5,7 +5,7 @@
 use crate::contract::{DEAD_DELIVERY_LIMIT, DELIVERY_LIMIT, Topology, header};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{Channel, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 
 fn text(v: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(v.as_bytes().to_vec()))
@@ -33,15 +33,62 @@ pub fn dead_queue_args(dead_letter_exchange: &str) -> FieldTable {
     args
 }
 
-/// Declares exchanges, the apply queue, retry tiers and the dead-letter queue, and binds them.
-pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<(), lapin::Error> {
+/// Declares a quorum queue with `x-quorum-initial-group-size`. A queue declared before that
+/// argument existed here refuses it as inequivalent (which closes the channel): it keeps the
+/// replicas it has, and is declared again, on a new channel, without it. Returns the channel to
+/// go on with.
+async fn declare_quorum(
+    connection: &Connection,
+    channel: Channel,
+    name: &str,
+    args: FieldTable,
+    group_size: u32,
+) -> Result<Channel, lapin::Error> {
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    };
+    let mut sized = args.clone();
+    sized.insert(
+        "x-quorum-initial-group-size".into(),
+        AMQPValue::LongInt(i32::try_from(group_size).unwrap_or(i32::MAX)),
+    );
+    match channel.queue_declare(name.into(), opts, sized).await {
+        Ok(_) => Ok(channel),
+        Err(e) if e.to_string().contains("x-quorum-initial-group-size") => {
+            tracing::info!(
+                queue = name,
+                "declared before its replica count was set: kept as it is"
+            );
+            let channel = connection.create_channel().await?;
+            channel.queue_declare(name.into(), opts, args).await?;
+            Ok(channel)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Declares exchanges, the apply queue, retry tiers and the dead-letter queue, and binds them
+/// (on channels of its own, closed when done).
+pub async fn declare_topology(
+    connection: &Connection,
+    topology: &Topology,
+) -> Result<(), lapin::Error> {
+    let channel = connection.create_channel().await?;
+    let channel = declare_on(connection, channel, topology).await?;
+    let _ = channel.close(200, "topology declared".into()).await;
+    Ok(())
+}
+
+async fn declare_on(
+    connection: &Connection,
+    mut channel: Channel,
+    topology: &Topology,
+) -> Result<Channel, lapin::Error> {
+    let group = topology.quorum_group_size();
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..ExchangeDeclareOptions::default()
-    };
-    let queue_opts = QueueDeclareOptions {
-        durable: true,
-        ..QueueDeclareOptions::default()
     };
     let exchange = topology.exchange();
     let dlx = topology.dead_exchange();
@@ -77,9 +124,7 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
         AMQPValue::LongLongInt(DELIVERY_LIMIT),
     );
     let apply = topology.apply_queue();
-    channel
-        .queue_declare(apply.as_str().into(), queue_opts, apply_args)
-        .await?;
+    channel = declare_quorum(connection, channel, &apply, apply_args, group).await?;
     channel
         .queue_bind(
             apply.as_str().into(),
@@ -94,9 +139,7 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
     // queues a default of 20, and each `dlq list` returns what it held), and it dead-letters into
     // itself as a second line should anything else ever expire a message there.
     let dead = topology.dead_queue();
-    channel
-        .queue_declare(dead.as_str().into(), queue_opts, dead_queue_args(&dlx))
-        .await?;
+    channel = declare_quorum(connection, channel, &dead, dead_queue_args(&dlx), group).await?;
     channel
         .queue_bind(
             dead.as_str().into(),
@@ -108,7 +151,7 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
         .await?;
 
     if let Some(retention) = topology.changes_retention() {
-        declare_changes(channel, topology, retention).await?;
+        declare_changes(&channel, topology, retention).await?;
     }
 
     for tier in topology.tiers() {
@@ -116,9 +159,7 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
         let mut args = quorum_args(Some(&exchange));
         let ttl_ms = i64::try_from(tier.delay.as_millis()).unwrap_or(i64::MAX);
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
-        channel
-            .queue_declare(name.as_str().into(), queue_opts, args)
-            .await?;
+        channel = declare_quorum(connection, channel, &name, args, group).await?;
         let mut binding = FieldTable::default();
         binding.insert("x-match".into(), text("all"));
         binding.insert(header::RETRY_TIER.into(), text(&tier.name));
@@ -132,7 +173,7 @@ pub async fn declare_topology(channel: &Channel, topology: &Topology) -> Result<
             )
             .await?;
     }
-    Ok(())
+    Ok(channel)
 }
 
 /// The change feed: a topic exchange bound with `#` to a stream that keeps `retention` of it.

@@ -20,11 +20,18 @@ pub struct BrokerArgs {
     /// Retry tier delays, in order (e.g. `5s,30s,5m,30m`); after the last, dead-letter.
     #[arg(long, env = "WORKER_RETRY_TIERS", default_value = "5s,30s,5m,30m", value_parser = tiers)]
     pub retry_tiers: TierList,
+
+    /// Replicas each quorum queue is created with (a cluster smaller than this gives every
+    /// node one); queues that exist keep theirs.
+    #[arg(long, env = "AMQP_QUORUM_INITIAL_GROUP_SIZE", default_value_t = shared::contract::DEFAULT_QUORUM_GROUP_SIZE, value_parser = clap::value_parser!(u32).range(1..))]
+    pub quorum_initial_group_size: u32,
 }
 
 impl BrokerArgs {
     pub fn topology(&self) -> shared::Topology {
-        shared::Topology::new(self.amqp_prefix.clone()).with_tiers(self.retry_tiers.0.clone())
+        shared::Topology::new(self.amqp_prefix.clone())
+            .with_tiers(self.retry_tiers.0.clone())
+            .with_quorum_group_size(self.quorum_initial_group_size)
     }
 
     pub fn amqp_url(&self) -> &str {

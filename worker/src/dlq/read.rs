@@ -26,8 +26,8 @@ pub struct DlqReader {
 impl DlqReader {
     pub async fn open(url: &str, topology: &Topology) -> Result<Self, lapin::Error> {
         let connection = shared::amqp::connect(url, &shared::amqp::connection_name("dlq")).await?;
+        shared::amqp::declare_topology(&connection, topology).await?;
         let channel = connection.create_channel().await?;
-        shared::amqp::declare_topology(&channel, topology).await?;
         Ok(Self {
             connection,
             channel,
