@@ -20,6 +20,10 @@ pub struct FeedConfig {
     pub prefetch: u16,
     /// Shown in the RabbitMQ dashboard.
     pub connection_name: String,
+    /// With no delivery for this long, subscribe again from the stored position (cheap; what
+    /// was applied is skipped). A stream reader left on a replica that stopped following its
+    /// leader after a node failure would otherwise wait forever.
+    pub resubscribe_when_idle: Duration,
 }
 
 impl FeedConfig {
@@ -30,6 +34,7 @@ impl FeedConfig {
             stream: format!("{prefix}.changes.log"),
             prefetch: 200,
             connection_name: connection_name.to_owned(),
+            resubscribe_when_idle: Duration::from_secs(20),
         }
     }
 }
@@ -57,7 +62,10 @@ pub async fn run<A: Application>(
     let mut delays = builder.build();
     loop {
         match follow(config, app, stop).await {
-            Ok(()) => return Ok(()),
+            Ok(Followed::Stopped) => return Ok(()),
+            Ok(Followed::Idle) => {
+                tracing::debug!("change feed: idle; subscribing again from the stored position");
+            }
             Err(FeedError::App(e)) => return Err(FeedError::App(e)),
             Err(FeedError::Broker(error)) => {
                 let delay = delays.next().unwrap_or(Duration::from_secs(10));
@@ -87,11 +95,18 @@ pub(crate) fn already_applied(last_seq: Option<i64>, change: &Change) -> bool {
     last_seq.is_some_and(|s| change.seq <= s)
 }
 
+/// How [`follow`] ended without an error.
+enum Followed {
+    Stopped,
+    /// Nothing arrived for `resubscribe_when_idle`.
+    Idle,
+}
+
 async fn follow<A: Application>(
     config: &FeedConfig,
     app: &mut A,
     stop: &CancellationToken,
-) -> Result<(), FeedError<A::Error>> {
+) -> Result<Followed, FeedError<A::Error>> {
     let position = app.position().await.map_err(FeedError::App)?;
     let connection = shared::amqp::connect(&config.amqp_url, &config.connection_name).await?;
     let channel = connection.create_channel().await?;
@@ -116,9 +131,10 @@ async fn follow<A: Application>(
         .await?;
     let mut last_seq = position.map(|p| p.seq);
     tracing::info!(stream = %config.stream, ?position, "following the change feed");
-    loop {
+    let ended = loop {
         let delivery = tokio::select! {
-            _ = stop.cancelled() => break,
+            _ = stop.cancelled() => break Followed::Stopped,
+            _ = tokio::time::sleep(config.resubscribe_when_idle) => break Followed::Idle,
             next = consumer.next() => match next {
                 Some(d) => d?,
                 None => return Err(FeedError::Broker(lapin::Error::from(
@@ -140,10 +156,10 @@ async fn follow<A: Application>(
             Err(error) => tracing::warn!(%error, offset, "not a change: skipped"),
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
-    }
+    };
     let _ = channel.close(200, "stopping".into()).await;
     let _ = connection.close(200, "stopping".into()).await;
-    Ok(())
+    Ok(ended)
 }
 
 #[cfg(test)]

@@ -32,7 +32,6 @@ pub async fn read_stream(
     amqp_url: &str,
     topology: &Topology,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
-    let mut out = Vec::new();
     let opts = TailOptions {
         from: From::Seq(0),
         kinds: Vec::new(),
@@ -40,7 +39,20 @@ pub async fn read_stream(
         idle: Duration::from_secs(3),
         max: None,
     };
-    tail(amqp_url, topology, &opts, &mut out).await?;
+    // Right after a node restarts, its replica of the stream may not be up yet ("does not
+    // have a replica on the local node"): a reader tries again, as an application would.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let out = loop {
+        let mut out = Vec::new();
+        match tail(amqp_url, topology, &opts, &mut out).await {
+            Ok(_) => break out,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("reading the stream: {e}; again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     out.split(|b| *b == b'\n')
         .filter(|l| !l.is_empty())
         .map(|l| Ok(serde_json::from_slice(l)?))

@@ -12,10 +12,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod db;
 pub mod env;
 pub mod feed;
 pub mod ingest;
+pub mod node;
 pub mod procs;
 mod proxy;
 mod rabbit;

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod corpus;
 pub mod feed_check;
+pub mod scenario;
 
 /// Names every binary reads from the environment, by binary (`ingest`, `worker`), from their
 /// command-line definitions (clap `env`), plus the variables read outside clap.

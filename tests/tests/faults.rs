@@ -6,74 +6,30 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 use testkit::TcpProxy;
-use testkit::stack::{Delivery, Stack, send_all};
-use tests::corpus::{Corpus, delivery_order, generate};
+use testkit::stack::Stack;
+use tests::corpus::generate;
+use tests::scenario::{Sender, send};
 use tokio::sync::Mutex;
 
 static SERIAL: Mutex<()> = Mutex::const_new(());
 
-/// Starts sending in the background; returns the task.
-fn send(stack: &Stack, corpus: &Corpus, seed: u64) -> tokio::task::JoinHandle<anyhow::Result<()>> {
-    let bodies = delivery_order(&corpus.events, 0.10, seed);
-    let client = stack.client.clone();
-    let url = stack.webhook_url();
-    tokio::spawn(
-        async move { send_all(&client, &url, bodies, 16, Arc::new(Delivery::default())).await },
-    )
-}
-
 async fn wait_progress(stack: &Stack, at_least: i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while stack
-        .count("SELECT count(*) AS n FROM processed_events")
+    tests::scenario::wait_progress(stack, at_least)
         .await
-        .unwrap_or(0)
-        < at_least
-    {
-        assert!(tokio::time::Instant::now() < deadline, "no progress");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        .unwrap();
 }
 
 async fn finish(
     stack: Stack,
-    corpus: &Corpus,
-    sender: tokio::task::JoinHandle<anyhow::Result<()>>,
+    corpus: &tests::corpus::Corpus,
+    sender: Sender,
     app: Option<tests::app::RunningApp>,
 ) {
-    sender.await.unwrap().unwrap();
-    stack
-        .wait_processed(corpus.distinct_ids, Duration::from_secs(180))
+    tests::scenario::finish(stack, corpus, sender, app)
         .await
         .unwrap();
-    let mut got = stack.tables().await.unwrap();
-    tests::corpus::sort(&mut got);
-    assert_eq!(got, corpus.expected, "end state differs from the model");
-    let audit_per_event = stack
-        .count("SELECT count(*) AS n FROM (SELECT event_id FROM audit_log WHERE action <> 'group_removed' GROUP BY event_id HAVING count(*) > 1) d")
-        .await
-        .unwrap();
-    assert_eq!(audit_per_event, 0, "an event applied twice");
-    let validator = jsonschema::validator_for(&tests::feed_check::schema()).unwrap();
-    let report =
-        tests::feed_check::check_feed(&stack, |m| validator.validate(m).map_err(|e| e.to_string()))
-            .await
-            .unwrap();
-    eprintln!(
-        "feed: {} changes, {} re-published",
-        report.changes.len(),
-        report.republished
-    );
-    if let Some(app) = app {
-        app.converged(&stack.db, Duration::from_secs(60))
-            .await
-            .unwrap();
-        app.stop().await.unwrap();
-    }
-    stack.teardown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +211,7 @@ async fn memory_alarm_blocks_publishing_but_applied_events_are_still_acked() {
     let corpus = generate(5, 10, 30, 3000);
     let mut stack = Stack::new("alarm").await.unwrap();
     stack.start_ingest().await.unwrap();
-    send(&stack, &corpus, 5).await.unwrap().unwrap();
+    send(&stack, &corpus, 5).task.await.unwrap().unwrap();
     // Everything is queued; now the broker blocks every connection that publishes.
     let alarm = MemoryAlarm::raise();
     stack.start_worker().await.unwrap();
@@ -280,5 +236,9 @@ async fn memory_alarm_blocks_publishing_but_applied_events_are_still_acked() {
         "the relay could not publish during the alarm"
     );
     drop(alarm);
-    finish(stack, &corpus, tokio::spawn(async { Ok(()) }), None).await;
+    let done = Sender {
+        task: tokio::spawn(async { Ok(()) }),
+        stats: Default::default(),
+    };
+    finish(stack, &corpus, done, None).await;
 }

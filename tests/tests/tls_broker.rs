@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testkit::fixture;
 use testkit::stack::{Delivery, Stack, send_all};
-use testkit::tls::{Pki, TlsBroker};
+use testkit::tls::{Pki, tls_node};
 
 /// `worker migrate --topology` against the stack's broker with these variables: (success, stderr).
 async fn migrate(stack: &Stack, env: &[(&str, &str)]) -> (bool, String) {
@@ -35,10 +35,10 @@ async fn migrate(stack: &Stack, env: &[(&str, &str)]) -> (bool, String) {
 async fn ingest_and_worker_over_amqps_with_a_private_ca() {
     let root = std::env::temp_dir().join(format!("scim-tls-{:08x}", rand::random::<u32>()));
     let pki = Pki::create(&root.join("pki")).unwrap();
-    let broker = TlsBroker::start(&root.join("node"), &pki).await.unwrap();
+    let broker = tls_node(&root.join("node"), &pki).await.unwrap();
     let mut stack = Stack::new("tls").await.unwrap();
-    stack.amqp = broker.url();
-    stack.ingest_amqp = broker.url();
+    stack.amqp = broker.url(true);
+    stack.ingest_amqp = broker.url(true);
     let ca = pki.ca.display().to_string();
 
     // The public roots alone, or a CA that did not sign the broker's certificate: refused.

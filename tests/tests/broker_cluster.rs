@@ -1,0 +1,170 @@
+//! Broker high availability on a real three-node RabbitMQ cluster started by the test (its own
+//! nodes, ports, directories and cookie; torn down even when a scenario fails). Ingest and
+//! worker get every node in `AMQP_URL`. Each scenario sends the shuffled corpus with duplicates
+//! like Scalekit (retried until 2xx) while the fault happens, then checks what the fault suite
+//! checks: every event applied exactly once, the end state equal to the in-order model, the
+//! change feed complete and in order (read by an independent stream reader). It prints how long
+//! ingest was unready, how many answers were not 2xx, and how long the worker took to resume.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use testkit::cluster::Cluster;
+use testkit::stack::Stack;
+use tests::corpus::generate;
+use tests::scenario::{finish, send, wait_progress};
+use tokio::sync::Mutex;
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// `kill -9` the node leading the apply queue, restart it later.
+    KillApplyLeader,
+    /// Each node stopped and started again in turn.
+    RollingRestart,
+    /// The node ingest and worker are connected to (the first in `AMQP_URL`) stopped gracefully.
+    StopConnectedNode,
+    /// A minority node frozen (SIGSTOP): it neither answers nor refuses; then thawed.
+    PauseMinority,
+}
+
+/// Samples, every 100 ms: ingest's readiness and the number of events applied.
+struct Monitor {
+    samples: Arc<Mutex<Vec<(Instant, bool, i64)>>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Monitor {
+    fn start(stack: &Stack) -> Self {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = tokio_util::sync::CancellationToken::new();
+        let (out, token) = (Arc::clone(&samples), stop.clone());
+        let ready_url = format!("http://127.0.0.1:{}/readyz", stack.ingest_port);
+        let client = stack.client.clone();
+        let db_url = stack.db.url.clone();
+        tokio::spawn(async move {
+            let db = testkit::db::TestDb {
+                name: String::new(),
+                url: db_url,
+            };
+            while !token.is_cancelled() {
+                let ready = client
+                    .get(&ready_url)
+                    .timeout(Duration::from_millis(500))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                let applied = db
+                    .try_count("SELECT count(*) AS n FROM processed_events")
+                    .await
+                    .unwrap_or(-1);
+                out.lock().await.push((Instant::now(), ready, applied));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        Self { samples, stop }
+    }
+
+    /// (seconds ingest was not ready, the longest the applied count stood still after `fault`
+    /// while events were still to apply).
+    async fn finish(self, fault: Instant) -> (f64, f64) {
+        self.stop.cancel();
+        let samples = self.samples.lock().await.clone();
+        let unready = samples
+            .windows(2)
+            .filter(|w| !w[0].1)
+            .map(|w| (w[1].0 - w[0].0).as_secs_f64())
+            .sum();
+        let total = samples.iter().map(|s| s.2).max().unwrap_or(0);
+        let mut longest = 0.0f64;
+        let mut since: Option<(Instant, i64)> = None;
+        for s in samples.iter().filter(|s| s.0 >= fault && s.2 >= 0) {
+            match since {
+                Some((t, n)) if s.2 == n && n < total => {
+                    longest = longest.max((s.0 - t).as_secs_f64());
+                }
+                _ => since = Some((s.0, s.2)),
+            }
+        }
+        (unready, longest)
+    }
+}
+
+async fn scenario(cluster: &mut Cluster, fault: Fault, seed: u64) {
+    let corpus = generate(seed, 8, 25, 1200);
+    let mut stack = Stack::new("ha").await.unwrap();
+    stack.amqp = cluster.url();
+    stack.ingest_amqp = cluster.url();
+    stack.start_worker().await.unwrap();
+    stack.start_ingest().await.unwrap();
+    let monitor = Monitor::start(&stack);
+    let sender = send(&stack, &corpus, seed);
+    wait_progress(&stack, 200).await.unwrap();
+    let fault_at = Instant::now();
+    match fault {
+        Fault::KillApplyLeader => {
+            let leader = cluster
+                .leader_of(&stack.topology.apply_queue())
+                .expect("the apply queue has a leader");
+            cluster.nodes[leader].kill9();
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            cluster.nodes[leader].boot().await.unwrap();
+        }
+        Fault::RollingRestart => {
+            for i in 0..cluster.nodes.len() {
+                cluster.nodes[i].stop().unwrap();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                cluster.nodes[i].boot().await.unwrap();
+                cluster
+                    .wait_running(cluster.nodes.len(), Duration::from_secs(60))
+                    .await
+                    .unwrap();
+            }
+        }
+        Fault::StopConnectedNode => {
+            cluster.nodes[0].stop().unwrap();
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            cluster.nodes[0].boot().await.unwrap();
+        }
+        Fault::PauseMinority => {
+            let minority = cluster.nodes.len() - 1;
+            cluster.nodes[minority].pause();
+            tokio::time::sleep(Duration::from_secs(12)).await;
+            cluster.nodes[minority].resume();
+        }
+    }
+    let retried = Arc::clone(&sender.stats);
+    // The example application is not followed here: a long-lived stream consumer was seen to
+    // stall after the leader's node was killed (README, "High availability"); the independent
+    // reader in `finish` checks the feed itself.
+    finish(stack, &corpus, sender, None).await.unwrap();
+    let (unready, resumed) = monitor.finish(fault_at).await;
+    eprintln!(
+        "{fault:?}: ingest unready {unready:.1} s, {} answers not 2xx (retried), longest pause in applying {resumed:.1} s",
+        retried.retried.load(Ordering::Relaxed)
+    );
+    cluster
+        .wait_running(cluster.nodes.len(), Duration::from_secs(90))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_node_cluster_survives_node_faults() {
+    if std::env::var("E2E_LOG").is_ok() {
+        shared::telemetry::init("pretty".parse().unwrap());
+    }
+    let mut cluster = Cluster::start(3).await.unwrap();
+    for (i, fault) in [
+        Fault::KillApplyLeader,
+        Fault::RollingRestart,
+        Fault::StopConnectedNode,
+        Fault::PauseMinority,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        scenario(&mut cluster, fault, 40 + i as u64).await;
+    }
+}
