@@ -95,19 +95,14 @@ pub(crate) fn already_applied(last_seq: Option<i64>, change: &Change) -> bool {
     last_seq.is_some_and(|s| change.seq <= s)
 }
 
-/// How [`follow`] ended without an error.
-enum Followed {
-    Stopped,
-    /// Nothing arrived for `resubscribe_when_idle`.
-    Idle,
-}
+/// How long connecting and subscribing may take before it is tried again.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
 
-async fn follow<A: Application>(
+/// Connects and subscribes to the stream just after `position`.
+async fn subscribe(
     config: &FeedConfig,
-    app: &mut A,
-    stop: &CancellationToken,
-) -> Result<Followed, FeedError<A::Error>> {
-    let position = app.position().await.map_err(FeedError::App)?;
+    position: Option<Position>,
+) -> Result<(lapin::Connection, lapin::Channel, lapin::Consumer), lapin::Error> {
     let connection = shared::amqp::connect(&config.amqp_url, &config.connection_name).await?;
     let channel = connection.create_channel().await?;
     channel
@@ -121,7 +116,7 @@ async fn follow<A: Application>(
         None => AMQPValue::LongString(LongString::from(b"first".to_vec())),
     };
     args.insert("x-stream-offset".into(), start);
-    let mut consumer = channel
+    let consumer = channel
         .basic_consume(
             config.stream.as_str().into(),
             config.connection_name.as_str().into(),
@@ -129,6 +124,37 @@ async fn follow<A: Application>(
             args,
         )
         .await?;
+    Ok((connection, channel, consumer))
+}
+
+/// How [`follow`] ended without an error.
+enum Followed {
+    Stopped,
+    /// Nothing arrived for `resubscribe_when_idle`.
+    Idle,
+}
+
+async fn follow<A: Application>(
+    config: &FeedConfig,
+    app: &mut A,
+    stop: &CancellationToken,
+) -> Result<Followed, FeedError<A::Error>> {
+    let position = app.position().await.map_err(FeedError::App)?;
+    // Subscribing is bounded: a broker still starting (or a stream whose leader is moving) has
+    // been seen to leave the consume request unanswered, which would hold the feed for good.
+    let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribe(config, position)).await;
+    let (connection, channel, mut consumer) = match subscribed {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(FeedError::Broker(lapin::Error::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no subscription to {} within {SUBSCRIBE_TIMEOUT:?}",
+                    config.stream
+                ),
+            ))));
+        }
+    };
     let mut last_seq = position.map(|p| p.seq);
     tracing::info!(stream = %config.stream, ?position, "following the change feed");
     let ended = loop {
@@ -157,8 +183,12 @@ async fn follow<A: Application>(
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
     };
-    let _ = channel.close(200, "stopping".into()).await;
-    let _ = connection.close(200, "stopping".into()).await;
+    // Bounded too: closing waits for the broker's answer.
+    let close = async {
+        let _ = channel.close(200, "stopping".into()).await;
+        let _ = connection.close(200, "stopping".into()).await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
     Ok(ended)
 }
 

@@ -9,6 +9,15 @@ pub mod corpus;
 pub mod feed_check;
 pub mod scenario;
 
+/// With `E2E_LOG` set, the in-process parts of a suite (the example application, the change
+/// feed) log too, like the binaries do.
+pub fn logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if std::env::var("E2E_LOG").is_ok() {
+        ONCE.call_once(|| shared::telemetry::init(shared::telemetry::LogFormat::Pretty));
+    }
+}
+
 /// Names every binary reads from the environment, by binary (`ingest`, `worker`), from their
 /// command-line definitions (clap `env`), plus the variables read outside clap.
 pub fn env_names(binary: &str) -> std::collections::BTreeSet<String> {

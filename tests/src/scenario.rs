@@ -16,6 +16,7 @@ pub struct Sender {
 
 /// Starts sending the corpus (10 % duplicates, shuffled by `seed`) in the background.
 pub fn send(stack: &Stack, corpus: &Corpus, seed: u64) -> Sender {
+    crate::logs();
     let bodies = delivery_order(&corpus.events, 0.10, seed);
     let client = stack.client.clone();
     let url = stack.webhook_url();

@@ -136,8 +136,8 @@ async fn scenario(cluster: &mut Cluster, fault: Fault, seed: u64) {
     }
     let retried = Arc::clone(&sender.stats);
     // The example application is not followed here: a long-lived stream consumer was seen to
-    // stall after the leader's node was killed (README, "High availability"); the independent
-    // reader in `finish` checks the feed itself.
+    // stall after the stream leader's node was killed (README, "High availability"); the
+    // independent reader in `finish` checks the feed itself.
     finish(stack, &corpus, sender, None).await.unwrap();
     let (unready, resumed) = monitor.finish(fault_at).await;
     eprintln!(
@@ -152,9 +152,7 @@ async fn scenario(cluster: &mut Cluster, fault: Fault, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_node_cluster_survives_node_faults() {
-    if std::env::var("E2E_LOG").is_ok() {
-        shared::telemetry::init("pretty".parse().unwrap());
-    }
+    tests::logs();
     let mut cluster = Cluster::start(3).await.unwrap();
     for (i, fault) in [
         Fault::KillApplyLeader,
