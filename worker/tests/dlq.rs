@@ -300,10 +300,15 @@ async fn the_dead_letter_queue_has_an_explicit_delivery_limit() {
         ..QueueDeclareOptions::default()
     };
     let ch = broker.tap.connection.create_channel().await.unwrap();
-    let args = shared::amqp::dead_queue_args(&t.dead_exchange());
+    let mut args = shared::amqp::dead_queue_args(&t.dead_exchange());
     assert_eq!(
         args.inner().get("x-delivery-limit"),
         Some(&AMQPValue::LongLongInt(DEAD_DELIVERY_LIMIT))
+    );
+    // As the topology declared it: with its replica count.
+    args.insert(
+        "x-quorum-initial-group-size".into(),
+        AMQPValue::LongInt(i32::try_from(t.quorum_group_size()).unwrap()),
     );
     ch.queue_declare(t.dead_queue().as_str().into(), opts, args.clone())
         .await
