@@ -159,6 +159,22 @@ impl Stack {
         self.db.try_count(sql).await
     }
 
+    /// Sends every sample body (`crate::FIXTURES`) like Scalekit and waits until the worker
+    /// has processed them all.
+    pub async fn deliver_fixtures(&self) -> anyhow::Result<()> {
+        let bodies: Vec<Vec<u8>> = crate::FIXTURES.iter().map(|f| crate::fixture(f)).collect();
+        let n = bodies.len();
+        send_all(
+            &self.client,
+            &self.webhook_url(),
+            bodies,
+            4,
+            Arc::new(Delivery::default()),
+        )
+        .await?;
+        self.wait_processed(n, Duration::from_secs(60)).await
+    }
+
     /// Waits until `processed_events` holds `n` rows and the apply queue is empty.
     pub async fn wait_processed(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -12,10 +12,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use shared::amqp::lapin;
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
-use testkit::fixture;
-use testkit::stack::{Delivery, Stack, send_all};
+use testkit::stack::Stack;
 
 /// Users created with `rabbitmqctl` on the machine's broker, deleted when dropped.
 struct Users(Vec<String>);
@@ -97,27 +94,7 @@ async fn the_pair_runs_with_per_role_users_and_ingest_can_only_publish() {
 
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let bodies: Vec<Vec<u8>> = [
-        "01_directory_enabled.json",
-        "02_group_created.json",
-        "03_user_created.json",
-        "04_user_updated.json",
-        "05_group_updated.json",
-        "06_user_deleted.json",
-        "07_group_deleted.json",
-    ]
-    .iter()
-    .map(|f| fixture(f))
-    .collect();
-    let n = bodies.len();
-    let stats = Arc::new(Delivery::default());
-    send_all(&stack.client, &stack.webhook_url(), bodies, 4, stats)
-        .await
-        .unwrap();
-    stack
-        .wait_processed(n, Duration::from_secs(60))
-        .await
-        .unwrap();
+    stack.deliver_fixtures().await.unwrap();
     let changes = stack
         .count("SELECT count(*) AS n FROM changes WHERE published_at IS NOT NULL")
         .await

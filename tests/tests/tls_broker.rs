@@ -5,10 +5,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
-use testkit::fixture;
-use testkit::stack::{Delivery, Stack, send_all};
+use testkit::stack::Stack;
 use testkit::tls::{Pki, tls_node};
 
 /// `worker migrate --topology` against the stack's broker with these variables: (success, stderr).
@@ -74,30 +72,7 @@ async fn ingest_and_worker_over_amqps_with_a_private_ca() {
     stack.env.push(("AMQP_CA_FILE".to_owned(), ca.clone()));
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let bodies: Vec<Vec<u8>> = [
-        "01_directory_enabled.json",
-        "02_group_created.json",
-        "03_user_created.json",
-        "04_user_updated.json",
-        "06_user_deleted.json",
-    ]
-    .iter()
-    .map(|f| fixture(f))
-    .collect();
-    let n = bodies.len();
-    send_all(
-        &stack.client,
-        &stack.webhook_url(),
-        bodies,
-        4,
-        Arc::new(Delivery::default()),
-    )
-    .await
-    .unwrap();
-    stack
-        .wait_processed(n, Duration::from_secs(60))
-        .await
-        .unwrap();
+    stack.deliver_fixtures().await.unwrap();
     assert!(
         testkit::wait_until(Duration::from_secs(20), || async {
             stack
