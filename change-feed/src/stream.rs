@@ -181,7 +181,18 @@ async fn follow<A: Application>(
             }
             Err(error) => tracing::warn!(%error, offset, "not a change: skipped"),
         }
-        delivery.acker.ack(BasicAckOptions::default()).await?;
+        // Bounded: an ack on a connection that died under it must not hold the feed.
+        tokio::time::timeout(
+            SUBSCRIBE_TIMEOUT,
+            delivery.acker.ack(BasicAckOptions::default()),
+        )
+        .await
+        .map_err(|_| {
+            lapin::Error::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no ack written within the subscribe timeout",
+            ))
+        })??;
     };
     // Bounded too: closing waits for the broker's answer.
     let close = async {
