@@ -26,10 +26,14 @@ impl Cluster {
         let cluster = Self { nodes, root };
         let first = cluster.nodes[0].name.clone();
         for node in &cluster.nodes[1..] {
-            node.ctl(&["stop_app"])?;
-            node.ctl(&["reset"])?;
-            node.ctl(&["join_cluster", &first])?;
-            node.ctl(&["start_app"])?;
+            for step in [
+                vec!["stop_app"],
+                vec!["reset"],
+                vec!["join_cluster", first.as_str()],
+                vec!["start_app"],
+            ] {
+                ctl_retrying(node, &step).await?;
+            }
         }
         cluster.wait_running(size, Duration::from_secs(60)).await?;
         Ok(cluster)
@@ -77,6 +81,22 @@ impl Cluster {
             .nth(1)?
             .to_owned();
         self.nodes.iter().position(|n| n.name == leader)
+    }
+}
+
+/// A node whose listener is up may still refuse the CLI for a moment (its distribution is
+/// still starting, the machine is busy): each step is tried for up to 60 s.
+async fn ctl_retrying(node: &Node, args: &[&str]) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        match node.ctl(args) {
+            Ok(out) => return Ok(out),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                eprintln!("cluster set-up: {args:?} on {}: {e}; again", node.name);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
