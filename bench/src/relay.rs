@@ -55,6 +55,19 @@ pub async fn after_drain(db_url: &str, watch: &Watched, events: u32) -> anyhow::
     })
 }
 
+/// Waits (up to `timeout`) until no change is unpublished; how many were when it started.
+pub async fn wait_published(db_url: &str, timeout: Duration) -> anyhow::Result<i64> {
+    let mut conn = AsyncPgConnection::establish(db_url).await?;
+    let unpublished = "SELECT count(*) AS n FROM changes WHERE published_at IS NULL";
+    let backlog = count(&mut conn, unpublished).await?;
+    let started = Instant::now();
+    while count(&mut conn, unpublished).await? > 0 {
+        anyhow::ensure!(started.elapsed() < timeout, "the relay did not catch up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(backlog)
+}
+
 /// Commit → published (confirmed and marked) of the changes whose cause ids lie in `[from, to)`:
 /// (p50 ms, p99 ms, how many).
 pub async fn latency(db_url: &str, from: &str, to: &str) -> anyhow::Result<(f64, f64, usize)> {

@@ -1,6 +1,7 @@
 //! Retention, run by the leading relay in small batches: published changes older than
 //! `CHANGES_RETENTION`, and dedupe rows older than `PROCESSED_EVENTS_RETENTION` (which must
-//! outlive Scalekit's retries, about 28 hours, and manual replays, days later).
+//! outlive Scalekit's retries, about 28 hours, and manual replays, days later). The records
+//! operators ask about (dead-lettered events, sync runs) are kept as long as the dedupe rows.
 
 use chrono::Utc;
 use diesel::sql_types::Timestamptz;
@@ -33,6 +34,14 @@ pub async fn run(
         ),
         (
             "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)",
+            retention.processed_events,
+        ),
+        (
+            "DELETE FROM dead_lettered_events WHERE id IN (SELECT id FROM dead_lettered_events WHERE dead_lettered_at < $1 ORDER BY id LIMIT $2)",
+            retention.processed_events,
+        ),
+        (
+            "DELETE FROM sync_runs WHERE id IN (SELECT id FROM sync_runs WHERE finished_at < $1 ORDER BY id LIMIT $2)",
             retention.processed_events,
         ),
     ] {

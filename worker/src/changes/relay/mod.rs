@@ -7,21 +7,27 @@
 //! at commit) and polls as a fallback. Publishing is at-least-once: a crash between the
 //! broker's confirm and the `published_at` update publishes the same rows again, with the same
 //! `id` and `seq`, so consumers skip what they have already applied.
+//!
+//! A round (`round`) selects the next rows and starts their publishes; the marker (`marker`,
+//! on a second connection) settles each round's confirms and marks it published, while the
+//! next round is already selected and on the wire.
+
+mod marker;
+mod round;
+
+pub use round::body;
 
 use super::outbox::NOTIFY_CHANNEL;
 use super::prune::{self, Retention};
-use crate::db::schema::changes as c;
 use crate::metrics::Metrics;
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
+use lapin::Channel;
 use lapin::options::ConfirmSelectOptions;
-use lapin::types::{AMQPValue, FieldTable, LongString};
-use lapin::{BasicProperties, Channel};
+use marker::Marker;
 use shared::Topology;
-use shared::amqp::{BrokerLink, Outgoing, PublishError, confirm_within, start_all};
-use shared::changes::{Change, ChangeKind, ChangePayload, header};
+use shared::amqp::{BrokerLink, PublishError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -53,7 +59,7 @@ pub struct RelaySettings {
     pub database_url: String,
     /// Session bounds of the relay's connection.
     pub timeouts: crate::db::Timeouts,
-    /// Rows published per round (one confirm window).
+    /// Rows published per round.
     pub batch: i64,
     /// Fallback poll, and how often a follower tries to become the leader.
     pub poll: Duration,
@@ -77,6 +83,8 @@ pub enum RelayError {
     Broker(#[from] lapin::Error),
     #[error("outbox row {seq} is not a change: {reason}")]
     Corrupt { seq: i64, reason: String },
+    #[error("the relay's marker stopped: {0}")]
+    MarkerStopped(String),
 }
 
 /// Runs until `stop`: tries to lead; while leading, relays and prunes. Cancel `stop` after the
@@ -91,7 +99,7 @@ pub async fn run(
     while !stop.is_cancelled() {
         // Once stopped, a term gets `STOP_GRACE` for its last round; a term stuck on an
         // unreachable database is dropped (which closes its connection and frees the lock).
-        let term = lead(&settings, &link, &topology, &metrics, &stop);
+        let term = lead(&settings, &link, &topology, metrics.clone(), &stop);
         let outcome = tokio::select! {
             outcome = term => outcome,
             () = async {
@@ -119,15 +127,10 @@ async fn lead(
     settings: &RelaySettings,
     link: &BrokerLink,
     topology: &Topology,
-    metrics: &Metrics,
+    metrics: Arc<Metrics>,
     stop: &CancellationToken,
 ) -> Result<bool, RelayError> {
-    let mut conn = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        crate::db::connect(&settings.database_url, &settings.timeouts),
-    )
-    .await
-    .map_err(|_| RelayError::ConnectTimeout(CONNECT_TIMEOUT))??;
+    let mut conn = connect(settings).await?;
     #[derive(QueryableByName)]
     struct Leader {
         #[diesel(sql_type = diesel::sql_types::Bool)]
@@ -141,12 +144,7 @@ async fn lead(
     if !leader.leader {
         return Ok(true);
     }
-    // A mark lost in a crash only re-publishes its rows (same ids, consumers skip them), so the
-    // relay's own commits need not wait for the WAL flush; the changes they mark were flushed
-    // by the transactions that wrote them.
-    diesel::sql_query("SET synchronous_commit = off")
-        .execute(&mut conn)
-        .await?;
+    let mut marker = Marker::start(connect(settings).await?, settings, metrics.clone());
     diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
         .execute(&mut conn)
         .await?;
@@ -157,7 +155,12 @@ async fn lead(
     let mut last_prune: Option<Instant> = None;
     let mut last_sample: Option<Instant> = None;
     let mut stopping = false;
+    // The last row handed to the marker: rows after it are the next to publish (the ones
+    // before may not be marked yet).
+    let mut after = None;
     loop {
+        // Round after round while rows keep coming; each round's confirms are settled by the
+        // marker while the next is selected and sent.
         while link.is_ready() {
             let ch = match &channel {
                 Some(ch) if ch.status().connected() => ch.clone(),
@@ -168,22 +171,31 @@ async fn lead(
                     ch
                 }
             };
-            let (published, full) =
-                bounded(publish_round(&mut conn, &ch, &exchange, settings)).await?;
-            metrics
-                .changes_published
-                .inc_by(u64::try_from(published).unwrap_or(0));
+            let started = bounded(round::start(
+                &mut conn,
+                &ch,
+                &exchange,
+                settings.batch,
+                after,
+            ))
+            .await?;
+            let Some(started) = started else { break };
+            after = Some(started.last_seq);
+            let full = started.full;
+            marker.hand(started).await?;
             if !full {
                 break;
             }
         }
-        if stopping || last_sample.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
-            bounded(sample(&mut conn, metrics)).await?;
-            last_sample = Some(Instant::now());
-        }
         if stopping {
             // The last round ran after the consumers finished: nothing they committed waits.
+            marker.drain().await?;
+            bounded(sample(&mut conn, &metrics)).await?;
             return Ok(false);
+        }
+        if last_sample.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
+            bounded(sample(&mut conn, &metrics)).await?;
+            last_sample = Some(Instant::now());
         }
         if last_prune.is_none_or(|t| t.elapsed() >= prune::EVERY) {
             bounded(async { Ok(prune::run(&mut conn, &settings.retention).await?) }).await?;
@@ -195,144 +207,34 @@ async fn lead(
                 _ = stop.cancelled() => None,
                 _ = tokio::time::sleep(settings.poll) => Some(()),
                 _ = notifications.next() => Some(()),
+                () = marker.failed() => Some(()),
             };
             // Several commits may have notified meanwhile: one round takes them all.
             while let Some(Some(_)) = notifications.next().now_or_never() {}
             woke
         };
+        if marker.is_failed() {
+            marker.drain().await?;
+            return Ok(true);
+        }
         stopping = woke.is_none();
     }
 }
 
-type Row = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    serde_json::Value,
-);
-
-/// The message body of an outbox row.
-pub fn body(row: &Row) -> Result<Change, RelayError> {
-    let (seq, id, kind, org, cause, occurred_at, committed_at, payload) = row;
-    let corrupt = |reason: String| RelayError::Corrupt { seq: *seq, reason };
-    Ok(Change {
-        id: id.clone(),
-        seq: *seq,
-        kind: ChangeKind::parse(kind).ok_or_else(|| corrupt(format!("unknown kind {kind:?}")))?,
-        organization_id: org.clone(),
-        cause_event_id: cause.clone(),
-        occurred_at: *occurred_at,
-        committed_at: *committed_at,
-        payload: serde_json::from_value::<ChangePayload>(payload.clone())
-            .map_err(|e| corrupt(e.to_string()))?,
-    })
-}
-
-fn properties(change: &Change) -> BasicProperties {
-    let mut headers = FieldTable::default();
-    headers.insert(header::SEQ.into(), AMQPValue::LongLongInt(change.seq));
-    headers.insert(
-        header::CHANGE_KIND.into(),
-        AMQPValue::LongString(LongString::from(change.kind.as_str().as_bytes().to_vec())),
-    );
-    headers.insert(
-        header::ORGANIZATION_ID.into(),
-        AMQPValue::LongString(LongString::from(change.organization_id.as_bytes().to_vec())),
-    );
-    BasicProperties::default()
-        .with_message_id(change.id.as_str().into())
-        .with_content_type("application/json".into())
-        .with_delivery_mode(2)
-        .with_timestamp(u64::try_from(change.committed_at.timestamp()).unwrap_or(0))
-        .with_headers(headers)
-}
-
-/// Publishes the oldest unpublished rows (one window, in `seq` order on one channel) and marks
-/// the confirmed prefix published. Returns how many were published and whether the window was
-/// full (more may be waiting).
-async fn publish_round(
-    conn: &mut AsyncPgConnection,
-    channel: &Channel,
-    exchange: &str,
-    settings: &RelaySettings,
-) -> Result<(usize, bool), RelayError> {
-    let started = Instant::now();
-    let rows: Vec<Row> = c::table
-        .filter(c::published_at.is_null())
-        .order(c::seq)
-        .limit(settings.batch)
-        .select((
-            c::seq,
-            c::id,
-            c::kind,
-            c::organization_id,
-            c::cause_event_id,
-            c::occurred_at,
-            c::committed_at,
-            c::payload,
-        ))
-        .load(conn)
+/// A connection for the relay, bounded in time. A mark lost in a crash only re-publishes its
+/// rows (same ids, consumers skip them), so the relay's commits need not wait for the WAL
+/// flush; the changes they mark were flushed by the transactions that wrote them.
+async fn connect(settings: &RelaySettings) -> Result<AsyncPgConnection, RelayError> {
+    let mut conn = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        crate::db::connect(&settings.database_url, &settings.timeouts),
+    )
+    .await
+    .map_err(|_| RelayError::ConnectTimeout(CONNECT_TIMEOUT))??;
+    diesel::sql_query("SET synchronous_commit = off")
+        .execute(&mut conn)
         .await?;
-    if rows.is_empty() {
-        return Ok((0, false));
-    }
-    let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= settings.batch;
-    let selected = started.elapsed();
-    let mut bodies = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let change = body(row)?;
-        let bytes = serde_json::to_vec(&change).map_err(|e| RelayError::Corrupt {
-            seq: change.seq,
-            reason: e.to_string(),
-        })?;
-        bodies.push((change, bytes));
-    }
-    let outgoing = bodies.iter().map(|(change, bytes)| Outgoing {
-        exchange,
-        routing_key: change.kind.as_str(),
-        body: bytes,
-        properties: properties(change),
-    });
-    let mut pending = Vec::with_capacity(rows.len());
-    for ((change, _), confirm) in bodies.iter().zip(start_all(channel, outgoing).await) {
-        pending.push((change.seq, confirm?));
-    }
-    let sent = started.elapsed();
-    // Confirms in order: only the prefix that the broker took is marked published.
-    let mut confirmed = Vec::with_capacity(pending.len());
-    let mut failure = None;
-    for (seq, confirm) in pending {
-        match confirm_within(settings.confirm_timeout, async { Ok(confirm) }).await {
-            Ok(()) => confirmed.push(seq),
-            Err(e) => {
-                failure = Some(e);
-                break;
-            }
-        }
-    }
-    let settled = started.elapsed();
-    if !confirmed.is_empty() {
-        diesel::update(c::table.filter(c::seq.eq_any(&confirmed)))
-            .set(c::published_at.eq(diesel::dsl::now))
-            .execute(conn)
-            .await?;
-    }
-    tracing::debug!(
-        rows = rows.len(),
-        select_ms = selected.as_secs_f64() * 1e3,
-        publish_ms = (sent - selected).as_secs_f64() * 1e3,
-        confirm_ms = (settled - sent).as_secs_f64() * 1e3,
-        mark_ms = (started.elapsed() - settled).as_secs_f64() * 1e3,
-        "relay round"
-    );
-    match failure {
-        Some(e) => Err(e.into()),
-        None => Ok((confirmed.len(), full)),
-    }
+    Ok(conn)
 }
 
 /// The lag and depth gauges, as the leader sees them.
