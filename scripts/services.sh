@@ -46,3 +46,11 @@ if ! pg_ready; then
 fi
 wait_for RabbitMQ 120 rabbit_ready
 wait_for PostgreSQL 60 pg_ready
+# The management API (`worker status` rates, KEDA) and the Prometheus endpoint (the live
+# Prometheus test): enabling plugins that are on already changes nothing.
+if command -v rabbitmq-plugins >/dev/null && [ "$AMQP_HOST" = 127.0.0.1 ]; then
+  timeout 60 rabbitmq-plugins enable --quiet rabbitmq_management rabbitmq_prometheus >/dev/null 2>&1 \
+    || echo "services: could not enable the RabbitMQ management and prometheus plugins" >&2
+  wait_for "RabbitMQ management" 60 port_open 127.0.0.1 15672
+  wait_for "RabbitMQ prometheus" 60 port_open 127.0.0.1 15692
+fi

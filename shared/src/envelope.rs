@@ -67,6 +67,20 @@ impl Event {
         })
     }
 
+    /// The id of what the event is about — the directory user, group or directory (the
+    /// `data.id` of its type); `None` for a type this build does not know.
+    pub fn subject_id(&self) -> Option<&str> {
+        match self {
+            Event::DirectoryEnabled(d) | Event::DirectoryDisabled(d) => Some(d.id.as_str()),
+            Event::UserCreated(u) | Event::UserUpdated(u) => Some(u.id.as_str()),
+            Event::UserDeleted(u) => Some(u.id.as_str()),
+            Event::GroupCreated(g) | Event::GroupUpdated(g) | Event::GroupDeleted(g) => {
+                Some(g.id.as_str())
+            }
+            Event::Unknown { .. } => None,
+        }
+    }
+
     /// The organization named inside `data`, if the event type has one.
     pub fn data_organization_id(&self) -> Option<&OrganizationId> {
         match self {

@@ -2,7 +2,10 @@
 //! [`Worker`]; the others are one-shot operations.
 
 use crate::changes::tail::{self, TailError, TailOptions};
-use crate::config::{ChangesCommand, Command, MigrateArgs, RunArgs, SyncArgs};
+use crate::config::{
+    ChangesCommand, Command, ExplainArgs, MigrateArgs, ReportCommand, RunArgs, StatusArgs, SyncArgs,
+};
+use crate::inspect::{self, InspectError, render};
 use crate::startup::{self, StartError, Worker};
 use crate::sync::SyncError;
 use crate::sync::progress::Progress;
@@ -34,6 +37,14 @@ pub enum CommandError {
     Brake(#[from] crate::brake::cli::BrakeCliError),
     #[error("roles: {0}")]
     Roles(#[from] crate::roles::cli::RolesCliError),
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error("the database or the broker did not answer (see above)")]
+    Unhealthy,
+    #[error("no user {0} and no event about it on record")]
+    UnknownUser(String),
+    #[error("writing JSON: {0}")]
+    Json(#[from] serde_json::Error),
 }
 
 /// Runs one subcommand to its end.
@@ -46,7 +57,69 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         Command::Changes(args) => changes(&args.command).await,
         Command::Brake(args) => Ok(crate::brake::cli::run(&args.command).await?),
         Command::Roles(args) => Ok(crate::roles::cli::run(&args.command).await?),
+        Command::Status(args) => status(&args).await,
+        Command::Explain(args) => explain(&args).await,
+        Command::Report(args) => report(&args.command).await,
     }
+}
+
+async fn status(args: &StatusArgs) -> Result<(), CommandError> {
+    let status = inspect::status::collect(&inspect::status::Sources {
+        amqp_url: args.broker.amqp_url(),
+        management_url: args.management_url(),
+        topology: &args.broker.topology(),
+        database_url: args.database.database_url(),
+        timeouts: &args.database.timeouts(),
+    })
+    .await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", render::status(&status));
+    }
+    if status.healthy() {
+        Ok(())
+    } else {
+        Err(CommandError::Unhealthy)
+    }
+}
+
+async fn explain(args: &ExplainArgs) -> Result<(), CommandError> {
+    let mut conn = db::connect(args.database.database_url(), &args.database.timeouts())
+        .await
+        .map_err(InspectError::from)?;
+    let x = inspect::explain::explain(&mut conn, &args.org, &args.user).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&x)?);
+    } else {
+        print!("{}", render::explain(&x));
+    }
+    if x.user.is_none() && x.history.is_empty() {
+        return Err(CommandError::UnknownUser(shared::redact::escape_controls(
+            &args.user,
+        )));
+    }
+    Ok(())
+}
+
+async fn report(command: &ReportCommand) -> Result<(), CommandError> {
+    let ReportCommand::Slo {
+        database,
+        since,
+        json,
+    } = command;
+    let since =
+        dlq::message::parse_since(since, chrono::Utc::now()).map_err(CommandError::Since)?;
+    let mut conn = db::connect(database.database_url(), &database.timeouts())
+        .await
+        .map_err(InspectError::from)?;
+    let rows = inspect::slo::report(&mut conn, since).await?;
+    if *json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", render::slo(&rows, since));
+    }
+    Ok(())
 }
 
 async fn changes(command: &ChangesCommand) -> Result<(), CommandError> {

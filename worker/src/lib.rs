@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod depth;
 pub mod dlq;
 pub mod health;
+pub mod inspect;
 pub mod metrics;
 pub mod role_mapping;
 pub mod roles;

@@ -142,6 +142,50 @@ async fn sync_creates_reconciles_and_a_failed_listing_deactivates_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(active(db).await, 197, "nothing deactivated");
 
+    // Each run is on record for `worker status`: two that listed and changed users, then the
+    // failed one, which the status shows as the directory's last sync.
+    assert_eq!(
+        db.count(
+            "SELECT count(*) AS n FROM sync_runs WHERE organization_id = 'org_sync' AND directory_id = 'dir_sync' \
+             AND ((outcome = 'ok' AND users_listed = 200 AND users_changed = 200) \
+               OR (outcome = 'ok' AND users_listed = 197 AND users_changed = 3) \
+               OR (outcome = 'failed' AND users_listed IS NULL AND detail LIKE 'Directory API:%'))"
+        )
+        .await,
+        3
+    );
+    let out = support::dlq::worker_cmd(broker, &["status", "--json"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let last = &status["syncs"][0];
+    assert_eq!(
+        (
+            &last["organization_id"],
+            &last["directory_id"],
+            &last["outcome"]
+        ),
+        (&ORG.into(), &DIR.into(), &"failed".into()),
+        "{status}"
+    );
+    let out = support::dlq::worker_cmd(broker, &["status"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .await
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("org_sync/dir_sync: ") && screen.contains("ago) — failed: Directory API:"),
+        "{screen}"
+    );
+
     link.close().await;
     w.stop().await;
     fake.stop().await;

@@ -89,6 +89,15 @@ fn parse_url(url: &str) -> Result<lapin::uri::AMQPUri, lapin::Error> {
 /// Ready messages in `queue` now (a passive declare: it never creates the queue, and fails
 /// when there is none).
 pub async fn queue_depth(channel: &lapin::Channel, queue: &str) -> Result<u32, lapin::Error> {
+    Ok(queue_counts(channel, queue).await?.0)
+}
+
+/// A queue's ready messages and consumers (passive declare; a missing queue is an error and
+/// closes the channel).
+pub async fn queue_counts(
+    channel: &lapin::Channel,
+    queue: &str,
+) -> Result<(u32, u32), lapin::Error> {
     let passive = lapin::options::QueueDeclareOptions {
         passive: true,
         ..Default::default()
@@ -96,7 +105,7 @@ pub async fn queue_depth(channel: &lapin::Channel, queue: &str) -> Result<u32, l
     let q = channel
         .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
         .await?;
-    Ok(q.message_count())
+    Ok((q.message_count(), q.consumer_count()))
 }
 
 /// `host + role`, e.g. `worker-7d9f-ingest`: the pod name on Kubernetes, else the host name.

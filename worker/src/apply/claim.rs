@@ -34,6 +34,7 @@ pub async fn claim_all(conn: &mut AsyncPgConnection, items: &[Item<'_>]) -> Quer
                 p::occurred_at.eq(e.occurred_at),
                 p::source.eq(item.meta.source.as_str()),
                 p::outcome.eq(Outcome::Applied.as_str()),
+                p::subject_id.eq(item.event.event.subject_id()),
             )
         })
         .collect();
@@ -65,4 +66,27 @@ pub async fn set_outcome(
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// Counts deliveries of events already processed (each id once per occurrence), so
+/// `worker explain` can show that a webhook came again and changed nothing.
+pub async fn count_duplicates(conn: &mut AsyncPgConnection, event_ids: &[&str]) -> QueryResult<()> {
+    if event_ids.is_empty() {
+        return Ok(());
+    }
+    let mut counts: std::collections::BTreeMap<&str, i32> = std::collections::BTreeMap::new();
+    for id in event_ids {
+        *counts.entry(id).or_default() += 1;
+    }
+    // In id order, as the claim takes its rows: no lock cycle with another batch.
+    for (id, n) in counts {
+        diesel::update(p::table.filter(p::event_id.eq(id)))
+            .set((
+                p::duplicates.eq(p::duplicates + n),
+                p::last_duplicate_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }

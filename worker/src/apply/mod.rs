@@ -280,6 +280,8 @@ impl Applier {
 /// The first and last steps every transaction takes: its locks and dedupe claim before the
 /// changes, the outcomes of the new events recorded after.
 struct Claimed<'a> {
+    /// The input items.
+    items: &'a [Item<'a>],
     /// Per input item: whether it is new (claimed here) or a duplicate.
     new: Vec<bool>,
     /// The new items, in input order.
@@ -289,7 +291,7 @@ struct Claimed<'a> {
 impl<'a> Claimed<'a> {
     async fn take(
         conn: &mut AsyncPgConnection,
-        items: &[Item<'a>],
+        items: &'a [Item<'a>],
         locks: &locks::LockSet,
     ) -> Result<Self, ApplyError> {
         // Entity locks before the dedupe rows: a transaction holding an entity and inserting
@@ -302,7 +304,7 @@ impl<'a> Claimed<'a> {
             .filter(|(_, n)| **n)
             .map(|(i, _)| *i)
             .collect();
-        Ok(Self { new, fresh })
+        Ok(Self { items, new, fresh })
     }
 
     /// Writes the changes to the outbox, records stale and ignored outcomes of the new events
@@ -315,6 +317,14 @@ impl<'a> Claimed<'a> {
         changes: &[PlannedChange],
     ) -> Result<(Vec<Outcome>, usize), ApplyError> {
         let written = outbox::write(conn, changes).await?;
+        let again: Vec<&str> = self
+            .items
+            .iter()
+            .zip(&self.new)
+            .filter(|(_, new)| !**new)
+            .map(|(i, _)| i.event_id())
+            .collect();
+        claim::count_duplicates(conn, &again).await?;
         for outcome in [Outcome::Stale, Outcome::Ignored, Outcome::Held] {
             let ids: Vec<&str> = self
                 .fresh

@@ -3,11 +3,13 @@
 //! variable (see the README's configuration table).
 
 mod groups;
+mod inspect;
 mod ops;
 
 pub use groups::{
     ApplyArgs, BrokerArgs, ConsumeArgs, DatabaseArgs, MissingCredentials, ScalekitArgs, TierList,
 };
+pub use inspect::{ExplainArgs, ReportArgs, ReportCommand, StatusArgs};
 pub use ops::{
     BrakeArgs, BrakeCommand, ChangesCommand, ChangesCommandArgs, DlqArgs, DlqCommand,
     DlqFilterArgs, RolesArgs, RolesCommand, RolesMappingArgs,
@@ -63,6 +65,12 @@ pub enum Command {
     Brake(BrakeArgs),
     /// Role-mapping changes: plan or apply a mapping file to every user.
     Roles(RolesArgs),
+    /// The deployment at a glance: queues, dead letters, change relay, brake, syncs, reachability.
+    Status(StatusArgs),
+    /// Why a user is in the state it is in: its state and every event about it, oldest first.
+    Explain(ExplainArgs),
+    /// Reports: `slo` (how fast provisioning and deprovisioning take effect).
+    Report(ReportArgs),
 }
 
 /// `--log-format`, for every subcommand.

@@ -85,6 +85,38 @@ diesel::table! {
         source -> Text,
         outcome -> Text,
         processed_at -> Timestamptz,
+        subject_id -> Nullable<Text>,
+        duplicates -> Int4,
+        last_duplicate_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    dead_lettered_events (id) {
+        id -> Int8,
+        event_id -> Text,
+        event_type -> Nullable<Text>,
+        organization_id -> Nullable<Text>,
+        subject_id -> Nullable<Text>,
+        occurred_at -> Nullable<Timestamptz>,
+        source -> Nullable<Text>,
+        reason -> Text,
+        detail -> Nullable<Text>,
+        dead_lettered_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sync_runs (id) {
+        id -> Int8,
+        organization_id -> Text,
+        directory_id -> Nullable<Text>,
+        started_at -> Timestamptz,
+        finished_at -> Timestamptz,
+        outcome -> Text,
+        users_listed -> Nullable<Int4>,
+        users_changed -> Nullable<Int4>,
+        detail -> Nullable<Text>,
     }
 }
 
@@ -125,4 +157,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     processed_events,
     audit_log,
     changes,
+    dead_lettered_events,
+    sync_runs,
 );

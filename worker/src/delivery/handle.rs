@@ -270,6 +270,11 @@ impl Handler {
                 .await;
             return;
         }
+        if let Disposition::Dead { reason, error } = &disposition {
+            let detail: String = error.chars().take(500).collect();
+            self.record_dead_letter(meta, &delivery.data, reason.as_str(), &detail)
+                .await;
+        }
         let outcome = match &disposition {
             Disposition::Ack(o) => o.as_str(),
             Disposition::Retry { .. } => "retried",
@@ -284,6 +289,28 @@ impl Handler {
             Err(e) => {
                 tracing::warn!(error = %e, outcome, "ack failed; message will be redelivered")
             }
+        }
+    }
+
+    /// Writes the dead-lettered event down for `worker explain` (best effort: the copy is in
+    /// the dead-letter queue already, which stays the source of truth).
+    async fn record_dead_letter(
+        &self,
+        meta: &shared::MessageMeta,
+        body: &[u8],
+        reason: &str,
+        detail: &str,
+    ) {
+        let recorded = match self.applier.pool().get().await {
+            Ok(mut conn) => {
+                crate::inspect::records::dead_lettered(&mut conn, meta, body, reason, detail)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(error) = recorded {
+            tracing::warn!(%error, "could not record the dead-lettered event for `worker explain`");
         }
     }
 }

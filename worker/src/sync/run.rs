@@ -8,6 +8,7 @@ use super::progress::Progress;
 use super::snapshot::{self, Change};
 use super::store;
 use crate::db::{Pool, PoolError};
+use crate::inspect::records::{self, SyncRun};
 use futures_util::future::try_join_all;
 use shared::amqp::{BrokerLink, PublishError, properties, publish_confirmed};
 use shared::{MessageMeta, Source, Topology};
@@ -148,9 +149,25 @@ impl Syncer {
         if !try_lock(&mut lock_conn, &key).await? {
             return Err(SyncError::AlreadyRunning(format!("{org}/{dir}")));
         }
+        let started_at = chrono::Utc::now();
         let result = self
             .sync_directory_locked(org, dir, single_directory, progress)
             .await;
+        let run = SyncRun {
+            organization_id: org,
+            directory_id: dir,
+            started_at,
+            outcome: if result.is_ok() { "ok" } else { "failed" },
+            users_listed: result.as_ref().ok().map(|s| s.seen),
+            users_changed: result
+                .as_ref()
+                .ok()
+                .map(|s| s.created + s.updated + s.deactivated),
+            detail: result.as_ref().err().map(ToString::to_string),
+        };
+        if let Err(error) = records::sync_run(&mut lock_conn, &run).await {
+            tracing::warn!(%error, "could not record the sync run for `worker status`");
+        }
         let _ = unlock(&mut lock_conn, &key).await;
         result
     }

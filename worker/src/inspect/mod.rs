@@ -1,0 +1,19 @@
+//! Answers for operators: `worker status` (the deployment at a glance), `worker explain`
+//! (why a user is in the state it is in) and `worker report slo` (how fast the directory's
+//! word takes effect), with what the worker writes down for them (`records`). Reading is
+//! separate from rendering (`render`), which is pure and tested without services.
+
+pub mod broker_api;
+pub mod explain;
+pub mod records;
+pub mod render;
+pub mod slo;
+pub mod status;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("database connection: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+}
