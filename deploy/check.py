@@ -125,6 +125,23 @@ def check_network_policies(docs: list) -> list:
     return failures
 
 
+def check_alert_tests(alerts: list) -> list:
+    """Every alert of alerts.yaml has a case in alerts.test.yaml where it fires and one where it
+    stays quiet (promtool runs them; this makes sure none is left out)."""
+    tests = yaml.safe_load((ROOT / "prometheus" / "alerts.test.yaml").read_text())
+    fires, quiet = set(), set()
+    for test in tests.get("tests", []):
+        for case in test.get("alert_rule_test", []):
+            (fires if case.get("exp_alerts") else quiet).add(case.get("alertname"))
+    failures = []
+    for name in sorted(r["alert"] for r in alerts):
+        if name not in fires:
+            failures.append(f"alerts.test.yaml: no case where {name} fires")
+        if name not in quiet:
+            failures.append(f"alerts.test.yaml: no case where {name} stays quiet")
+    return failures
+
+
 def main() -> int:
     failures = []
     for overlay in sorted((ROOT / "k8s" / "overlays").iterdir()):
@@ -146,6 +163,7 @@ def main() -> int:
         for key in ("alert", "expr", "labels", "annotations"):
             if key not in r:
                 failures.append(f"alerts.yaml: rule {r.get('alert')} has no {key}")
+    failures += check_alert_tests(alerts)
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     for svc in ("rabbitmq", "postgres", "migrate", "ingest", "worker"):
         if svc not in compose.get("services", {}):
