@@ -96,6 +96,11 @@ impl Metrics {
             Outcome::LABELS.join(", ")
         );
         registry.register(REQUESTS, help, requests.clone());
+        // Every outcome is exported from the start (at 0), so a rate over one that has not
+        // happened yet is 0, not an empty series.
+        for outcome in Outcome::LABELS.into_iter().chain(["broker_unavailable"]) {
+            let _ = requests.get_or_create(&OutcomeLabel { outcome });
+        }
         let publish_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             PUBLISH_SECONDS,

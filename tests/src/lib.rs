@@ -7,6 +7,8 @@
 pub mod app;
 pub mod corpus;
 pub mod feed_check;
+pub mod prometheus;
+pub mod promql;
 pub mod scenario;
 
 /// With `E2E_LOG` set, the in-process parts of a suite (the example application, the change

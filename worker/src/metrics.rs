@@ -119,6 +119,10 @@ impl Metrics {
             "Directory syncs by outcome (ok, failed, skipped)",
             sync_runs.clone(),
         );
+        // Exported at 0 from the start: `increase()` over a sync that never failed is 0.
+        for outcome in ["ok", "failed", "skipped"] {
+            let _ = sync_runs.get_or_create(&SyncLabels { outcome });
+        }
         let dlq_depth = Gauge::default();
         registry.register(
             DLQ_DEPTH,
