@@ -25,6 +25,9 @@ pub struct Outcome {
     pub status: Option<u16>,
     /// From the scheduled send time to the end of the response body.
     pub latency_ms: f64,
+    /// From when a connection took it to the end of the response body: what a sender with
+    /// bounded concurrency (Scalekit) waits for each request.
+    pub service_ms: f64,
     pub answered_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -117,11 +120,13 @@ async fn run_here(
             let mut out = Vec::new();
             while let Ok(due) = rx.recv().await {
                 let id = due.job.id.clone();
+                let taken = Instant::now();
                 let status = send(&mut sender, addr, due.job).await;
                 out.push(Outcome {
                     id,
                     status,
                     latency_ms: due.at.elapsed().as_secs_f64() * 1000.0,
+                    service_ms: taken.elapsed().as_secs_f64() * 1000.0,
                     answered_at: chrono::Utc::now(),
                 });
             }

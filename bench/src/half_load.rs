@@ -14,7 +14,7 @@ const ID_BASE: usize = 90_000_000;
 const FROM: &str = "evt_bench_090000000";
 const TO: &str = "evt_bench_100000000";
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Freshness {
     pub rate: f64,
     /// 2xx → committed (p50, p99) in ms, and how many events matched.

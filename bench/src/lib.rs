@@ -2,12 +2,16 @@
 //! measurements of the real binaries against them.
 
 pub mod baseline;
+pub mod burst;
 pub mod ceiling;
 pub mod cpu;
+pub mod e2e;
 pub mod generator;
 pub mod half_load;
 pub mod ingest_half;
+pub mod inline;
 pub mod load;
+pub mod pipeline;
 pub mod prefill;
 pub mod relay;
 pub mod report;
@@ -34,6 +38,24 @@ pub fn event_body(i: usize, org: &str) -> Vec<u8> {
         "environment_id": "env_bench", "organization_id": org, "object": "DirectoryUser",
         "data": {
             "id": format!("diruser_{:07}", i % 50_000), "organization_id": org, "active": true,
+            "email": format!("user{i}@example.com"), "given_name": "Bench", "family_name": format!("User{i}"),
+            "preferred_username": format!("u{i}"), "groups": [{"id": "dirgroup_bench", "name": "Bench"}],
+            "roles": [{"role_name": "member"}],
+            "custom_attributes": {"padding": "x".repeat(560)}, "raw_attributes": {}
+        }
+    });
+    serde_json::to_vec(&body).unwrap_or_default()
+}
+
+/// A `user_created` of about 1 KiB for a user of its own (`diruser_c…` + `i`): the burst's
+/// bodies.
+pub fn created_body(i: usize, org: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "spec_version": "1", "id": format!("evt_bench_{i:09}"), "type": "organization.directory.user_created",
+        "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "environment_id": "env_bench", "organization_id": org, "object": "DirectoryUser",
+        "data": {
+            "id": format!("diruser_c{i:09}"), "organization_id": org, "active": true,
             "email": format!("user{i}@example.com"), "given_name": "Bench", "family_name": format!("User{i}"),
             "preferred_username": format!("u{i}"), "groups": [{"id": "dirgroup_bench", "name": "Bench"}],
             "roles": [{"role_name": "member"}],

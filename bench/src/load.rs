@@ -41,11 +41,32 @@ pub async fn open_loop(
     id_base: usize,
 ) -> RateStep {
     let n = (rate * duration.as_secs_f64()) as usize;
+    offer(watched, addr, path, secret, rate, n, id_base, |i| {
+        event_body(i, "org_bench")
+    })
+    .await
+    .0
+}
+
+/// Offers `n` signed webhooks (`body(i)` for ids `id_base..`) at `rate` per second; any 2xx
+/// counts as accepted. Also returns each accepted request's service time (ms, sorted): from a
+/// connection taking it to the answer.
+#[allow(clippy::too_many_arguments)]
+pub async fn offer(
+    watched: &Watched,
+    addr: SocketAddr,
+    path: &str,
+    secret: &WebhookSecret,
+    rate: f64,
+    n: usize,
+    id_base: usize,
+    body: impl Fn(usize) -> Vec<u8>,
+) -> (RateStep, Vec<f64>) {
     // Bodies, signatures and requests are prepared before the clock starts: the generator
     // shares the machine with what it measures, so it should spend its time sending.
     let jobs: Vec<Job> = (0..n)
         .filter_map(|i| {
-            let body = event_body(id_base + i, "org_bench");
+            let body = body(id_base + i);
             let headers = signed_headers(secret, &format!("msg_bench_{}", id_base + i), &body);
             let mut req = hyper::Request::post(path).header("host", addr.to_string());
             for (k, v) in headers {
@@ -64,19 +85,22 @@ pub async fn open_loop(
     let outcomes = generator::run(addr, jobs, interval, CONNECTIONS).await;
     let elapsed = started.elapsed().as_secs_f64();
     let mut ms = Vec::with_capacity(n);
+    let mut service = Vec::with_capacity(n);
     let mut accepted_at = Vec::with_capacity(n);
     let mut errors = n.saturating_sub(outcomes.len());
     for o in outcomes {
-        if o.status == Some(202) {
+        if o.status.is_some_and(|s| (200..300).contains(&s)) {
             ms.push(o.latency_ms);
+            service.push(o.service_ms);
             accepted_at.push((o.id, o.answered_at));
         } else {
             errors += 1;
         }
     }
     ms.sort_by(f64::total_cmp);
+    service.sort_by(f64::total_cmp);
     let cpu = cpu.finish(ms.len());
-    RateStep {
+    let step = RateStep {
         offered_per_s: rate,
         accepted_per_s: ms.len() as f64 / elapsed,
         errors,
@@ -84,7 +108,8 @@ pub async fn open_loop(
         p99_ms: percentile(&ms, 0.99),
         cpu,
         accepted_at,
-    }
+    };
+    (step, service)
 }
 
 /// Steps the offered rate up until two steps in a row have p99 ≥ `p99_limit_ms` or errors (one

@@ -13,6 +13,9 @@ use testkit::stack::{SECRET, Stack};
 const P99_LIMIT_MS: f64 = 50.0;
 /// Events the worker drains (published into its queue beforehand by a raw publisher).
 const DRAIN_EVENTS: usize = 100_000;
+/// Events per transaction the worker takes with its defaults (4 lanes, the in-flight byte
+/// budget of 256 MiB over 1 MiB messages: README, "Memory"); B_sql writes the same batches.
+const WORKER_BATCH: usize = 63;
 
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
@@ -181,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
     let batch = std::env::var("WORKER_BATCH_SIZE")
         .ok()
         .and_then(|b| b.parse().ok())
-        .unwrap_or(500);
+        .unwrap_or(WORKER_BATCH);
     eprintln!(
         "B_sql: direct SQL (user upserts; and the worker's rows per event, {batch} a transaction)"
     );
@@ -232,73 +235,8 @@ async fn main() -> anyhow::Result<()> {
         stack.teardown().await;
         return Ok(());
     }
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], stack.ingest_port));
-    let ingest_watch = cpu::Watched::new()
-        .with("broker", broker)
-        .with("ingest", stack.ingest.as_ref().and_then(|p| p.pid()))
-        .with("generator", me);
-
-    eprintln!("end to end: ingest + worker, queue depth must stay flat");
-    let mut e2e_best = 0.0;
-    let mut base = 50_000_000;
-    for rate in [
-        250.0, 500.0, 1000.0, 2000.0, 3000.0, 4000.0, 5000.0, 6000.0, 8000.0,
-    ] {
-        let before = tap.depth(&stack.topology.apply_queue()).await?;
-        let s = load::open_loop(
-            &ingest_watch,
-            addr,
-            ingest::WEBHOOK_PATH,
-            &secret,
-            rate,
-            Duration::from_secs(5),
-            base,
-        )
-        .await;
-        base += 1_000_000;
-        let after = tap.depth(&stack.topology.apply_queue()).await?;
-        let flat = load::e2e_sustained(&s, before, after);
-        eprintln!(
-            "  e2e @ {rate:>5.0}/s: accepted {:>6.0}/s, queue {before} → {after} {}",
-            s.accepted_per_s,
-            if flat {
-                "(sustained)"
-            } else {
-                "(not sustained)"
-            }
-        );
-        if !flat {
-            break;
-        }
-        e2e_best = s.accepted_per_s;
-    }
-    // Let the pipeline settle after the last (overloaded) step — the apply queue empty and
-    // every change published — then measure both latencies at half the sustained rate.
-    let settle = std::time::Instant::now();
-    while tap.depth(&stack.topology.apply_queue()).await? > 0 {
-        anyhow::ensure!(
-            settle.elapsed() < Duration::from_secs(300),
-            "the worker did not drain"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let backlog = bench::relay::wait_published(&stack.db.url, Duration::from_secs(300)).await?;
-    eprintln!(
-        "  settled in {:.1} s ({backlog} changes were unpublished after the last step)",
-        settle.elapsed().as_secs_f64()
-    );
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let half = (e2e_best / 2.0).max(50.0);
-    let fresh = bench::half_load::measure(
-        &ingest_watch,
-        addr,
-        &secret,
-        &stack.db.url,
-        half,
-        Duration::from_secs(8),
-    )
-    .await?;
-    eprintln!("  {}", fresh.describe());
+    let pipeline = bench::pipeline::measure(&mut stack, &tap, &secret, broker).await?;
+    let inline = bench::pipeline::measure_inline(&stack, &secret).await?;
 
     let ingest_rss = stack
         .ingest
@@ -318,12 +256,9 @@ async fn main() -> anyhow::Result<()> {
         worker_events: queued,
         worker_rate,
         drain_cpu,
-        e2e_best,
-        e2e_p50_ms: fresh.commit_p50_ms,
-        e2e_p99_ms: fresh.commit_p99_ms,
-        e2e_rate: half,
         relay,
-        relay_latency: fresh.relay,
+        pipeline,
+        inline,
         ingest_rss_kib: ingest_rss,
         worker_rss_kib: worker_rss,
     };

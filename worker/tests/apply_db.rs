@@ -284,10 +284,10 @@ async fn replicas_migrating_together_do_not_race() {
     let db = TestDb::create().await; // already migrated once
     let mut conn = db.connect().await;
     use diesel_async::RunQueryDsl;
-    diesel::sql_query("DROP TABLE held_events, deprovision_brakes, changes, audit_log, processed_events, user_roles, directory_group_memberships, directory_groups, directory_users, directories, __diesel_schema_migrations")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    // Every table, whatever the migrations created.
+    for sql in ["DROP SCHEMA public CASCADE", "CREATE SCHEMA public"] {
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+    }
     let (a, b, c) = tokio::join!(
         worker::db::migrate::run(&db.url),
         worker::db::migrate::run(&db.url),
