@@ -21,11 +21,14 @@ pub struct Stepped {
     pub best: Option<RateStep>,
 }
 
-/// Steps `RATES` up against `addr`. `depth()` is the apply queue's depth (`None` for a design
-/// without one); ids start at `id_base`, a million apart per step.
-pub async fn step_up<F, Fut>(
+/// Steps `RATES` up against `addr`. `watched()` names the processes to account (called at each
+/// step: database backends a pool opened since are counted too); `depth()` is the apply
+/// queue's depth (`None` for a design without one); ids start at `id_base`, a million apart
+/// per step.
+#[allow(clippy::too_many_arguments)]
+pub async fn step_up<W, F, Fut>(
     label: &str,
-    watched: &Watched,
+    watched: W,
     addr: SocketAddr,
     path: &str,
     secret: &WebhookSecret,
@@ -33,6 +36,7 @@ pub async fn step_up<F, Fut>(
     mut depth: F,
 ) -> anyhow::Result<Stepped>
 where
+    W: Fn() -> Watched,
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<Option<u32>>>,
 {
@@ -42,7 +46,7 @@ where
     for rate in RATES {
         let before = depth().await?;
         let s = load::open_loop(
-            watched,
+            &watched(),
             addr,
             path,
             secret,

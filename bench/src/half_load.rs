@@ -8,11 +8,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Event ids of the steady-load step start here (`evt_bench_090000000` …), apart from the
-/// stepped runs before it.
-const ID_BASE: usize = 90_000_000;
-const FROM: &str = "evt_bench_090000000";
-const TO: &str = "evt_bench_100000000";
+/// Event ids of the steady-load steps start here (`evt_bench_090000000` …), apart from the
+/// stepped runs before them; each step takes `id_base` + a range of its own.
+pub const ID_BASE: usize = 90_000_000;
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Freshness {
@@ -34,6 +32,7 @@ pub async fn measure(
     db_url: &str,
     rate: f64,
     duration: Duration,
+    id_base: usize,
 ) -> anyhow::Result<Freshness> {
     let step = load::open_loop(
         watched,
@@ -42,9 +41,12 @@ pub async fn measure(
         secret,
         rate,
         duration,
-        ID_BASE,
+        id_base,
     )
     .await;
+    let n = (rate * duration.as_secs_f64()) as usize;
+    let from = format!("evt_bench_{id_base:09}");
+    let to = format!("evt_bench_{:09}", id_base + n);
     tokio::time::sleep(Duration::from_secs(3)).await;
     #[derive(diesel::QueryableByName)]
     struct P {
@@ -57,8 +59,8 @@ pub async fn measure(
     let rows: Vec<P> = diesel::sql_query(
         "SELECT event_id, processed_at FROM processed_events WHERE event_id >= $1 AND event_id < $2",
     )
-    .bind::<diesel::sql_types::Text, _>(FROM)
-    .bind::<diesel::sql_types::Text, _>(TO)
+    .bind::<diesel::sql_types::Text, _>(&from)
+    .bind::<diesel::sql_types::Text, _>(&to)
     .load(&mut conn)
     .await?;
     let at: std::collections::HashMap<String, chrono::DateTime<chrono::Utc>> = rows
@@ -78,7 +80,7 @@ pub async fn measure(
         commit_p50_ms: percentile(&ms, 0.5),
         commit_p99_ms: percentile(&ms, 0.99),
         matched: ms.len(),
-        relay: relay::latency(db_url, FROM, TO).await?,
+        relay: relay::latency(db_url, &from, &to).await?,
     })
 }
 

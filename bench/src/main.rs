@@ -307,6 +307,7 @@ async fn feed_only(secret: &shared::WebhookSecret) -> anyhow::Result<()> {
         &stack.db.url,
         rate,
         Duration::from_secs_f64(seconds),
+        bench::half_load::ID_BASE,
     )
     .await;
     stack.teardown().await;

@@ -107,7 +107,7 @@ pub async fn measure(
     let queue = stack.topology.apply_queue();
     let Stepped { steps, best } = e2e::step_up(
         "e2e",
-        &watch(),
+        &watch,
         addr,
         ingest::WEBHOOK_PATH,
         secret,
@@ -124,6 +124,7 @@ pub async fn measure(
         &stack.db.url,
         max,
         Duration::from_secs(8),
+        half_load::ID_BASE,
     )
     .await?;
     eprintln!("  at the maximum {}", at_max.describe());
@@ -135,6 +136,7 @@ pub async fn measure(
         &stack.db.url,
         (max / 2.0).max(50.0),
         Duration::from_secs(8),
+        half_load::ID_BASE + 5_000_000,
     )
     .await?;
     eprintln!("  at half {}", at_half.describe());
@@ -186,7 +188,7 @@ pub async fn measure_inline(
     let run = async {
         let Stepped { steps, best } = e2e::step_up(
             "B_inline",
-            &watch(),
+            &watch,
             inline.addr(),
             ingest::WEBHOOK_PATH,
             secret,

@@ -1,6 +1,7 @@
-//! The relay's second half: settles each started round's confirms, in order, and marks the
-//! confirmed prefix published, on a connection of its own. The first half selects and
-//! publishes the next round meanwhile, so a change committed while a round awaits its
+//! The relay's second half: each started round's confirms are awaited in a task of their own
+//! (consecutive rounds' together), then, in round order, the confirmed prefix is marked
+//! published — at the time of its confirm — on a connection of its own. The first half selects
+//! and publishes the next round meanwhile, so a change committed while a round awaits its
 //! confirms goes out at once instead of after that round's confirm and mark.
 //!
 //! A failed confirm ends the marker with the error; the term ends with it (see
@@ -13,9 +14,10 @@ use crate::db::schema::changes as c;
 use crate::metrics::Metrics;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use shared::amqp::confirm_within;
+use chrono::{DateTime, Utc};
+use shared::amqp::{PublishError, confirm_within};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -24,7 +26,8 @@ use tokio_util::sync::CancellationToken;
 const QUEUED_ROUNDS: usize = 4;
 
 pub struct Marker {
-    rounds: Option<mpsc::Sender<Started>>,
+    rounds: Option<mpsc::Sender<JoinHandle<Confirmed>>>,
+    confirm_timeout: Duration,
     task: JoinHandle<Result<(), RelayError>>,
     failed: CancellationToken,
 }
@@ -40,15 +43,10 @@ impl Marker {
     pub fn start(conn: AsyncPgConnection, settings: &RelaySettings, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUED_ROUNDS);
         let failed = CancellationToken::new();
-        let task = tokio::spawn(mark_all(
-            conn,
-            rx,
-            settings.confirm_timeout,
-            metrics,
-            failed.clone(),
-        ));
+        let task = tokio::spawn(mark_all(conn, rx, metrics, failed.clone()));
         Self {
             rounds: Some(tx),
+            confirm_timeout: settings.confirm_timeout,
             task,
             failed,
         }
@@ -56,8 +54,9 @@ impl Marker {
 
     /// Hands a started round over. When the marker has failed, its error.
     pub async fn hand(&mut self, round: Started) -> Result<(), RelayError> {
+        let confirming = tokio::spawn(confirm_all(round, self.confirm_timeout));
         if let Some(tx) = &self.rounds
-            && tx.send(round).await.is_ok()
+            && tx.send(confirming).await.is_ok()
         {
             return Ok(());
         }
@@ -93,13 +92,15 @@ impl Marker {
 
 async fn mark_all(
     mut conn: AsyncPgConnection,
-    mut rounds: mpsc::Receiver<Started>,
-    confirm_timeout: std::time::Duration,
+    mut rounds: mpsc::Receiver<JoinHandle<Confirmed>>,
     metrics: Arc<Metrics>,
     failed: CancellationToken,
 ) -> Result<(), RelayError> {
     while let Some(round) = rounds.recv().await {
-        let result = bounded(settle(&mut conn, round, confirm_timeout, &metrics)).await;
+        let result = match round.await {
+            Ok(confirmed) => bounded(mark(&mut conn, confirmed, &metrics)).await,
+            Err(join) => Err(RelayError::MarkerStopped(join.to_string())),
+        };
         if let Err(e) = result {
             failed.cancel();
             return Err(e);
@@ -108,45 +109,73 @@ async fn mark_all(
     Ok(())
 }
 
-/// Confirms in order: only the prefix that the broker took is marked published.
-async fn settle(
-    conn: &mut AsyncPgConnection,
-    round: Started,
-    confirm_timeout: std::time::Duration,
-    metrics: &Metrics,
-) -> Result<(), RelayError> {
+/// What the broker confirmed of one round, and when.
+pub struct Confirmed {
+    rows: usize,
+    /// The confirmed prefix, in order.
+    seqs: Vec<i64>,
+    /// When the last of them was confirmed: the rows' `published_at`.
+    at: DateTime<Utc>,
+    failure: Option<PublishError>,
+    select: Duration,
+    publish: Duration,
+    confirm: Duration,
+}
+
+/// Awaits a round's confirms in order (each round in a task of its own, so the confirms of
+/// consecutive rounds are awaited together): only the prefix the broker took counts.
+async fn confirm_all(round: Started, confirm_timeout: Duration) -> Confirmed {
     let started = Instant::now();
     let rows = round.pending.len();
-    let mut confirmed = Vec::with_capacity(rows);
+    let mut seqs = Vec::with_capacity(rows);
     let mut failure = None;
     for (seq, confirm) in round.pending {
         match confirm_within(confirm_timeout, async { Ok(confirm) }).await {
-            Ok(()) => confirmed.push(seq),
+            Ok(()) => seqs.push(seq),
             Err(e) => {
                 failure = Some(e);
                 break;
             }
         }
     }
-    let settled = started.elapsed();
-    if !confirmed.is_empty() {
-        diesel::update(c::table.filter(c::seq.eq_any(&confirmed)))
-            .set(c::published_at.eq(diesel::dsl::now))
+    Confirmed {
+        rows,
+        seqs,
+        at: Utc::now(),
+        failure,
+        select: round.select,
+        publish: round.publish,
+        confirm: started.elapsed(),
+    }
+}
+
+/// Marks the confirmed prefix published, at the time of its confirm.
+async fn mark(
+    conn: &mut AsyncPgConnection,
+    round: Confirmed,
+    metrics: &Metrics,
+) -> Result<(), RelayError> {
+    let started = Instant::now();
+    if !round.seqs.is_empty() {
+        diesel::update(c::table.filter(c::seq.eq_any(&round.seqs)))
+            .set(c::published_at.eq(round.at))
             .execute(conn)
             .await?;
         metrics
             .changes_published
-            .inc_by(u64::try_from(confirmed.len()).unwrap_or(0));
+            .inc_by(u64::try_from(round.seqs.len()).unwrap_or(0));
     }
     tracing::debug!(
-        rows,
+        rows = round.rows,
         select_ms = round.select.as_secs_f64() * 1e3,
         publish_ms = round.publish.as_secs_f64() * 1e3,
-        confirm_ms = settled.as_secs_f64() * 1e3,
-        mark_ms = (started.elapsed() - settled).as_secs_f64() * 1e3,
+        confirm_ms = round.confirm.as_secs_f64() * 1e3,
+        mark_wait_ms = (Utc::now() - round.at).num_microseconds().unwrap_or(0) as f64 / 1e3
+            - started.elapsed().as_secs_f64() * 1e3,
+        mark_ms = started.elapsed().as_secs_f64() * 1e3,
         "relay round"
     );
-    match failure {
+    match round.failure {
         Some(e) => Err(e.into()),
         None => Ok(()),
     }
