@@ -202,8 +202,24 @@ async fn explain_status_and_slo_tell_what_happened() {
 
     // status: both reachable; the apply queue consumed; the dead letter counted by reason and
     // sitting in the dead queue; the relay leading and caught up.
-    let (ok, text) = run(&mut worker(&["status", "--json"])).await;
-    assert!(ok, "{text}");
+    // The management API learns of a new queue within its stats interval (5 s): ask until
+    // the apply queue has rates.
+    let rated_apply = |text: &str| {
+        serde_json::from_str::<Value>(text).is_ok_and(|s| {
+            s["queues"].as_array().is_some_and(|q| {
+                q.iter()
+                    .any(|q| q["role"] == "apply" && q["publish_rate"].is_number())
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (mut ok, mut text) = run(&mut worker(&["status", "--json"])).await;
+    while !(ok && rated_apply(&text)) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        (ok, text) = run(&mut worker(&["status", "--json"])).await;
+    }
+    let rated = ok && rated_apply(&text);
+    assert!(rated, "{text}");
     let s: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(
         (s["database"]["ok"].as_bool(), s["broker"]["ok"].as_bool()),

@@ -17,3 +17,6 @@ pub enum InspectError {
     #[error("database connection: {0}")]
     Connect(#[from] diesel::ConnectionError),
 }
+
+#[cfg(test)]
+mod tests;

@@ -243,14 +243,20 @@ async fn database_part(
     let high = LEADER_LOCK >> 32;
     let low = LEADER_LOCK & 0xffff_ffff;
     status.relay = Some(
+        // Marks cover a prefix of `seq`: the newest published row is found from the top of
+        // the primary key, and only the rows above it are counted (not every dead entry the
+        // marks left in the partial index of unpublished rows).
         diesel::sql_query(format!(
-            "SELECT (SELECT count(*) FROM changes WHERE published_at IS NULL) AS unpublished, \
+            "WITH top AS (SELECT seq, published_at FROM changes WHERE published_at IS NOT NULL \
+                          ORDER BY seq DESC LIMIT 1), \
+                  waiting AS (SELECT committed_at FROM changes \
+                              WHERE seq > COALESCE((SELECT seq FROM top), 0) AND published_at IS NULL) \
+             SELECT (SELECT count(*) FROM waiting) AS unpublished, \
                     COALESCE((SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(committed_at))::float8 \
-                              FROM changes WHERE published_at IS NULL), 0) AS lag_seconds, \
+                              FROM waiting), 0) AS lag_seconds, \
                     EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
                             AND classid = {high} AND objid = {low} AND objsubid = 1) AS leader, \
-                    (SELECT max(published_at) FROM changes WHERE published_at IS NOT NULL) \
-                        AS last_published_at"
+                    (SELECT published_at FROM top) AS last_published_at"
         ))
         .get_result(conn)
         .await?,

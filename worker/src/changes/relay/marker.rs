@@ -12,11 +12,12 @@ use super::round::Started;
 use super::{RelayError, RelaySettings, bounded};
 use crate::db::schema::changes as c;
 use crate::metrics::Metrics;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use chrono::{DateTime, Utc};
 use shared::amqp::{PublishError, confirm_within};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -27,6 +28,8 @@ const QUEUED_ROUNDS: usize = 4;
 
 pub struct Marker {
     rounds: Option<mpsc::Sender<JoinHandle<Confirmed>>>,
+    /// Every row with `seq` at or below it is published.
+    floor: Arc<AtomicI64>,
     confirm_timeout: Duration,
     task: JoinHandle<Result<(), RelayError>>,
     failed: CancellationToken,
@@ -43,9 +46,11 @@ impl Marker {
     pub fn start(conn: AsyncPgConnection, settings: &RelaySettings, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUED_ROUNDS);
         let failed = CancellationToken::new();
-        let task = tokio::spawn(mark_all(conn, rx, metrics, failed.clone()));
+        let floor = Arc::new(AtomicI64::new(0));
+        let task = tokio::spawn(mark_all(conn, rx, metrics, failed.clone(), floor.clone()));
         Self {
             rounds: Some(tx),
+            floor,
             confirm_timeout: settings.confirm_timeout,
             task,
             failed,
@@ -71,13 +76,25 @@ impl Marker {
         self.failed.cancelled().await;
     }
 
+    /// Every row with `seq` at or below the result is published.
+    pub fn floor(&self) -> i64 {
+        AtomicI64::load(&self.floor, Ordering::Relaxed)
+    }
+
+    /// Records that every row up to `seq` is published.
+    pub fn raise_floor(&self, seq: i64) {
+        self.floor.fetch_max(seq, Ordering::Relaxed);
+    }
+
     pub fn is_failed(&self) -> bool {
         self.failed.is_cancelled()
     }
 
-    /// Waits until every handed round is settled and marked.
-    pub async fn drain(mut self) -> Result<(), RelayError> {
-        self.finished().await
+    /// Waits until every handed round is settled and marked; then every row up to the
+    /// returned `seq` is published.
+    pub async fn drain(mut self) -> Result<i64, RelayError> {
+        self.finished().await?;
+        Ok(self.floor())
     }
 
     /// Stops taking rounds and waits for the marker to settle what it has. Called once.
@@ -95,10 +112,21 @@ async fn mark_all(
     mut rounds: mpsc::Receiver<JoinHandle<Confirmed>>,
     metrics: Arc<Metrics>,
     failed: CancellationToken,
+    floor: Arc<AtomicI64>,
 ) -> Result<(), RelayError> {
     while let Some(round) = rounds.recv().await {
         let result = match round.await {
-            Ok(confirmed) => bounded(mark(&mut conn, confirmed, &metrics)).await,
+            Ok(confirmed) => {
+                let complete = confirmed.failure.is_none();
+                let top = confirmed.seqs.last().copied();
+                let marked = bounded(mark(&mut conn, confirmed, &metrics)).await;
+                // Rounds are consecutive ranges of the unpublished rows, marked in order: a
+                // round marked whole publishes everything up to its last row.
+                if let (Ok(()), true, Some(top)) = (&marked, complete, top) {
+                    floor.fetch_max(top, Ordering::Relaxed);
+                }
+                marked
+            }
             Err(join) => Err(RelayError::MarkerStopped(join.to_string())),
         };
         if let Err(e) = result {

@@ -179,7 +179,18 @@ async fn lead(
                 after,
             ))
             .await?;
-            let Some(started) = started else { break };
+            let Some(started) = started else {
+                if after.is_none() {
+                    // Nothing unpublished at all: every row is.
+                    marker.raise_floor(max_seq(&mut conn).await?);
+                }
+                break;
+            };
+            if after.is_none() {
+                // The term's first round starts at the lowest unpublished row: every row
+                // before it is published (marks only ever cover a prefix of `seq`).
+                marker.raise_floor(started.first_seq - 1);
+            }
             after = Some(started.last_seq);
             let full = started.full;
             marker.hand(started).await?;
@@ -189,12 +200,12 @@ async fn lead(
         }
         if stopping {
             // The last round ran after the consumers finished: nothing they committed waits.
-            marker.drain().await?;
-            bounded(sample(&mut conn, &metrics)).await?;
+            let floor = marker.drain().await?;
+            bounded(sample(&mut conn, &metrics, floor)).await?;
             return Ok(false);
         }
         if last_sample.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
-            bounded(sample(&mut conn, &metrics)).await?;
+            bounded(sample(&mut conn, &metrics, marker.floor())).await?;
             last_sample = Some(Instant::now());
         }
         if last_prune.is_none_or(|t| t.elapsed() >= prune::EVERY) {
@@ -237,8 +248,30 @@ async fn connect(settings: &RelaySettings) -> Result<AsyncPgConnection, RelayErr
     Ok(conn)
 }
 
-/// The lag and depth gauges, as the leader sees them.
-async fn sample(conn: &mut AsyncPgConnection, metrics: &Metrics) -> Result<(), RelayError> {
+/// The highest `seq` written (0 when none): a backward step on the primary key.
+async fn max_seq(conn: &mut AsyncPgConnection) -> Result<i64, RelayError> {
+    #[derive(QueryableByName)]
+    struct Max {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        seq: i64,
+    }
+    let m: Max = diesel::sql_query("SELECT COALESCE(max(seq), 0) AS seq FROM changes")
+        .get_result(conn)
+        .await?;
+    Ok(m.seq)
+}
+
+/// The lag and depth gauges, as the leader sees them: the unpublished rows above `floor`
+/// (every row at or below it is published), read over the primary key's range. Counting
+/// `published_at IS NULL` over the whole table instead walks every dead entry the marks left
+/// in the partial index until vacuum: hundreds of milliseconds a second once the table is
+/// large, which held the relay's loop (commit → published p99 690 ms at 1471 webhooks/s over
+/// a minute, against 60 ms over 8 s).
+async fn sample(
+    conn: &mut AsyncPgConnection,
+    metrics: &Metrics,
+    floor: i64,
+) -> Result<(), RelayError> {
     #[derive(QueryableByName)]
     struct Depth {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -248,8 +281,9 @@ async fn sample(conn: &mut AsyncPgConnection, metrics: &Metrics) -> Result<(), R
     }
     let d: Depth = diesel::sql_query(
         "SELECT count(*) AS depth, COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(committed_at))::float8, 0) AS lag \
-         FROM changes WHERE published_at IS NULL",
+         FROM changes WHERE seq > $1 AND published_at IS NULL",
     )
+    .bind::<diesel::sql_types::BigInt, _>(floor)
     .get_result(conn)
     .await?;
     metrics.outbox_depth.set(d.depth);

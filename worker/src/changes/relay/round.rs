@@ -30,7 +30,8 @@ pub type Row = (
 /// order.
 pub struct Started {
     pub pending: Vec<(i64, PublisherConfirm)>,
-    /// The highest `seq` of the round: the next round selects after it.
+    /// The lowest and highest `seq` of the round: the next round selects after the last.
+    pub first_seq: i64,
     pub last_seq: i64,
     /// The round took as many rows as it may: more are probably waiting.
     pub full: bool,
@@ -103,10 +104,10 @@ pub async fn start(
         query = query.filter(c::seq.gt(after));
     }
     let rows: Vec<Row> = query.load(conn).await?;
-    let Some(last) = rows.last() else {
+    let (Some(first), Some(last)) = (rows.as_slice().first(), rows.as_slice().last()) else {
         return Ok(None);
     };
-    let last_seq = last.0;
+    let (first_seq, last_seq) = (first.0, last.0);
     let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= batch;
     let select = started.elapsed();
     let mut bodies = Vec::with_capacity(rows.len());
@@ -130,6 +131,7 @@ pub async fn start(
     }
     Ok(Some(Started {
         pending,
+        first_seq,
         last_seq,
         full,
         select,
