@@ -21,6 +21,18 @@ pub mod summary;
 use shared::amqp::properties;
 use shared::{MessageMeta, Source, Topology};
 
+/// The `count(*) AS n` (or any bigint named `n`) a query returns, over a kept connection: a new
+/// connection per poll would cost the database a backend start inside the measurement.
+pub async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    Ok(diesel::sql_query(sql).get_result::<N>(conn).await?.n)
+}
+
 /// Latency percentiles in milliseconds.
 pub fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     if sorted_ms.is_empty() {

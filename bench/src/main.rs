@@ -6,7 +6,7 @@ use anyhow::Context;
 use bench::report::write;
 use bench::summary::Summary;
 use bench::{baseline, cpu, load, prefill, sql_baseline};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use std::time::Duration;
 use testkit::stack::{SECRET, Stack};
 
@@ -89,16 +89,10 @@ async fn build_binaries() -> anyhow::Result<()> {
 type Db = std::sync::Arc<tokio::sync::Mutex<AsyncPgConnection>>;
 
 async fn processed(db: Db) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
     let mut conn = db.lock().await;
-    diesel::sql_query("SELECT count(*) AS n FROM processed_events")
-        .get_result::<N>(&mut *conn)
+    bench::count(&mut conn, "SELECT count(*) AS n FROM processed_events")
         .await
-        .map_or(-1, |r| r.n)
+        .unwrap_or(-1)
 }
 
 #[tokio::main]

@@ -9,7 +9,7 @@ use super::e2e::{self, Stepped};
 use super::half_load::{self, Freshness};
 use super::inline::Inline;
 use super::load::RateStep;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use std::net::SocketAddr;
 use std::time::Duration;
 use testkit::RabbitTap;
@@ -48,14 +48,17 @@ impl InlineRun {
     }
 }
 
-async fn count(url: &str, sql: &str) -> anyhow::Result<i64> {
-    #[derive(diesel::QueryableByName)]
-    struct N {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let mut conn = AsyncPgConnection::establish(url).await?;
-    Ok(diesel::sql_query(sql).get_result::<N>(&mut conn).await?.n)
+/// A kept connection for polling during a burst.
+type Db = std::sync::Arc<tokio::sync::Mutex<AsyncPgConnection>>;
+
+async fn kept(url: &str) -> anyhow::Result<Db> {
+    Ok(std::sync::Arc::new(tokio::sync::Mutex::new(
+        AsyncPgConnection::establish(url).await?,
+    )))
+}
+
+async fn count(db: &Db, sql: &str) -> anyhow::Result<i64> {
+    super::count(&mut *db.lock().await, sql).await
 }
 
 fn burst_applied() -> String {
@@ -144,7 +147,7 @@ pub async fn measure(
     eprintln!(
         "burst: {BURST} user_created webhooks for one organization, as fast as the generator can"
     );
-    let db = stack.db.url.clone();
+    let db = kept(&stack.db.url).await?;
     let applied_sql = burst_applied();
     let burst = burst::run(
         &watch(),
@@ -197,7 +200,7 @@ pub async fn measure_inline(
         )
         .await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let db = inline.db.url.clone();
+        let db = kept(&inline.db.url).await?;
         let applied_sql = burst_applied();
         let burst = burst::run(
             &watch(),

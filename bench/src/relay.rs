@@ -20,15 +20,7 @@ pub struct RelayDrain {
     pub catch_up_cpu: Option<CpuUse>,
 }
 
-#[derive(diesel::QueryableByName)]
-struct N {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-async fn count(conn: &mut AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
-    Ok(diesel::sql_query(sql).get_result::<N>(conn).await?.n)
-}
+use super::count;
 
 /// Right after the drain: the changes made, and the relay publishing what is left.
 pub async fn after_drain(db_url: &str, watch: &Watched, events: u32) -> anyhow::Result<RelayDrain> {

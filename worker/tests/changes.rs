@@ -189,7 +189,7 @@ async fn one_relay_publishes_in_order_and_another_takes_over() {
     );
     assert_eq!(follower.metrics.outbox_depth.get(), 0);
     // The operator's view: `worker changes tail` from a seq, one kind.
-    let out = support::dlq::worker_cmd(
+    let out = support::succeeded(support::dlq::worker_cmd(
         broker,
         &[
             "changes",
@@ -201,15 +201,8 @@ async fn one_relay_publishes_in_order_and_another_takes_over() {
             "--idle",
             "2s",
         ],
-    )
-    .output()
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ))
+    .await;
     let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

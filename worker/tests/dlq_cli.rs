@@ -46,15 +46,7 @@ async fn replay_killed_midway_loses_and_duplicates_nothing_beyond_one_and_rerun_
         "at most the one in flight is duplicated ({dead} + {replayed})"
     );
 
-    let out = worker_cmd(&broker, &["dlq", "replay"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::succeeded(worker_cmd(&broker, &["dlq", "replay"])).await;
     assert_eq!(broker.tap.depth(&t.dead_queue()).await.unwrap(), 0);
     let mut seen = std::collections::HashSet::new();
     let mut total = 0;

@@ -28,19 +28,14 @@ fn user(i: usize, group: &str, active: bool) -> Vec<u8> {
 }
 
 async fn roles(args: &[&str], db: &TestDb) -> String {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_worker"))
-        .arg("roles")
-        .args(args)
-        .env("DATABASE_URL", &db.url)
-        .env("LOG_FORMAT", "pretty")
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = support::succeeded(
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_worker"))
+            .arg("roles")
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .env("LOG_FORMAT", "pretty"),
+    )
+    .await;
     String::from_utf8(out.stdout).unwrap()
 }
 

@@ -154,16 +154,10 @@ async fn sync_creates_reconciles_and_a_failed_listing_deactivates_nothing() {
         .await,
         3
     );
-    let out = support::dlq::worker_cmd(broker, &["status", "--json"])
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = support::succeeded(
+        support::dlq::worker_cmd(broker, &["status", "--json"]).env("DATABASE_URL", &db.url),
+    )
+    .await;
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let last = &status["syncs"][0];
     assert_eq!(

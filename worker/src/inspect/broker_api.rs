@@ -14,6 +14,9 @@ pub enum ApiError {
     Http(#[from] reqwest::Error),
 }
 
+/// How long one request to the API may take.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The management API of one broker, for one virtual host.
 #[derive(Debug, Clone)]
 pub struct ManagementApi {
@@ -21,6 +24,8 @@ pub struct ManagementApi {
     vhost: String,
     user: String,
     password: Option<String>,
+    /// One client (one connection pool) for every request.
+    client: reqwest::Client,
 }
 
 /// What the API says of one queue.
@@ -123,6 +128,7 @@ impl ManagementApi {
             vhost,
             user,
             password,
+            client: reqwest::Client::builder().timeout(TIMEOUT).build()?,
         })
     }
 
@@ -138,10 +144,8 @@ impl ManagementApi {
             .map_err(|()| ApiError::Address("not a base URL".into()))?
             .pop_if_empty()
             .extend(["api", "queues", self.vhost.as_str(), name]);
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()?;
-        Ok(client
+        Ok(self
+            .client
             .get(url)
             .basic_auth(&self.user, self.password.as_deref())
             .send()

@@ -20,5 +20,19 @@ pub fn parsed(body: &[u8]) -> (MessageMeta, WebhookEvent) {
     (meta, event)
 }
 
+/// Runs a command (the worker binary, say) to its end and asserts that it succeeded, showing
+/// its stderr otherwise.
+pub async fn succeeded(
+    mut cmd: impl std::borrow::BorrowMut<tokio::process::Command>,
+) -> std::process::Output {
+    let out = cmd.borrow_mut().output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 #[allow(unused_imports)] // each suite uses a part
 pub use testkit::{FIXTURES, fixture};
