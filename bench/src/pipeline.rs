@@ -160,7 +160,7 @@ pub async fn measure(
         Some(|| {
             count(
                 &db,
-                "SELECT count(*) AS n FROM changes WHERE published_at IS NULL",
+                worker::changes::relay::UNPUBLISHED_COUNT_SQL,
             )
         }),
     )

@@ -105,6 +105,28 @@ async fn leaders(workers: &[&TestWorker]) -> i64 {
     workers.iter().map(|w| w.metrics.relay_leader.get()).sum()
 }
 
+/// Once everything is published, the relay's stored floor is the newest row (rounds raise it
+/// with their marks; the next leader starts there), and no index names `published_at`, so the
+/// marks are heap-only updates.
+async fn assert_floor_at_top(db: &TestDb) {
+    let top = db.count("SELECT max(seq) AS n FROM changes").await;
+    assert!(
+        wait_until(Duration::from_secs(5), || async {
+            db.count("SELECT published_through AS n FROM change_relay").await == top
+        })
+        .await,
+        "the stored floor reaches the newest change ({top})"
+    );
+    assert_eq!(
+        db.count(
+            "SELECT count(*) AS n FROM pg_indexes WHERE tablename = 'changes' \
+             AND indexdef LIKE '%published_at%'"
+        )
+        .await,
+        0
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_relay_publishes_in_order_and_another_takes_over() {
     let env = Env::new().await;
@@ -136,6 +158,7 @@ async fn one_relay_publishes_in_order_and_another_takes_over() {
     );
     wait_published(db, Duration::from_secs(20)).await.unwrap();
     assert_eq!(leaders(&[&a, &b]).await, 1, "still exactly one leader");
+    assert_floor_at_top(db).await;
     // The leader stops; the other takes over and publishes what comes next.
     let (leader, follower) = if a.metrics.relay_leader.get() == 1 {
         (a, b)
@@ -161,6 +184,7 @@ async fn one_relay_publishes_in_order_and_another_takes_over() {
     );
     wait_published(db, Duration::from_secs(20)).await.unwrap();
     assert_eq!(follower.metrics.relay_leader.get(), 1, "took over");
+    assert_floor_at_top(db).await;
     let messages = read_stream(&testkit::amqp_url(), &broker.topology)
         .await
         .unwrap();

@@ -29,7 +29,11 @@ pub async fn run(
     let mut deleted = 0;
     for (sql, keep) in [
         (
-            "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE published_at < $1 ORDER BY seq LIMIT $2)",
+            // Oldest first along the primary key, up to the first row still unpublished or
+            // within retention (no index names `published_at`; publish times follow `seq`).
+            "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE seq < \
+             (SELECT COALESCE(min(seq), 9223372036854775807) FROM changes \
+              WHERE published_at IS NULL OR published_at >= $1) ORDER BY seq LIMIT $2)",
             retention.changes,
         ),
         (

@@ -243,14 +243,14 @@ async fn database_part(
     let high = LEADER_LOCK >> 32;
     let low = LEADER_LOCK & 0xffff_ffff;
     status.relay = Some(
-        // Marks cover a prefix of `seq`: the newest published row is found from the top of
-        // the primary key, and only the rows above it are counted (not every dead entry the
-        // marks left in the partial index of unpublished rows).
+        // Marks cover a prefix of `seq`: the rows waiting are above the relay's stored floor,
+        // found along the primary key; the newest published row, from the top of it.
         diesel::sql_query(format!(
             "WITH top AS (SELECT seq, published_at FROM changes WHERE published_at IS NOT NULL \
                           ORDER BY seq DESC LIMIT 1), \
                   waiting AS (SELECT committed_at FROM changes \
-                              WHERE seq > COALESCE((SELECT seq FROM top), 0) AND published_at IS NULL) \
+                              WHERE seq > COALESCE((SELECT published_through FROM change_relay), 0) \
+                                AND published_at IS NULL) \
              SELECT (SELECT count(*) FROM waiting) AS unpublished, \
                     COALESCE((SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(committed_at))::float8 \
                               FROM waiting), 0) AS lag_seconds, \

@@ -14,7 +14,7 @@ use crate::db::schema::changes as c;
 use crate::metrics::Metrics;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared::amqp::{PublishError, confirm_within};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -185,10 +185,25 @@ async fn mark(
 ) -> Result<(), RelayError> {
     let started = Instant::now();
     if !round.seqs.is_empty() {
-        diesel::update(c::table.filter(c::seq.eq_any(&round.seqs)))
-            .set(c::published_at.eq(round.at))
-            .execute(conn)
-            .await?;
+        // A round confirmed whole publishes every row up to its last: the stored floor rises
+        // with its marks, in the same transaction (see the `relay_floor` migration).
+        let through = round
+            .seqs
+            .last()
+            .copied()
+            .filter(|_| round.failure.is_none());
+        let (seqs, at) = (&round.seqs, round.at);
+        conn.transaction::<_, RelayError, _>(async |conn| {
+            diesel::update(c::table.filter(c::seq.eq_any(seqs)))
+                .set(c::published_at.eq(at))
+                .execute(conn)
+                .await?;
+            if let Some(through) = through {
+                super::floor::store(conn, through).await?;
+            }
+            Ok(())
+        })
+        .await?;
         metrics
             .changes_published
             .inc_by(u64::try_from(round.seqs.len()).unwrap_or(0));

@@ -12,9 +12,11 @@
 //! on a second connection) settles each round's confirms and marks it published, while the
 //! next round is already selected and on the wire.
 
+mod floor;
 mod marker;
 mod round;
 
+pub use floor::UNPUBLISHED_COUNT_SQL;
 pub use round::body;
 
 use super::outbox::NOTIFY_CHANNEL;
@@ -156,7 +158,9 @@ async fn lead(
     let mut last_sample: Option<Instant> = None;
     let mut stopping = false;
     // The last row handed to the marker: rows after it are the next to publish (the ones
-    // before may not be marked yet).
+    // before may not be marked yet). A term starts at the stored floor.
+    let stored = bounded(async { Ok(floor::load(&mut conn).await?) }).await?;
+    marker.raise_floor(stored);
     let mut after = None;
     loop {
         // Round after round while rows keep coming; each round's confirms are settled by the
@@ -176,7 +180,7 @@ async fn lead(
                 &ch,
                 &exchange,
                 settings.batch,
-                after,
+                after.unwrap_or(stored),
             ))
             .await?;
             let Some(started) = started else {
@@ -263,10 +267,10 @@ async fn max_seq(conn: &mut AsyncPgConnection) -> Result<i64, RelayError> {
 
 /// The lag and depth gauges, as the leader sees them: the unpublished rows above `floor`
 /// (every row at or below it is published), read over the primary key's range. Counting
-/// `published_at IS NULL` over the whole table instead walks every dead entry the marks left
-/// in the partial index until vacuum: hundreds of milliseconds a second once the table is
-/// large, which held the relay's loop (commit → published p99 690 ms at 1471 webhooks/s over
-/// a minute, against 60 ms over 8 s).
+/// `published_at IS NULL` over the whole table instead would read every row kept for
+/// retention; when a partial index of unpublished rows answered it, the count walked every
+/// dead entry the marks left until vacuum and held the relay's loop (commit → published p99
+/// 690 ms at 1471 webhooks/s over a minute, against 60 ms over 8 s).
 async fn sample(
     conn: &mut AsyncPgConnection,
     metrics: &Metrics,

@@ -75,17 +75,19 @@ fn properties(change: &Change) -> BasicProperties {
         .with_headers(headers)
 }
 
-/// Selects up to `batch` unpublished rows with `seq` above `after` (all of them when `None`)
-/// and starts their publishes. `None` when there is nothing to publish.
+/// Selects up to `batch` unpublished rows with `seq` above `after` (along the primary key: no
+/// index names `published_at`) and starts their publishes. `None` when there is nothing to
+/// publish.
 pub async fn start(
     conn: &mut AsyncPgConnection,
     channel: &Channel,
     exchange: &str,
     batch: i64,
-    after: Option<i64>,
+    after: i64,
 ) -> Result<Option<Started>, RelayError> {
     let started = Instant::now();
-    let mut query = c::table
+    let rows: Vec<Row> = c::table
+        .filter(c::seq.gt(after))
         .filter(c::published_at.is_null())
         .order(c::seq)
         .limit(batch)
@@ -99,11 +101,8 @@ pub async fn start(
             c::committed_at,
             c::payload,
         ))
-        .into_boxed();
-    if let Some(after) = after {
-        query = query.filter(c::seq.gt(after));
-    }
-    let rows: Vec<Row> = query.load(conn).await?;
+        .load(conn)
+        .await?;
     let (Some(first), Some(last)) = (rows.as_slice().first(), rows.as_slice().last()) else {
         return Ok(None);
     };
