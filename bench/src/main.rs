@@ -186,8 +186,11 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("B_sql")?;
     eprintln!(
-        "  users batched {:.0} rows/s (500 a statement), single-row commits {:.0} rows/s, same writes as the worker {:.0} events/s",
-        b_sql.batched_rows_per_s, b_sql.single_row_commits_per_s, b_sql.same_writes_events_per_s
+        "  users batched {:.0} rows/s (500 a statement), single-row commits {:.0} rows/s, same writes as the worker {:.0} events/s (cpu/event: {})",
+        b_sql.batched_rows_per_s,
+        b_sql.single_row_commits_per_s,
+        b_sql.same_writes_events_per_s,
+        b_sql.same_writes_cpu.describe()
     );
 
     let tap = testkit::RabbitTap::connect(&url).await?;

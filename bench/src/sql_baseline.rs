@@ -3,6 +3,7 @@
 //! event (dedupe row + user upsert + audit row + its change-feed rows, and a new user's
 //! membership and role), batched like the worker batches.
 
+use crate::cpu::{self, CpuUse};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use std::time::Instant;
@@ -16,6 +17,8 @@ pub struct SqlResult {
     /// plus membership + role for a user's first event).
     pub same_writes_events_per_s: f64,
     pub same_writes_batch: usize,
+    /// CPU per event of PostgreSQL and of this process (the SQL client) while writing them.
+    pub same_writes_cpu: CpuUse,
 }
 
 const USERS_PREFIX: &str = "INSERT INTO directory_users (organization_id, directory_user_id, email, given_name, family_name, display_name, preferred_username, active, attributes, source_updated_at, source_event_id) VALUES ";
@@ -121,6 +124,10 @@ pub async fn sql_baselines(
     // 3. What the worker writes per event, `event_batch` events a transaction, over a user
     //    population half the event count (each user updated about twice, as in the drain).
     let users = (events / 2).max(1);
+    let watch = cpu::Watched::new()
+        .with_all("postgres", &cpu::find_processes("postgres"))
+        .with("sql client", Some(std::process::id()));
+    let sample = watch.start();
     let started = Instant::now();
     let mut i = 0;
     while i < events {
@@ -169,6 +176,7 @@ pub async fn sql_baselines(
         i += event_batch;
     }
     let same_writes = events as f64 / started.elapsed().as_secs_f64();
+    let same_writes_cpu = sample.finish(events);
     for table in [
         "directory_users",
         "processed_events",
@@ -189,6 +197,7 @@ pub async fn sql_baselines(
         single_row_commits_per_s: single_rate,
         same_writes_events_per_s: same_writes,
         same_writes_batch: event_batch,
+        same_writes_cpu,
     })
 }
 

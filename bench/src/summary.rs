@@ -130,9 +130,13 @@ impl Summary {
             ),
             row(
                 "B_sql the worker's rows, batched",
-                format!("{:.0} events/s", s.same_writes_events_per_s),
+                format!(
+                    "{:.0} events/s; cpu/event: {}",
+                    s.same_writes_events_per_s,
+                    s.same_writes_cpu.describe()
+                ),
                 &format!(
-                    "dedupe row + user upsert + audit row + the change-feed rows per event (+ membership and role for a new user), {} events per transaction",
+                    "dedupe row + user upsert + audit row + the change-feed rows per event (+ membership and role for a new user), {} events per transaction, one connection",
                     s.same_writes_batch
                 ),
             ),

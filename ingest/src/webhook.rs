@@ -6,28 +6,61 @@ use crate::metrics::Outcome;
 use crate::publish::{self, Published};
 use crate::state::AppState;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderMap};
+use actix_web::http::header::{self, HeaderMap, HeaderName};
 use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::BytesMut;
 use futures_util::StreamExt;
+use serde::Serialize;
 use serde_json::json;
 use shared::HeaderSource;
 use tracing::Instrument;
 
 struct ActixHeaders<'a>(&'a HeaderMap);
 
+/// The signature headers' names, built once: looking a header up by `&str` parses the name on
+/// every call.
+static SIGNATURE_HEADERS: [HeaderName; 3] = [
+    HeaderName::from_static(shared::verify::HEADER_ID),
+    HeaderName::from_static(shared::verify::HEADER_TIMESTAMP),
+    HeaderName::from_static(shared::verify::HEADER_SIGNATURE),
+];
+
+impl ActixHeaders<'_> {
+    fn values(&self, name: &str) -> std::slice::Iter<'_, header::HeaderValue> {
+        match SIGNATURE_HEADERS.iter().find(|known| known.as_str() == name) {
+            Some(known) => self.0.get_all(known),
+            None => self.0.get_all(name),
+        }
+    }
+}
+
 impl HeaderSource for ActixHeaders<'_> {
     fn header(&self, name: &str) -> Option<&str> {
-        self.0.get(name)?.to_str().ok()
+        self.values(name).next()?.to_str().ok()
     }
 
     fn present(&self, name: &str) -> bool {
-        self.0.contains_key(name)
+        self.values(name).next().is_some()
     }
 
     fn repeated(&self, name: &str) -> bool {
-        self.0.get_all(name).nth(1).is_some()
+        self.values(name).nth(1).is_some()
     }
+}
+
+/// The answers' bodies, serialized straight from these (no intermediate JSON tree).
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Answer<'a> {
+    Queued {
+        status: &'static str,
+        event_id: &'a str,
+    },
+    DeadLettered {
+        status: &'static str,
+        webhook_id: &'a str,
+        reason: &'static str,
+    },
 }
 
 /// The first bytes a body's buffer is given, whatever `Content-Length` claims: an
@@ -90,19 +123,20 @@ pub async fn receive(
     state: web::Data<AppState>,
     publisher: web::Data<Coalescer>,
 ) -> HttpResponse {
-    // Unverified: only a short, escaped prefix reaches the logs.
-    let webhook_id = req
-        .headers()
-        .get(shared::verify::HEADER_ID)
-        .map(|v| shared::redact::for_log(&String::from_utf8_lossy(v.as_bytes())))
-        .unwrap_or_default();
     let span = tracing::info_span!(
         "webhook",
-        webhook_id = %webhook_id,
+        webhook_id = tracing::field::Empty,
         event_id = tracing::field::Empty,
         event_type = tracing::field::Empty,
         organization_id = tracing::field::Empty,
     );
+    // Unverified: only a short, escaped prefix reaches the logs (built only when logged).
+    if !span.is_disabled()
+        && let Some(v) = ActixHeaders(req.headers()).values(shared::verify::HEADER_ID).next()
+    {
+        let id = shared::redact::for_log(&String::from_utf8_lossy(v.as_bytes()));
+        span.record("webhook_id", id.as_str());
+    }
     state.metrics.in_flight.inc();
     let response = handle(req, payload, &state, &publisher)
         .instrument(span)
@@ -179,16 +213,19 @@ async fn handle(
         Ok(Published::Event { event_id }) => {
             state.metrics.count(Outcome::Queued);
             tracing::info!("webhook queued");
-            HttpResponse::Accepted().json(json!({ "status": "queued", "event_id": event_id }))
+            HttpResponse::Accepted().json(Answer::Queued {
+                status: "queued",
+                event_id: &event_id,
+            })
         }
         Ok(Published::Malformed { reason }) => {
             state.metrics.count(Outcome::Malformed);
             tracing::warn!(%reason, "signed body is not a valid envelope: dead-lettered");
-            HttpResponse::Accepted().json(json!({
-                "status": "dead_lettered",
-                "webhook_id": verified.webhook_id(),
-                "reason": "malformed",
-            }))
+            HttpResponse::Accepted().json(Answer::DeadLettered {
+                status: "dead_lettered",
+                webhook_id: verified.webhook_id(),
+                reason: "malformed",
+            })
         }
         Err(e) => {
             state.metrics.count(Outcome::BrokerUnavailable);
