@@ -7,6 +7,11 @@
 -- What the indexes answered, the relay's floor answers: every change with `seq` at or below
 -- `published_through` is published (marks cover a prefix of `seq`, which is commit order), so
 -- the unpublished rows are found from there along the primary key.
+--
+-- A rolling update mixes this release with the one before, whose queries stay correct without
+-- the two indexes (only slower): its relay marks without raising the stored floor (a new leader
+-- then walks from a lower floor), and while it leads it looks for unpublished rows from the
+-- start of the table. Nothing is dropped that the release before needs to be right.
 
 CREATE TABLE change_relay (
     singleton          boolean     PRIMARY KEY DEFAULT true CHECK (singleton),

@@ -24,7 +24,7 @@ fn user(active: bool, email: &str, roles: &[&str], groups: &[&str]) -> StoredUse
         provisioned: active,
         profile: Profile {
             email: Some(email.into()),
-            attributes: json!({}),
+            attributes: json!({}).into(),
             ..Profile::default()
         },
         memberships: groups.iter().map(|g| ((*g).to_owned(), None)).collect(),
@@ -115,7 +115,7 @@ fn profile_changes_are_updates_and_attribute_only_changes_are_nothing() {
         ["user.updated"]
     );
     let mut attributes_only = before.clone();
-    attributes_only.profile.attributes = json!({"department": "R&D"});
+    attributes_only.profile.attributes = json!({"department": "R&D"}).into();
     assert!(user_changes(cause(), "u1", Some(&before), &attributes_only).is_empty());
     let regrouped = user(true, "a@x", &["member"], &["g2"]);
     let out = user_changes(cause(), "u1", Some(&before), &regrouped);

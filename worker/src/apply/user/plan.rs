@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use shared::{UserData, UserDeletedData};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// Where a role came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -35,7 +36,8 @@ pub type RoleSet = BTreeSet<(String, RoleSource)>;
 /// group id → group name as last seen on a user event.
 pub type Memberships = BTreeMap<String, Option<String>>;
 
-/// The profile columns of `directory_users`.
+/// The profile columns of `directory_users`. `attributes` (the event's whole `data`, about
+/// 1 KiB) is shared, not copied, by the states and plans that carry the profile.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Profile {
     pub email: Option<String>,
@@ -43,7 +45,7 @@ pub struct Profile {
     pub family_name: Option<String>,
     pub display_name: Option<String>,
     pub preferred_username: Option<String>,
-    pub attributes: Value,
+    pub attributes: Arc<Value>,
 }
 
 /// A user as stored.
@@ -143,7 +145,7 @@ fn profile_from(data: &UserData, raw_data: &Value) -> Profile {
         family_name: data.family_name.clone(),
         display_name,
         preferred_username: data.preferred_username.clone(),
-        attributes: raw_data.clone(),
+        attributes: Arc::new(raw_data.clone()),
     }
 }
 
@@ -295,7 +297,7 @@ pub fn plan_user(
     } else if erase {
         (
             Profile {
-                attributes: json!({}),
+                attributes: Arc::new(json!({})),
                 ..Profile::default()
             },
             Memberships::new(),

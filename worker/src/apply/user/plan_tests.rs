@@ -309,7 +309,7 @@ fn hard_delete_erases() {
         &ctx(&m, &none, true),
     ));
     assert_eq!(c.action, "erased");
-    assert!(c.erase && c.profile.email.is_none() && c.profile.attributes == json!({}));
+    assert!(c.erase && c.profile.email.is_none() && *c.profile.attributes == json!({}));
     // Its audit summaries keep the lifecycle, not the person.
     let before = c.before.clone().unwrap();
     assert!(s.profile.email.is_some(), "the stored user had an email");

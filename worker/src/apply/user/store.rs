@@ -108,7 +108,7 @@ pub async fn load_users(
                         family_name: r.family_name,
                         display_name: r.display_name,
                         preferred_username: r.preferred_username,
-                        attributes: r.attributes,
+                        attributes: r.attributes.into(),
                     },
                     memberships: BTreeMap::new(),
                     roles: BTreeSet::new(),
@@ -250,7 +250,7 @@ pub async fn write_users(
                     u::deactivated_at.eq(s.deactivated_at),
                     u::erased_at.eq(s.erased.then_some(now)),
                     u::provisioned_at.eq(s.provisioned.then_some(now)),
-                    u::attributes.eq(&s.profile.attributes),
+                    u::attributes.eq(&*s.profile.attributes),
                     (
                         u::source_updated_at.eq(s.version.at),
                         u::source_event_id.eq(s.version.event_id.as_str()),
