@@ -27,7 +27,10 @@ static SIGNATURE_HEADERS: [HeaderName; 3] = [
 
 impl ActixHeaders<'_> {
     fn values(&self, name: &str) -> std::slice::Iter<'_, header::HeaderValue> {
-        match SIGNATURE_HEADERS.iter().find(|known| known.as_str() == name) {
+        match SIGNATURE_HEADERS
+            .iter()
+            .find(|known| known.as_str() == name)
+        {
             Some(known) => self.0.get_all(known),
             None => self.0.get_all(name),
         }
@@ -132,7 +135,9 @@ pub async fn receive(
     );
     // Unverified: only a short, escaped prefix reaches the logs (built only when logged).
     if !span.is_disabled()
-        && let Some(v) = ActixHeaders(req.headers()).values(shared::verify::HEADER_ID).next()
+        && let Some(v) = ActixHeaders(req.headers())
+            .values(shared::verify::HEADER_ID)
+            .next()
     {
         let id = shared::redact::for_log(&String::from_utf8_lossy(v.as_bytes()));
         span.record("webhook_id", id.as_str());

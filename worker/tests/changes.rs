@@ -112,7 +112,9 @@ async fn assert_floor_at_top(db: &TestDb) {
     let top = db.count("SELECT max(seq) AS n FROM changes").await;
     assert!(
         wait_until(Duration::from_secs(5), || async {
-            db.count("SELECT published_through AS n FROM change_relay").await == top
+            db.count("SELECT published_through AS n FROM change_relay")
+                .await
+                == top
         })
         .await,
         "the stored floor reaches the newest change ({top})"

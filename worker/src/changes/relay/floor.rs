@@ -14,16 +14,13 @@ pub async fn load(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
         #[diesel(sql_type = BigInt)]
         published_through: i64,
     }
-    let floor: Option<Floor> =
-        diesel::sql_query("SELECT published_through FROM change_relay WHERE singleton")
-            .get_result(conn)
-            .await
-            .map(Some)
-            .or_else(|e| match e {
-                diesel::result::Error::NotFound => Ok(None),
-                e => Err(e),
-            })?;
-    Ok(floor.map_or(0, |f| f.published_through))
+    let floor: Floor = diesel::sql_query(
+        "SELECT COALESCE((SELECT published_through FROM change_relay WHERE singleton), 0) \
+         AS published_through",
+    )
+    .get_result(conn)
+    .await?;
+    Ok(floor.published_through)
 }
 
 /// Raises the stored floor to `through` (never lowers it).
