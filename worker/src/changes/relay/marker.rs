@@ -117,13 +117,10 @@ async fn mark_all(
     while let Some(round) = rounds.recv().await {
         let result = match round.await {
             Ok(confirmed) => {
-                let complete = confirmed.failure.is_none();
-                let top = confirmed.seqs.last().copied();
+                let through = confirmed.published_through();
                 let marked = bounded(mark(&mut conn, confirmed, &metrics)).await;
-                // Rounds are consecutive ranges of the unpublished rows, marked in order: a
-                // round marked whole publishes everything up to its last row.
-                if let (Ok(()), true, Some(top)) = (&marked, complete, top) {
-                    floor.fetch_max(top, Ordering::Relaxed);
+                if let (Ok(()), Some(through)) = (&marked, through) {
+                    floor.fetch_max(through, Ordering::Relaxed);
                 }
                 marked
             }
@@ -148,6 +145,14 @@ pub struct Confirmed {
     select: Duration,
     publish: Duration,
     confirm: Duration,
+}
+
+impl Confirmed {
+    /// Rounds are consecutive ranges of the unpublished rows, marked in order: a round confirmed
+    /// whole, once marked, publishes every row up to its last.
+    fn published_through(&self) -> Option<i64> {
+        self.seqs.last().copied().filter(|_| self.failure.is_none())
+    }
 }
 
 /// Awaits a round's confirms in order (each round in a task of its own, so the confirms of
@@ -185,13 +190,9 @@ async fn mark(
 ) -> Result<(), RelayError> {
     let started = Instant::now();
     if !round.seqs.is_empty() {
-        // A round confirmed whole publishes every row up to its last: the stored floor rises
-        // with its marks, in the same transaction (see the `relay_floor` migration).
-        let through = round
-            .seqs
-            .last()
-            .copied()
-            .filter(|_| round.failure.is_none());
+        // The stored floor rises with the marks, in the same transaction (see the
+        // `relay_floor` migration).
+        let through = round.published_through();
         let (seqs, at) = (&round.seqs, round.at);
         conn.transaction::<_, RelayError, _>(async |conn| {
             diesel::update(c::table.filter(c::seq.eq_any(seqs)))
