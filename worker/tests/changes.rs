@@ -24,14 +24,20 @@ struct Row {
     kind: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
     cause_event_id: String,
+    /// The payload's top-level keys, as PostgreSQL reads the stored `jsonb`.
+    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
+    keys: Vec<String>,
 }
 
 async fn outbox(db: &TestDb) -> Vec<Row> {
     use diesel_async::RunQueryDsl;
-    diesel::sql_query("SELECT seq, kind, cause_event_id FROM changes ORDER BY seq")
-        .load(&mut db.connect().await)
-        .await
-        .unwrap()
+    diesel::sql_query(
+        "SELECT seq, kind, cause_event_id, \
+         ARRAY(SELECT jsonb_object_keys(payload) ORDER BY 1) AS keys FROM changes ORDER BY seq",
+    )
+    .load(&mut db.connect().await)
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
@@ -63,6 +69,10 @@ async fn each_event_writes_its_net_changes_once_and_nothing_else() {
         "{rows:?}"
     );
     assert!(rows.windows(2).all(|w| w[0].seq < w[1].seq));
+    // Payloads are stored as JSON objects PostgreSQL can query, not as strings of JSON.
+    assert_eq!(rows[2].keys, ["user"]);
+    assert_eq!(rows[3].keys, ["granted", "revoked", "user"]);
+    assert_eq!(rows[4].keys, ["joined", "left", "user"]);
     // The cause of each change is the event that made it, in the fixtures' order.
     let causes: Vec<&str> = rows.iter().map(|r| r.cause_event_id.as_str()).collect();
     let mut sorted = causes.clone();

@@ -6,6 +6,7 @@
 //! it cannot take part in a lock cycle; it serializes only the insert and the commit.
 
 use super::plan::PlannedChange;
+use crate::db::json::JsonbText;
 use crate::db::schema::changes as c;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -28,18 +29,21 @@ pub async fn write(conn: &mut AsyncPgConnection, changes: &[PlannedChange]) -> Q
     .await?;
     let mut written = 0;
     for chunk in changes.chunks(1000) {
-        let rows: Vec<_> = chunk
+        let rows = chunk
             .iter()
             .map(|ch| {
-                (
+                // Straight to text: no `Value` tree per change.
+                let payload = JsonbText::of(&ch.payload)
+                    .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+                Ok((
                     c::kind.eq(ch.kind.as_str()),
                     c::organization_id.eq(ch.organization_id.as_str()),
                     c::cause_event_id.eq(ch.cause_event_id.as_str()),
                     c::occurred_at.eq(ch.occurred_at),
-                    c::payload.eq(serde_json::to_value(&ch.payload).unwrap_or_default()),
-                )
+                    c::payload.eq(payload),
+                ))
             })
-            .collect();
+            .collect::<QueryResult<Vec<_>>>()?;
         written += diesel::insert_into(c::table)
             .values(rows)
             .execute(conn)

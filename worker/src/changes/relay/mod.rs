@@ -17,7 +17,6 @@ mod marker;
 mod round;
 
 pub use floor::UNPUBLISHED_COUNT_SQL;
-pub use round::body;
 
 use super::outbox::NOTIFY_CHANNEL;
 use super::prune::{self, Retention};

@@ -4,14 +4,16 @@
 //! still on their way.
 
 use super::RelayError;
+use crate::db::json::JsonbText;
 use crate::db::schema::changes as c;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, PublisherConfirm};
+use serde::Serialize;
 use shared::amqp::{Outgoing, start_all};
-use shared::changes::{Change, ChangeKind, ChangePayload, header};
+use shared::changes::{ChangeKind, header};
 use std::time::{Duration, Instant};
 
 /// An outbox row as the relay reads it.
@@ -23,7 +25,7 @@ pub type Row = (
     String,
     DateTime<Utc>,
     DateTime<Utc>,
-    serde_json::Value,
+    JsonbText,
 );
 
 /// A round whose publishes are on the wire: each row's `seq` with its pending confirm, in
@@ -39,39 +41,74 @@ pub struct Started {
     pub publish: Duration,
 }
 
-/// The message body of an outbox row.
-pub fn body(row: &Row) -> Result<Change, RelayError> {
-    let (seq, id, kind, org, cause, occurred_at, committed_at, payload) = row;
-    let corrupt = |reason: String| RelayError::Corrupt { seq: *seq, reason };
-    Ok(Change {
-        id: id.clone(),
-        seq: *seq,
-        kind: ChangeKind::parse(kind).ok_or_else(|| corrupt(format!("unknown kind {kind:?}")))?,
-        organization_id: org.clone(),
-        cause_event_id: cause.clone(),
-        occurred_at: *occurred_at,
-        committed_at: *committed_at,
-        payload: serde_json::from_value::<ChangePayload>(payload.clone())
-            .map_err(|e| corrupt(e.to_string()))?,
-    })
+/// Every field of a [`shared::changes::Change`] but its payload, serialized as the contract
+/// type serializes them.
+#[derive(Serialize)]
+struct Head<'a> {
+    id: &'a str,
+    seq: i64,
+    kind: ChangeKind,
+    organization_id: &'a str,
+    cause_event_id: &'a str,
+    occurred_at: &'a DateTime<Utc>,
+    committed_at: &'a DateTime<Utc>,
 }
 
-fn properties(change: &Change) -> BasicProperties {
+/// One message of a round: what its properties need, and its body.
+struct Message<'a> {
+    head: Head<'a>,
+    body: Vec<u8>,
+}
+
+/// The message body of an outbox row: a [`shared::changes::Change`], whose payload fields sit
+/// beside the others (`#[serde(flatten)]`). The stored payload (a JSON object written from a
+/// `ChangePayload`) is spliced in as it is, so no JSON tree is built on the way.
+fn message(row: &Row) -> Result<Message<'_>, RelayError> {
+    let (seq, id, kind, org, cause, occurred_at, committed_at, payload) = row;
+    let corrupt = |reason: String| RelayError::Corrupt { seq: *seq, reason };
+    let head = Head {
+        id,
+        seq: *seq,
+        kind: ChangeKind::parse(kind).ok_or_else(|| corrupt(format!("unknown kind {kind:?}")))?,
+        organization_id: org,
+        cause_event_id: cause,
+        occurred_at,
+        committed_at,
+    };
+    let fields = payload
+        .as_str()
+        .trim()
+        .strip_prefix('{')
+        .and_then(|p| p.strip_suffix('}'))
+        .ok_or_else(|| corrupt("the payload is not a JSON object".to_owned()))?
+        .trim();
+    let mut body = serde_json::to_vec(&head).map_err(|e| corrupt(e.to_string()))?;
+    if !fields.is_empty() {
+        // `{…head…}` becomes `{…head…,…payload fields…}`.
+        body.pop();
+        body.push(b',');
+        body.extend_from_slice(fields.as_bytes());
+        body.push(b'}');
+    }
+    Ok(Message { head, body })
+}
+
+fn properties(head: &Head<'_>) -> BasicProperties {
     let mut headers = FieldTable::default();
-    headers.insert(header::SEQ.into(), AMQPValue::LongLongInt(change.seq));
+    headers.insert(header::SEQ.into(), AMQPValue::LongLongInt(head.seq));
     headers.insert(
         header::CHANGE_KIND.into(),
-        AMQPValue::LongString(LongString::from(change.kind.as_str().as_bytes().to_vec())),
+        AMQPValue::LongString(LongString::from(head.kind.as_str().as_bytes().to_vec())),
     );
     headers.insert(
         header::ORGANIZATION_ID.into(),
-        AMQPValue::LongString(LongString::from(change.organization_id.as_bytes().to_vec())),
+        AMQPValue::LongString(LongString::from(head.organization_id.as_bytes().to_vec())),
     );
     BasicProperties::default()
-        .with_message_id(change.id.as_str().into())
+        .with_message_id(head.id.into())
         .with_content_type("application/json".into())
         .with_delivery_mode(2)
-        .with_timestamp(u64::try_from(change.committed_at.timestamp()).unwrap_or(0))
+        .with_timestamp(u64::try_from(head.committed_at.timestamp()).unwrap_or(0))
         .with_headers(headers)
 }
 
@@ -109,24 +146,16 @@ pub async fn start(
     let (first_seq, last_seq) = (first.0, last.0);
     let full = i64::try_from(rows.len()).unwrap_or(i64::MAX) >= batch;
     let select = started.elapsed();
-    let mut bodies = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let change = body(row)?;
-        let bytes = serde_json::to_vec(&change).map_err(|e| RelayError::Corrupt {
-            seq: change.seq,
-            reason: e.to_string(),
-        })?;
-        bodies.push((change, bytes));
-    }
-    let outgoing = bodies.iter().map(|(change, bytes)| Outgoing {
+    let messages = rows.iter().map(message).collect::<Result<Vec<_>, _>>()?;
+    let outgoing = messages.iter().map(|m| Outgoing {
         exchange,
-        routing_key: change.kind.as_str(),
-        body: bytes,
-        properties: properties(change),
+        routing_key: m.head.kind.as_str(),
+        body: &m.body,
+        properties: properties(&m.head),
     });
     let mut pending = Vec::with_capacity(rows.len());
-    for ((change, _), confirm) in bodies.iter().zip(start_all(channel, outgoing).await) {
-        pending.push((change.seq, confirm?));
+    for (m, confirm) in messages.iter().zip(start_all(channel, outgoing).await) {
+        pending.push((m.head.seq, confirm?));
     }
     Ok(Some(Started {
         pending,
@@ -136,4 +165,94 @@ pub async fn start(
         select,
         publish: started.elapsed() - select,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::changes::{Change, ChangePayload, UserState};
+
+    fn row(kind: &str, payload: JsonbText) -> Row {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        (
+            42,
+            "chg_1".into(),
+            kind.into(),
+            "org_1".into(),
+            "evt_1".into(),
+            at,
+            at + chrono::Duration::milliseconds(1500),
+            payload,
+        )
+    }
+
+    fn decoded(row: &Row) -> Change {
+        let m = message(row).unwrap_or_else(|e| panic!("{e}"));
+        serde_json::from_slice(&m.body).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_body_is_the_contract_change_with_the_stored_payload() {
+        let payload = ChangePayload {
+            user: Some(UserState {
+                directory_user_id: "u_1".into(),
+                email: Some("a\"b@example.com".into()),
+                given_name: None,
+                family_name: Some("Ünïcode".into()),
+                display_name: None,
+                active: true,
+                roles: vec!["admin".into()],
+                groups: vec![],
+            }),
+            granted: Some(vec!["admin".into()]),
+            revoked: Some(vec![]),
+            ..ChangePayload::default()
+        };
+        let stored = row(
+            "user.roles_changed",
+            JsonbText::of(&payload).unwrap_or_else(|e| panic!("{e}")),
+        );
+        let change = decoded(&stored);
+        assert_eq!(
+            change,
+            Change {
+                id: "chg_1".into(),
+                seq: 42,
+                kind: ChangeKind::UserRolesChanged,
+                organization_id: "org_1".into(),
+                cause_event_id: "evt_1".into(),
+                occurred_at: stored.5,
+                committed_at: stored.6,
+                payload,
+            }
+        );
+    }
+
+    #[test]
+    fn payloads_as_postgres_prints_them_and_empty_ones_splice_too() {
+        let spaced = row(
+            "user.groups_changed",
+            JsonbText::unchecked(r#" {"left": ["g1"], "joined": []} "#),
+        );
+        let change = decoded(&spaced);
+        assert_eq!(change.payload.left, Some(vec!["g1".to_owned()]));
+        assert_eq!(change.payload.joined, Some(vec![]));
+        let empty = decoded(&row("directory.enabled", JsonbText::unchecked("{}")));
+        assert_eq!(empty.payload, ChangePayload::default());
+        assert_eq!(empty.kind, ChangeKind::DirectoryEnabled);
+    }
+
+    #[test]
+    fn rows_that_are_not_changes_are_corrupt() {
+        for bad in [
+            row("user.created", JsonbText::unchecked("{}")),
+            row("user.updated", JsonbText::unchecked("[1]")),
+            row("user.updated", JsonbText::unchecked("null")),
+        ] {
+            assert!(matches!(
+                message(&bad),
+                Err(RelayError::Corrupt { seq: 42, .. })
+            ));
+        }
+    }
 }
