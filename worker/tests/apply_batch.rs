@@ -149,3 +149,83 @@ async fn memberships_and_roles_are_rewritten_only_when_they_change() {
     }
     db.drop_db().await;
 }
+
+#[derive(diesel::QueryableByName, Debug)]
+struct Prepared {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+}
+
+/// The statements kept prepared on the applier's connection (its pool holds one).
+async fn prepared(a: &worker::apply::Applier) -> Vec<String> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = a.pool().get().await.unwrap();
+    let rows: Vec<Prepared> =
+        diesel::sql_query("SELECT statement FROM pg_prepared_statements ORDER BY statement")
+            .load(&mut *conn)
+            .await
+            .unwrap();
+    rows.into_iter().map(|r| r.statement).collect()
+}
+
+#[tokio::test]
+async fn batches_of_any_size_run_the_same_prepared_statements() {
+    let db = TestDb::create().await;
+    let a = worker::apply::Applier::new(
+        worker::db::pool(&db.url, 1),
+        std::sync::Arc::new(RoleMapping::default()),
+        false,
+    );
+    let eng = ("dirgroup_eng", "Engineering");
+    // New users (each its own row, memberships and roles), `n` of them in one batch.
+    let batch = |from: u32, n: u32| -> Vec<_> {
+        (from..from + n)
+            .map(|i| {
+                let mut v: serde_json::Value =
+                    serde_json::from_slice(&user_update(i, &[eng], &format!("u{i}@example.com")))
+                        .unwrap();
+                v["data"]["id"] = format!("diruser_prepared_{i:03}").into();
+                parsed(&serde_json::to_vec(&v).unwrap())
+            })
+            .collect()
+    };
+    let first = batch(0, 2);
+    assert!(
+        a.apply_batch(&first)
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| *o == Outcome::Applied)
+    );
+    let after_first = prepared(&a).await;
+    // Every multi-row write is one prepared statement, whatever the batch's size.
+    for table in [
+        "processed_events",
+        "directory_users",
+        "directory_group_memberships",
+        "user_roles",
+        "audit_log",
+        "changes",
+    ] {
+        let prefix = format!("INSERT INTO {table} ");
+        let n = after_first
+            .iter()
+            .filter(|s| s.starts_with(&prefix))
+            .count();
+        assert_eq!(n, 1, "{table}: {after_first:#?}");
+    }
+    let second = batch(10, 7);
+    assert!(
+        a.apply_batch(&second)
+            .await
+            .unwrap()
+            .iter()
+            .all(|o| *o == Outcome::Applied)
+    );
+    assert_eq!(
+        prepared(&a).await,
+        after_first,
+        "a new batch size prepared anew"
+    );
+    db.drop_db().await;
+}

@@ -1,8 +1,8 @@
-//! `audit_log`: one row per applied change, written in the transaction of the change, in one
-//! statement per thousand rows.
+//! `audit_log`: one row per applied change, written in the transaction of the change, all of a
+//! transaction's rows in one statement.
 
-use crate::db::schema::audit_log as a;
-use diesel::prelude::*;
+use crate::db::cached::cached;
+use diesel::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 
@@ -19,28 +19,31 @@ pub struct AuditRow {
     pub after: Value,
 }
 
+/// Inserts the rows in order, in one statement of fixed text (kept prepared: see
+/// `crate::db::cached`).
 pub async fn write(conn: &mut AsyncPgConnection, rows: &[AuditRow]) -> QueryResult<()> {
-    for chunk in rows.chunks(1000) {
-        let values: Vec<_> = chunk
-            .iter()
-            .map(|r| {
-                (
-                    a::event_id.eq(r.event_id.as_str()),
-                    a::organization_id.eq(r.organization_id.as_str()),
-                    a::entity_type.eq(r.entity_type),
-                    a::entity_id.eq(r.entity_id.as_str()),
-                    a::action.eq(r.action),
-                    a::before.eq(r.before.as_ref()),
-                    a::after.eq(Some(&r.after)),
-                )
-            })
-            .collect();
-        diesel::insert_into(a::table)
-            .values(values)
-            .execute(conn)
-            .await?;
+    use diesel::sql_types::{Array, Jsonb, Nullable, Text};
+    if rows.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let text = |f: fn(&AuditRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
+    cached(
+        diesel::sql_query(
+            "INSERT INTO audit_log (event_id, organization_id, entity_type, entity_id, action, before, after) \
+             SELECT e, o, t, i, a, b, f FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+             $6::jsonb[], $7::jsonb[]) WITH ORDINALITY AS r(e, o, t, i, a, b, f, n) ORDER BY n",
+        )
+        .bind::<Array<Text>, _>(text(|r| &r.event_id))
+        .bind::<Array<Text>, _>(text(|r| &r.organization_id))
+        .bind::<Array<Text>, _>(text(|r| r.entity_type))
+        .bind::<Array<Text>, _>(text(|r| &r.entity_id))
+        .bind::<Array<Text>, _>(text(|r| r.action))
+        .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.before.as_ref()).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(rows.iter().map(|r| &r.after).collect::<Vec<_>>()),
+    )
+    .execute(conn)
+    .await
+    .map(|_| ())
 }
 
 /// Removes `fields` from the before / after summaries of every audit row of these users
@@ -57,14 +60,16 @@ pub async fn redact_users(
     }
     let (orgs, ids): (Vec<&str>, Vec<&str>) =
         users.iter().map(|(o, u)| (o.as_str(), u.as_str())).unzip();
-    diesel::sql_query(
-        "UPDATE audit_log a SET before = a.before - $3::text[], after = a.after - $3::text[] \
+    cached(
+        diesel::sql_query(
+            "UPDATE audit_log a SET before = a.before - $3::text[], after = a.after - $3::text[] \
          FROM unnest($1::text[], $2::text[]) AS u(org, id) \
          WHERE a.organization_id = u.org AND a.entity_type = 'user' AND a.entity_id = u.id",
+        )
+        .bind::<Array<Text>, _>(orgs)
+        .bind::<Array<Text>, _>(ids)
+        .bind::<Array<Text>, _>(fields),
     )
-    .bind::<Array<Text>, _>(orgs)
-    .bind::<Array<Text>, _>(ids)
-    .bind::<Array<Text>, _>(fields)
     .execute(conn)
     .await
     .map(|_| ())

@@ -2,10 +2,23 @@
 //! change. One insert claims a whole batch (a single event is a batch of one).
 
 use super::{Item, Outcome};
+use crate::db::cached::cached;
 use crate::db::schema::processed_events as p;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::collections::HashSet;
+
+#[derive(diesel::QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = Text)]
+    event_id: String,
+}
+
+/// One value per item, for a column of the items' arrays.
+fn column<'a, T>(items: &[&Item<'a>], f: impl Fn(&Item<'a>) -> T) -> Vec<T> {
+    items.iter().map(|i| f(i)).collect()
+}
 
 /// Inserts the dedupe row of every item; `true` for the items that are new (the first
 /// occurrence of an id in the batch, when it was not processed before). A concurrent
@@ -21,31 +34,28 @@ pub async fn claim_all(conn: &mut AsyncPgConnection, items: &[Item<'_>]) -> Quer
             .cmp(&items[*b].event.envelope.id)
     });
     order.dedup_by(|a, b| items[*a].event.envelope.id == items[*b].event.envelope.id);
-    let rows: Vec<_> = order
-        .iter()
-        .map(|&i| &items[i])
-        .map(|item| {
-            let e = &item.event.envelope;
-            (
-                p::event_id.eq(e.id.as_str()),
-                p::webhook_id.eq(item.meta.webhook_id.as_deref()),
-                p::event_type.eq(e.event_type.as_str()),
-                p::organization_id.eq(item.organization_id),
-                p::occurred_at.eq(e.occurred_at),
-                p::source.eq(item.meta.source.as_str()),
-                p::outcome.eq(Outcome::Applied.as_str()),
-                p::subject_id.eq(item.event.event.subject_id()),
-            )
-        })
-        .collect();
-    let inserted: Vec<String> = diesel::insert_into(p::table)
-        .values(rows)
-        .on_conflict(p::event_id)
-        .do_nothing()
-        .returning(p::event_id)
-        .get_results(conn)
-        .await?;
-    let mut new: HashSet<String> = inserted.into_iter().collect();
+    let claimed: Vec<&Item<'_>> = order.iter().map(|&i| &items[i]).collect();
+    // One statement of fixed text for any number of events (kept prepared: see
+    // `crate::db::cached`); rows go in in the arrays' order.
+    let inserted: Vec<Claimed> = cached(
+        diesel::sql_query(
+            "INSERT INTO processed_events (event_id, webhook_id, event_type, organization_id, occurred_at, source, outcome, subject_id) \
+             SELECT e, w, t, o, a, s, $8, j FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], \
+             $6::text[], $7::text[]) WITH ORDINALITY AS r(e, w, t, o, a, s, j, n) ORDER BY n \
+             ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        )
+        .bind::<Array<Text>, _>(column(&claimed, |i| i.event.envelope.id.as_str()))
+        .bind::<Array<Nullable<Text>>, _>(column(&claimed, |i| i.meta.webhook_id.as_deref()))
+        .bind::<Array<Text>, _>(column(&claimed, |i| i.event.envelope.event_type.as_str()))
+        .bind::<Array<Text>, _>(column(&claimed, |i| i.organization_id))
+        .bind::<Array<Timestamptz>, _>(column(&claimed, |i| i.event.envelope.occurred_at))
+        .bind::<Array<Text>, _>(column(&claimed, |i| i.meta.source.as_str()))
+        .bind::<Array<Nullable<Text>>, _>(column(&claimed, |i| i.event.event.subject_id()))
+        .bind::<Text, _>(Outcome::Applied.as_str()),
+    )
+    .load(conn)
+    .await?;
+    let mut new: HashSet<String> = inserted.into_iter().map(|c| c.event_id).collect();
     Ok(items
         .iter()
         .map(|item| new.remove(item.event.envelope.id.as_str()))

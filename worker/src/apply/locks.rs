@@ -3,6 +3,7 @@
 //! set sorted), so two transactions never wait on each other in a cycle. A transaction takes
 //! every lock it needs before it inserts its dedupe rows (see `docs/architecture.md`, "Apply").
 
+use crate::db::cached::cached;
 use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::collections::BTreeSet;
@@ -47,10 +48,10 @@ impl LockSet {
                 continue;
             }
             let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-            diesel::sql_query(format!(
+            cached(diesel::sql_query(format!(
                 "SELECT count({function}(hashtextextended(k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k) s"
             ))
-            .bind::<Array<Text>, _>(keys)
+            .bind::<Array<Text>, _>(keys))
             .execute(conn)
             .await?;
         }

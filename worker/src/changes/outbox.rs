@@ -6,9 +6,10 @@
 //! it cannot take part in a lock cycle; it serializes only the insert and the commit.
 
 use super::plan::PlannedChange;
+use crate::db::cached::cached;
 use crate::db::json::JsonbText;
-use crate::db::schema::changes as c;
-use diesel::prelude::*;
+use diesel::QueryResult;
+use diesel::sql_types::{Array, Jsonb, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// The advisory lock that orders outbox inserts ("scim-chg").
@@ -22,32 +23,41 @@ pub async fn write(conn: &mut AsyncPgConnection, changes: &[PlannedChange]) -> Q
     if changes.is_empty() {
         return Ok(0);
     }
-    diesel::sql_query(format!(
+    cached(diesel::sql_query(format!(
         "SELECT pg_advisory_xact_lock({COMMIT_ORDER_LOCK}), pg_notify('{NOTIFY_CHANNEL}', '')"
-    ))
+    )))
     .execute(conn)
     .await?;
-    let mut written = 0;
-    for chunk in changes.chunks(1000) {
-        let rows = chunk
-            .iter()
-            .map(|ch| {
-                // Straight to text: no `Value` tree per change.
-                let payload = JsonbText::of(&ch.payload)
-                    .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-                Ok((
-                    c::kind.eq(ch.kind.as_str()),
-                    c::organization_id.eq(ch.organization_id.as_str()),
-                    c::cause_event_id.eq(ch.cause_event_id.as_str()),
-                    c::occurred_at.eq(ch.occurred_at),
-                    c::payload.eq(payload),
-                ))
-            })
-            .collect::<QueryResult<Vec<_>>>()?;
-        written += diesel::insert_into(c::table)
-            .values(rows)
-            .execute(conn)
-            .await?;
-    }
-    Ok(written)
+    let payloads = changes
+        .iter()
+        // Straight to text: no `Value` tree per change.
+        .map(|ch| JsonbText::of(&ch.payload))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    // One statement of fixed text for any number of rows (kept prepared); `seq` is drawn in
+    // the arrays' order.
+    cached(
+        diesel::sql_query(
+            "INSERT INTO changes (kind, organization_id, cause_event_id, occurred_at, payload) \
+             SELECT k, o, c, a, p FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) \
+             WITH ORDINALITY AS r(k, o, c, a, p, n) ORDER BY n",
+        )
+        .bind::<Array<Text>, _>(changes.iter().map(|ch| ch.kind.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            changes
+                .iter()
+                .map(|ch| ch.organization_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(
+            changes
+                .iter()
+                .map(|ch| ch.cause_event_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamptz>, _>(changes.iter().map(|ch| ch.occurred_at).collect::<Vec<_>>())
+        .bind::<Array<Jsonb>, _>(payloads),
+    )
+    .execute(conn)
+    .await
 }

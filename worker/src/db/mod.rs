@@ -1,5 +1,6 @@
 //! PostgreSQL access: the connection pool, embedded migrations, table definitions.
 
+pub mod cached;
 pub mod json;
 pub mod migrate;
 pub mod schema;

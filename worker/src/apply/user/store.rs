@@ -5,6 +5,7 @@
 
 use super::plan::{Profile, RoleSource, StoredUser};
 use crate::apply::version::Version;
+use crate::db::cached::cached;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -79,12 +80,12 @@ pub async fn load_users(
     keys: &[Key],
 ) -> diesel::QueryResult<BTreeMap<Key, StoredUser>> {
     let (orgs, users) = split(keys);
-    let rows: Vec<UserRow> = diesel::sql_query(
+    let rows: Vec<UserRow> = cached(diesel::sql_query(
         "SELECT u.organization_id, u.directory_user_id, active, deactivated_at, erased_at, provisioned_at, email, given_name, family_name, display_name, preferred_username, attributes, source_updated_at, source_event_id, profile_updated_at, profile_event_id \
          FROM directory_users u JOIN unnest($1::text[], $2::text[]) AS k(o, id) ON u.organization_id = k.o AND u.directory_user_id = k.id",
     )
     .bind::<Array<Text>, _>(&orgs)
-    .bind::<Array<Text>, _>(&users)
+    .bind::<Array<Text>, _>(&users))
     .load(conn)
     .await?;
     let mut out: BTreeMap<Key, StoredUser> = rows
@@ -116,13 +117,13 @@ pub async fn load_users(
             )
         })
         .collect();
-    let memberships: Vec<PairRow> = diesel::sql_query(
+    let memberships: Vec<PairRow> = cached(diesel::sql_query(
         "SELECT k.o AS organization_id, k.id AS directory_user_id, m.a, m.b FROM unnest($1::text[], $2::text[]) AS k(o, id) \
          CROSS JOIN LATERAL (SELECT directory_group_id AS a, group_name AS b FROM directory_group_memberships \
          WHERE organization_id = k.o AND directory_user_id = k.id OFFSET 0) m",
     )
     .bind::<Array<Text>, _>(&orgs)
-    .bind::<Array<Text>, _>(&users)
+    .bind::<Array<Text>, _>(&users))
     .load(conn)
     .await?;
     for m in memberships {
@@ -130,13 +131,13 @@ pub async fn load_users(
             u.memberships.insert(m.a, m.b);
         }
     }
-    let roles: Vec<PairRow> = diesel::sql_query(
+    let roles: Vec<PairRow> = cached(diesel::sql_query(
         "SELECT k.o AS organization_id, k.id AS directory_user_id, r.a, r.b FROM unnest($1::text[], $2::text[]) AS k(o, id) \
          CROSS JOIN LATERAL (SELECT role_name AS a, source AS b FROM user_roles \
          WHERE organization_id = k.o AND directory_user_id = k.id OFFSET 0) r",
     )
     .bind::<Array<Text>, _>(&orgs)
-    .bind::<Array<Text>, _>(&users)
+    .bind::<Array<Text>, _>(&users))
     .load(conn)
     .await?;
     for r in roles {
@@ -159,12 +160,12 @@ pub async fn deleted_groups(
         return Ok(BTreeSet::new());
     }
     let (orgs, groups) = split(keys);
-    let rows: Vec<KeyRow> = diesel::sql_query(
+    let rows: Vec<KeyRow> = cached(diesel::sql_query(
         "SELECT g.organization_id, g.directory_group_id AS id FROM directory_groups g \
          JOIN unnest($1::text[], $2::text[]) AS k(o, id) ON g.organization_id = k.o AND g.directory_group_id = k.id WHERE g.deleted_at IS NOT NULL",
     )
     .bind::<Array<Text>, _>(&orgs)
-    .bind::<Array<Text>, _>(&groups)
+    .bind::<Array<Text>, _>(&groups))
     .load(conn)
     .await?;
     Ok(rows
@@ -209,87 +210,78 @@ impl<'a> FinalUser<'a> {
 async fn delete_sets(conn: &mut AsyncPgConnection, keys: &[Key]) -> diesel::QueryResult<()> {
     let (orgs, ids) = split(keys);
     for table in ["directory_group_memberships", "user_roles"] {
-        diesel::sql_query(format!(
+        cached(diesel::sql_query(format!(
             "DELETE FROM {table} t USING unnest($1::text[], $2::text[]) AS k(o, id) WHERE t.organization_id = k.o AND t.directory_user_id = k.id"
         ))
         .bind::<Array<Text>, _>(&orgs)
-        .bind::<Array<Text>, _>(&ids)
+        .bind::<Array<Text>, _>(&ids))
         .execute(conn)
         .await?;
     }
     Ok(())
 }
 
+/// One value per user, for a column of the users' arrays.
+fn column<'u, 's, T>(users: &'u [FinalUser<'s>], f: impl FnMut(&'u FinalUser<'s>) -> T) -> Vec<T> {
+    users.iter().map(f).collect()
+}
+
 /// Writes the final users; replaces the memberships and roles of those whose sets changed.
+/// One statement of fixed text for any number of users (kept prepared: see `crate::db::cached`).
 pub async fn write_users(
     conn: &mut AsyncPgConnection,
     users: &[FinalUser<'_>],
 ) -> diesel::QueryResult<()> {
-    use crate::db::schema::directory_users as u;
-    use diesel::ExpressionMethods;
-    use diesel::upsert::excluded;
     if users.is_empty() {
         return Ok(());
     }
     let now = Utc::now();
-    for chunk in users.chunks(1000) {
-        let rows: Vec<_> = chunk
-            .iter()
-            .map(|f| {
-                let s = f.state;
-                (
-                    u::organization_id.eq(f.key.0.as_str()),
-                    u::directory_user_id.eq(f.key.1.as_str()),
-                    u::directory_id.eq(f.directory_id),
-                    u::email.eq(s.profile.email.as_deref()),
-                    u::given_name.eq(s.profile.given_name.as_deref()),
-                    u::family_name.eq(s.profile.family_name.as_deref()),
-                    u::display_name.eq(s.profile.display_name.as_deref()),
-                    u::preferred_username.eq(s.profile.preferred_username.as_deref()),
-                    u::active.eq(s.active),
-                    u::deactivated_at.eq(s.deactivated_at),
-                    u::erased_at.eq(s.erased.then_some(now)),
-                    u::provisioned_at.eq(s.provisioned.then_some(now)),
-                    u::attributes.eq(&*s.profile.attributes),
-                    (
-                        u::source_updated_at.eq(s.version.at),
-                        u::source_event_id.eq(s.version.event_id.as_str()),
-                        u::profile_updated_at.eq(s.profile_version.as_ref().map(|v| v.at)),
-                        u::profile_event_id
-                            .eq(s.profile_version.as_ref().map(|v| v.event_id.as_str())),
-                    ),
-                )
-            })
-            .collect();
-        diesel::insert_into(u::table)
-            .values(rows)
-            .on_conflict((u::organization_id, u::directory_user_id))
-            .do_update()
-            .set((
-                u::directory_id.eq(diesel::dsl::sql::<Nullable<Text>>("COALESCE(excluded.directory_id, directory_users.directory_id)")),
-                u::email.eq(excluded(u::email)),
-                u::given_name.eq(excluded(u::given_name)),
-                u::family_name.eq(excluded(u::family_name)),
-                u::display_name.eq(excluded(u::display_name)),
-                u::preferred_username.eq(excluded(u::preferred_username)),
-                u::active.eq(excluded(u::active)),
-                u::deactivated_at.eq(excluded(u::deactivated_at)),
-                u::erased_at.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
-                    "CASE WHEN excluded.erased_at IS NULL THEN NULL ELSE COALESCE(directory_users.erased_at, excluded.erased_at) END",
-                )),
-                u::provisioned_at.eq(diesel::dsl::sql::<Nullable<Timestamptz>>(
-                    "COALESCE(directory_users.provisioned_at, excluded.provisioned_at)",
-                )),
-                u::attributes.eq(excluded(u::attributes)),
-                u::source_updated_at.eq(excluded(u::source_updated_at)),
-                u::source_event_id.eq(excluded(u::source_event_id)),
-                u::profile_updated_at.eq(excluded(u::profile_updated_at)),
-                u::profile_event_id.eq(excluded(u::profile_event_id)),
-                u::updated_at.eq(now),
-            ))
-            .execute(conn)
-            .await?;
-    }
+    let profile_id = column(users, |f| {
+        f.state
+            .profile_version
+            .as_ref()
+            .map(|v| v.event_id.as_str())
+    });
+    cached(
+        diesel::sql_query(
+            "INSERT INTO directory_users AS d (organization_id, directory_user_id, directory_id, email, given_name, \
+             family_name, display_name, preferred_username, active, deactivated_at, erased_at, provisioned_at, attributes, \
+             source_updated_at, source_event_id, profile_updated_at, profile_event_id, updated_at) \
+             SELECT *, $18 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+             $8::text[], $9::bool[], $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::jsonb[], \
+             $14::timestamptz[], $15::text[], $16::timestamptz[], $17::text[]) \
+             ON CONFLICT (organization_id, directory_user_id) DO UPDATE SET \
+             directory_id = COALESCE(excluded.directory_id, d.directory_id), email = excluded.email, \
+             given_name = excluded.given_name, family_name = excluded.family_name, \
+             display_name = excluded.display_name, preferred_username = excluded.preferred_username, \
+             active = excluded.active, deactivated_at = excluded.deactivated_at, \
+             erased_at = CASE WHEN excluded.erased_at IS NULL THEN NULL ELSE COALESCE(d.erased_at, excluded.erased_at) END, \
+             provisioned_at = COALESCE(d.provisioned_at, excluded.provisioned_at), \
+             attributes = excluded.attributes, source_updated_at = excluded.source_updated_at, \
+             source_event_id = excluded.source_event_id, profile_updated_at = excluded.profile_updated_at, \
+             profile_event_id = excluded.profile_event_id, updated_at = excluded.updated_at",
+        )
+        .bind::<Array<Text>, _>(column(users, |f| f.key.0.as_str()))
+        .bind::<Array<Text>, _>(column(users, |f| f.key.1.as_str()))
+        .bind::<Array<Nullable<Text>>, _>(column(users, |f| f.directory_id))
+        .bind::<Array<Nullable<Text>>, _>(column(users, |f| f.state.profile.email.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(column(users, |f| f.state.profile.given_name.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(column(users, |f| f.state.profile.family_name.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(column(users, |f| f.state.profile.display_name.as_deref()))
+        .bind::<Array<Nullable<Text>>, _>(column(users, |f| f.state.profile.preferred_username.as_deref()))
+        .bind::<Array<Bool>, _>(column(users, |f| f.state.active))
+        .bind::<Array<Nullable<Timestamptz>>, _>(column(users, |f| f.state.deactivated_at))
+        .bind::<Array<Nullable<Timestamptz>>, _>(column(users, |f| f.state.erased.then_some(now)))
+        .bind::<Array<Nullable<Timestamptz>>, _>(column(users, |f| f.state.provisioned.then_some(now)))
+        .bind::<Array<Jsonb>, _>(column(users, |f| &*f.state.profile.attributes))
+        .bind::<Array<Timestamptz>, _>(column(users, |f| f.state.version.at))
+        .bind::<Array<Text>, _>(column(users, |f| f.state.version.event_id.as_str()))
+        .bind::<Array<Nullable<Timestamptz>>, _>(column(users, |f| f.state.profile_version.as_ref().map(|v| v.at)))
+        .bind::<Array<Nullable<Text>>, _>(profile_id)
+        .bind::<Timestamptz, _>(now),
+    )
+    .execute(conn)
+    .await?;
     rewrite_sets(conn, users).await
 }
 
@@ -299,8 +291,6 @@ pub async fn rewrite_sets(
     conn: &mut AsyncPgConnection,
     users: &[FinalUser<'_>],
 ) -> diesel::QueryResult<()> {
-    use crate::db::schema::{directory_group_memberships as m, user_roles as r};
-    use diesel::ExpressionMethods;
     let users: Vec<&FinalUser<'_>> = users.iter().filter(|f| f.sets_changed).collect();
     let keys: Vec<Key> = users
         .iter()
@@ -310,43 +300,57 @@ pub async fn rewrite_sets(
     if !keys.is_empty() {
         delete_sets(conn, &keys).await?;
     }
-    let memberships: Vec<_> = users
+    // (organization, user, group or role, group name or role source) per row.
+    let memberships: Vec<(&str, &str, &str, Option<&str>)> = users
         .iter()
         .flat_map(|f| {
             f.state.memberships.iter().map(move |(g, name)| {
                 (
-                    m::organization_id.eq(f.key.0.as_str()),
-                    m::directory_user_id.eq(f.key.1.as_str()),
-                    m::directory_group_id.eq(g.as_str()),
-                    m::group_name.eq(name.as_deref()),
+                    f.key.0.as_str(),
+                    f.key.1.as_str(),
+                    g.as_str(),
+                    name.as_deref(),
                 )
             })
         })
         .collect();
-    for chunk in memberships.chunks(5000) {
-        diesel::insert_into(m::table)
-            .values(chunk.to_vec())
-            .execute(conn)
-            .await?;
-    }
-    let roles: Vec<_> = users
+    let roles: Vec<(&str, &str, &str, Option<&str>)> = users
         .iter()
         .flat_map(|f| {
             f.state.roles.iter().map(move |(role, source)| {
                 (
-                    r::organization_id.eq(f.key.0.as_str()),
-                    r::directory_user_id.eq(f.key.1.as_str()),
-                    r::role_name.eq(role.as_str()),
-                    r::source.eq(source.as_str()),
+                    f.key.0.as_str(),
+                    f.key.1.as_str(),
+                    role.as_str(),
+                    Some(source.as_str()),
                 )
             })
         })
         .collect();
-    for chunk in roles.chunks(5000) {
-        diesel::insert_into(r::table)
-            .values(chunk.to_vec())
-            .execute(conn)
-            .await?;
+    for (rows, sql) in [
+        (
+            memberships,
+            "INSERT INTO directory_group_memberships (organization_id, directory_user_id, directory_group_id, group_name) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
+        ),
+        (
+            roles,
+            "INSERT INTO user_roles (organization_id, directory_user_id, role_name, source) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])",
+        ),
+    ] {
+        if rows.is_empty() {
+            continue;
+        }
+        cached(
+            diesel::sql_query(sql)
+                .bind::<Array<Text>, _>(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+                .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.3).collect::<Vec<_>>()),
+        )
+        .execute(conn)
+        .await?;
     }
     Ok(())
 }

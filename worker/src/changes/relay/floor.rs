@@ -4,6 +4,7 @@
 //! from it along the primary key (no index names `published_at`: see the `relay_floor`
 //! migration).
 
+use crate::db::cached::cached;
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -25,13 +26,13 @@ pub async fn load(conn: &mut AsyncPgConnection) -> diesel::QueryResult<i64> {
 
 /// Raises the stored floor to `through` (never lowers it).
 pub async fn store(conn: &mut AsyncPgConnection, through: i64) -> diesel::QueryResult<()> {
-    diesel::sql_query(
+    cached(diesel::sql_query(
         "INSERT INTO change_relay (singleton, published_through) VALUES (true, $1) \
          ON CONFLICT (singleton) DO UPDATE \
          SET published_through = GREATEST(change_relay.published_through, EXCLUDED.published_through), \
              updated_at = now()",
     )
-    .bind::<BigInt, _>(through)
+    .bind::<BigInt, _>(through))
     .execute(conn)
     .await?;
     Ok(())
