@@ -16,6 +16,7 @@ pub mod prefill;
 pub mod relay;
 pub mod report;
 pub mod sql_baseline;
+pub mod sql_same_writes;
 pub mod summary;
 
 use shared::amqp::properties;

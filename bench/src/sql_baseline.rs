@@ -1,7 +1,7 @@
 //! B_sql: what PostgreSQL can do here without our code in the way, as direct SQL: the user
 //! upserts alone (batched and one per commit), and the same rows the worker writes for each
 //! event (dedupe row + user upsert + audit row + its change-feed rows, and a new user's
-//! membership and role), batched like the worker batches.
+//! membership and role), batched like the worker batches (`crate::sql_same_writes`).
 
 use crate::cpu::{self, CpuUse};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -23,14 +23,6 @@ pub struct SqlResult {
 
 const USERS_PREFIX: &str = "INSERT INTO directory_users (organization_id, directory_user_id, email, given_name, family_name, display_name, preferred_username, active, attributes, source_updated_at, source_event_id) VALUES ";
 const USERS_SUFFIX: &str = " ON CONFLICT (organization_id, directory_user_id) DO UPDATE SET email = excluded.email, given_name = excluded.given_name, family_name = excluded.family_name, display_name = excluded.display_name, attributes = excluded.attributes, source_updated_at = excluded.source_updated_at, source_event_id = excluded.source_event_id, updated_at = now()";
-const DEDUPE_PREFIX: &str = "INSERT INTO processed_events (event_id, webhook_id, event_type, organization_id, occurred_at, source, outcome) VALUES ";
-const DEDUPE_SUFFIX: &str = " ON CONFLICT (event_id) DO NOTHING";
-const MEMBERSHIP_PREFIX: &str = "INSERT INTO directory_group_memberships (organization_id, directory_user_id, directory_group_id, group_name) VALUES ";
-const ROLE_PREFIX: &str =
-    "INSERT INTO user_roles (organization_id, directory_user_id, role_name, source) VALUES ";
-const CHANGES_PREFIX: &str =
-    "INSERT INTO changes (kind, organization_id, cause_event_id, occurred_at, payload) VALUES ";
-const AUDIT_PREFIX: &str = "INSERT INTO audit_log (event_id, organization_id, entity_type, entity_id, action, before, after) VALUES ";
 
 fn padding() -> String {
     serde_json::json!({"padding": "x".repeat(560)})
@@ -42,34 +34,6 @@ fn user_row(i: usize, users: usize, attrs: &str) -> String {
     let u = i % users;
     format!(
         "('org_sql', 'diruser_{u:07}', 'user{i}@example.com', 'Bench', 'User{i}', 'Bench User{i}', 'u{i}', true, '{attrs}'::jsonb, now(), 'evt_sql_{i:09}')"
-    )
-}
-
-fn dedupe_row(i: usize) -> String {
-    format!(
-        "('evt_sql_{i:09}', 'msg_sql_{i}', 'organization.directory.user_updated', 'org_sql', now(), 'webhook', 'applied')"
-    )
-}
-
-fn audit_row(i: usize, users: usize, attrs: &str) -> String {
-    let u = i % users;
-    let profile = |n: usize| {
-        format!(
-            "'{{\"email\": \"user{n}@example.com\", \"given_name\": \"Bench\", \"family_name\": \"User{n}\", \"active\": true, \"attributes\": {attrs}}}'::jsonb"
-        )
-    };
-    format!(
-        "('evt_sql_{i:09}', 'org_sql', 'user', 'diruser_{u:07}', 'updated', {}, {})",
-        profile(i.saturating_sub(users)),
-        profile(i)
-    )
-}
-
-/// A change row as the worker writes it: the user's snapshot as payload.
-fn change_row(i: usize, users: usize, kind: &str) -> String {
-    let u = i % users;
-    format!(
-        "('{kind}', 'org_sql', 'evt_sql_{i:09}', now(), '{{\"user\": {{\"directory_user_id\": \"diruser_{u:07}\", \"email\": \"user{i}@example.com\", \"given_name\": \"Bench\", \"family_name\": \"User{i}\", \"display_name\": \"Bench User{i}\", \"active\": true, \"roles\": [\"member\"], \"groups\": [\"dirgroup_bench\"]}}}}'::jsonb)"
     )
 }
 
@@ -127,52 +91,13 @@ pub async fn sql_baselines(
     let watch = cpu::Watched::new()
         .with_all("postgres", &cpu::find_processes("postgres"))
         .with("sql client", Some(std::process::id()));
+    let attrs_json: serde_json::Value = serde_json::json!({"padding": "x".repeat(560)});
     let sample = watch.start();
     let started = Instant::now();
     let mut i = 0;
     while i < events {
         let range = i..(i + event_batch).min(events);
-        let dedupe: Vec<String> = range.clone().map(dedupe_row).collect();
-        let user: Vec<String> = range.clone().map(|i| user_row(i, users, &attrs)).collect();
-        let audit: Vec<String> = range.clone().map(|i| audit_row(i, users, &attrs)).collect();
-        // The feed: a user's first event provisions it (and grants its role and group), a later
-        // one updates its profile: 3 and 1 rows, 2 per event on average, as in the drain.
-        let changes: Vec<String> = range
-            .clone()
-            .flat_map(|i| {
-                let kinds: &[&str] = if i < users {
-                    &[
-                        "user.provisioned",
-                        "user.roles_changed",
-                        "user.groups_changed",
-                    ]
-                } else {
-                    &["user.updated"]
-                };
-                kinds.iter().map(move |k| change_row(i, users, k))
-            })
-            .collect();
-        let mut statements = vec![
-            format!("{DEDUPE_PREFIX}{}{DEDUPE_SUFFIX}", dedupe.join(",")),
-            format!("{USERS_PREFIX}{}{USERS_SUFFIX}", user.join(",")),
-            format!("{AUDIT_PREFIX}{}", audit.join(",")),
-            format!("{CHANGES_PREFIX}{}", changes.join(",")),
-        ];
-        // A user's first event also writes its membership and role (later ones change neither).
-        let new: Vec<usize> = range.filter(|i| *i < users).collect();
-        if !new.is_empty() {
-            let m: Vec<String> = new
-                .iter()
-                .map(|u| format!("('org_sql', 'diruser_{u:07}', 'dirgroup_bench', 'Bench')"))
-                .collect();
-            let r: Vec<String> = new
-                .iter()
-                .map(|u| format!("('org_sql', 'diruser_{u:07}', 'member', 'scalekit')"))
-                .collect();
-            statements.push(format!("{MEMBERSHIP_PREFIX}{}", m.join(",")));
-            statements.push(format!("{ROLE_PREFIX}{}", r.join(",")));
-        }
-        in_transaction(&mut conn, &statements).await?;
+        crate::sql_same_writes::write_batch(&mut conn, range, users, &attrs_json).await?;
         i += event_batch;
     }
     let same_writes = events as f64 / started.elapsed().as_secs_f64();
@@ -206,24 +131,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn rows_are_well_formed_sql_values() {
+    fn user_rows_are_well_formed_sql_values() {
         let attrs = padding();
         let u = user_row(7, 5, &attrs);
         assert!(u.starts_with("('org_sql', 'diruser_0000002'"), "{u}");
-        assert!(dedupe_row(3).contains("'evt_sql_000000003'"));
-        let c = change_row(12, 5, "user.updated");
-        assert!(
-            c.starts_with("('user.updated', 'org_sql', 'evt_sql_000000012'"),
-            "{c}"
-        );
-        assert!(
-            c.contains("\"diruser_0000002\"") && c.ends_with("::jsonb)"),
-            "{c}"
-        );
-        let a = audit_row(12, 5, &attrs);
-        assert!(
-            a.contains("'diruser_0000002'") && a.matches("::jsonb").count() == 2,
-            "{a}"
-        );
     }
 }

@@ -1,6 +1,6 @@
 //! The bench's own moving parts against the real services: B_pub with ingest's messages puts
-//! every message where ingest would, and the do-nothing HTTP server the ceiling is measured
-//! against answers every request with 202.
+//! every message where ingest would, the do-nothing HTTP server the ceiling is measured
+//! against answers every request with 202, and B_sql writes the rows the worker would.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -87,4 +87,50 @@ async fn noop_http_answers_every_post_with_202() {
     let out = generator::run(addr, jobs, Duration::from_micros(200), 8).await;
     assert_eq!(out.len(), 100);
     assert!(out.iter().all(|o| o.status == Some(202)));
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[tokio::test]
+async fn b_sql_writes_the_rows_the_worker_writes_per_event() {
+    use diesel_async::RunQueryDsl;
+    let db = testkit::db::TestDb::create().await;
+    let mut conn = db.connect().await;
+    let attrs = serde_json::json!({"padding": "x"});
+    // 10 events over 5 users: 5 first events (3 changes, a membership and a role each) and 5
+    // updates (1 change each), in two batches (no user twice in one, as the worker folds
+    // a user's events into one row).
+    bench::sql_same_writes::write_batch(&mut conn, 0..5, 5, &attrs)
+        .await
+        .unwrap();
+    bench::sql_same_writes::write_batch(&mut conn, 5..10, 5, &attrs)
+        .await
+        .unwrap();
+    for (table, rows) in [
+        ("processed_events", 10),
+        ("directory_users", 5),
+        ("audit_log", 10),
+        ("changes", 20),
+        ("directory_group_memberships", 5),
+        ("user_roles", 5),
+    ] {
+        let c: Count = diesel::sql_query(format!("SELECT count(*) AS n FROM {table}"))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(c.n, rows, "{table}");
+    }
+    let c: Count = diesel::sql_query(
+        "SELECT count(*) AS n FROM directory_users WHERE source_event_id LIKE 'evt_sql_00000000_' \
+         AND attributes->>'padding' = 'x' AND email = 'user' || substr(source_event_id, 9)::int || '@example.com'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(c.n, 5, "each user holds its newest event");
+    db.drop_db().await;
 }

@@ -2,8 +2,8 @@
 //! An actix-web server (one HTTP worker per core) whose handler verifies the webhook with the
 //! same verifier as ingest, then, in one transaction per request, inserts the dedupe row and
 //! upserts the user (newer `occurred_at` wins), and answers 201. No queue, no worker, no audit,
-//! no change feed. `inline_seed <port>`; `DATABASE_URL`, `SCALEKIT_WEBHOOK_SECRET`; stops on
-//! SIGTERM/SIGINT.
+//! no change feed. Its statements are kept prepared per connection, like the worker's.
+//! `inline_seed <port>`; `DATABASE_URL`, `SCALEKIT_WEBHOOK_SECRET`; stops on SIGTERM/SIGINT.
 
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use diesel::sql_types::{Jsonb, Nullable, Text, Timestamptz};
@@ -11,6 +11,7 @@ use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::bb8::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared::{Event, Verifier, WebhookEvent, WebhookSecrets};
+use worker::db::cached::cached;
 
 struct State {
     verifier: Verifier,
@@ -49,7 +50,8 @@ async fn webhook(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
     let data = envelope.data.clone();
     let written = conn
         .transaction::<_, diesel::result::Error, _>(async |c| {
-            let new = diesel::sql_query(
+            // Both statements are kept prepared per connection, as the worker's are.
+            let new = cached(diesel::sql_query(
                 "INSERT INTO processed_events (event_id, webhook_id, event_type, organization_id, occurred_at, source, outcome) \
                  VALUES ($1, $2, $3, $4, $5, 'webhook', 'applied') ON CONFLICT (event_id) DO NOTHING",
             )
@@ -57,13 +59,13 @@ async fn webhook(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
             .bind::<Text, _>(verified.webhook_id())
             .bind::<Text, _>(envelope.event_type.as_str())
             .bind::<Text, _>(user.organization_id.as_str())
-            .bind::<Timestamptz, _>(envelope.occurred_at)
+            .bind::<Timestamptz, _>(envelope.occurred_at))
             .execute(c)
             .await?;
             if new == 0 {
                 return Ok(());
             }
-            diesel::sql_query(
+            cached(diesel::sql_query(
                 "INSERT INTO directory_users (organization_id, directory_user_id, email, given_name, family_name, \
                      display_name, active, attributes, source_updated_at, source_event_id, profile_updated_at, profile_event_id) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $9, $10) \
@@ -84,7 +86,7 @@ async fn webhook(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
             .bind::<diesel::sql_types::Bool, _>(user.active.unwrap_or(true))
             .bind::<Jsonb, _>(&data)
             .bind::<Timestamptz, _>(envelope.occurred_at)
-            .bind::<Text, _>(envelope.id.as_str())
+            .bind::<Text, _>(envelope.id.as_str()))
             .execute(c)
             .await?;
             Ok(())
