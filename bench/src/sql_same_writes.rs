@@ -153,25 +153,18 @@ pub async fn write_batch(
         )
         .execute(c)
         .await?;
-        if !new_users.is_empty() {
-            cached(
-                diesel::sql_query(
-                    "INSERT INTO directory_group_memberships (organization_id, directory_user_id, directory_group_id, group_name) \
-                     SELECT 'org_sql', u, 'dirgroup_bench', 'Bench' FROM unnest($1::text[]) AS r(u)",
-                )
-                .bind::<Array<Text>, _>(&new_users),
-            )
-            .execute(c)
-            .await?;
-            cached(
-                diesel::sql_query(
-                    "INSERT INTO user_roles (organization_id, directory_user_id, role_name, source) \
-                     SELECT 'org_sql', u, 'member', 'scalekit' FROM unnest($1::text[]) AS r(u)",
-                )
-                .bind::<Array<Text>, _>(&new_users),
-            )
-            .execute(c)
-            .await?;
+        // A new user's membership and role.
+        for sql in [
+            "INSERT INTO directory_group_memberships (organization_id, directory_user_id, directory_group_id, group_name) \
+             SELECT 'org_sql', u, 'dirgroup_bench', 'Bench' FROM unnest($1::text[]) AS r(u)",
+            "INSERT INTO user_roles (organization_id, directory_user_id, role_name, source) \
+             SELECT 'org_sql', u, 'member', 'scalekit' FROM unnest($1::text[]) AS r(u)",
+        ] {
+            if !new_users.is_empty() {
+                cached(diesel::sql_query(sql).bind::<Array<Text>, _>(&new_users))
+                    .execute(c)
+                    .await?;
+            }
         }
         Ok(())
     })

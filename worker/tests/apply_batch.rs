@@ -189,14 +189,14 @@ async fn batches_of_any_size_run_the_same_prepared_statements() {
             })
             .collect()
     };
-    let first = batch(0, 2);
-    assert!(
-        a.apply_batch(&first)
-            .await
-            .unwrap()
-            .iter()
-            .all(|o| *o == Outcome::Applied)
-    );
+    let applied = async |events: Vec<_>| {
+        let outcomes = a.apply_batch(&events).await.unwrap();
+        assert!(
+            outcomes.iter().all(|o| *o == Outcome::Applied),
+            "{outcomes:?}"
+        );
+    };
+    applied(batch(0, 2)).await;
     let after_first = prepared(&a).await;
     // Every multi-row write is one prepared statement, whatever the batch's size.
     for table in [
@@ -214,14 +214,7 @@ async fn batches_of_any_size_run_the_same_prepared_statements() {
             .count();
         assert_eq!(n, 1, "{table}: {after_first:#?}");
     }
-    let second = batch(10, 7);
-    assert!(
-        a.apply_batch(&second)
-            .await
-            .unwrap()
-            .iter()
-            .all(|o| *o == Outcome::Applied)
-    );
+    applied(batch(10, 7)).await;
     assert_eq!(
         prepared(&a).await,
         after_first,
