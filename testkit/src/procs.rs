@@ -22,12 +22,25 @@ pub fn binary(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 (bound, then released), never one this process was handed
+/// before: the kernel may offer a just-released port again, and two broker nodes started at
+/// once then got one port, hence one node name, between them.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
+    use std::collections::HashSet;
+    use std::sync::{Mutex, OnceLock};
+    static HANDED_OUT: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
+    let handed_out = HANDED_OUT.get_or_init(Default::default);
+    for _ in 0..1000 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(0);
+        let mut seen = handed_out.lock().unwrap_or_else(|e| e.into_inner());
+        if port != 0 && seen.insert(port) {
+            return port;
+        }
+    }
+    0
 }
 
 /// A running binary; killed when dropped.
@@ -139,5 +152,16 @@ impl Proc {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ports_are_never_handed_out_twice() {
+        let ports: Vec<u16> = (0..200).map(|_| super::free_port()).collect();
+        let distinct: std::collections::HashSet<&u16> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len());
+        assert!(!ports.contains(&0));
     }
 }
