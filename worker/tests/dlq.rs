@@ -176,14 +176,24 @@ async fn filters_dry_run_max_guard_and_purge_on_a_mixed_dlq_of_1000() {
         ..Filter::default()
     };
     let before = broker.tap.depth(&t.dead_queue()).await.unwrap();
+    // The broker settles the count a moment after the operation's channel closes (returned
+    // messages back, purged ones gone): wait for it; a wrong count still fails, after 5 s.
+    let settled = async |n: u32| {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let depth = broker.tap.depth(&t.dead_queue()).await.unwrap();
+            if depth == n || tokio::time::Instant::now() >= deadline {
+                return depth;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
     let r = purge(&url, t, &malformed, None, false).await.unwrap();
-    assert_eq!(broker.tap.depth(&t.dead_queue()).await.unwrap(), before);
+    assert_eq!(settled(before).await, before);
     let r2 = purge(&url, t, &malformed, None, true).await.unwrap();
     assert_eq!(r.done, r2.done);
-    assert_eq!(
-        broker.tap.depth(&t.dead_queue()).await.unwrap(),
-        before - u32::try_from(r2.done).unwrap()
-    );
+    let left = before - u32::try_from(r2.done).unwrap();
+    assert_eq!(settled(left).await, left);
     assert_eq!(count(malformed).await, 0);
     broker.cleanup().await;
 }
