@@ -7,6 +7,11 @@
 //! [`cached`] marks a statement whose SQL text is fixed (binds carry every value, arrays for
 //! many rows: `unnest($1::text[], …)`), so diesel keeps it prepared per connection, keyed by
 //! that text. Only fixed texts belong here: a text built from data would fill the cache.
+//!
+//! Overriding `is_safe_to_cache_prepared` is open to us because diesel-async builds diesel with
+//! its third-party-backend feature; `worker/tests/apply_batch.rs` checks that the statements
+//! really stay prepared. Named prepared statements need a session of their own: behind a
+//! connection pooler, use session pooling (or one that tracks prepared statements).
 
 use diesel::QueryResult;
 use diesel::pg::Pg;
