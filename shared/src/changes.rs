@@ -164,6 +164,20 @@ pub struct Change {
     pub payload: ChangePayload,
 }
 
+/// Every field of a [`Change`] but its payload, borrowed. It serializes exactly as those
+/// fields of a `Change` do (a test holds them together), so a publisher that holds the payload
+/// as JSON text can add its fields without building the payload again (the worker's relay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ChangeHead<'a> {
+    pub id: &'a str,
+    pub seq: i64,
+    pub kind: ChangeKind,
+    pub organization_id: &'a str,
+    pub cause_event_id: &'a str,
+    pub occurred_at: &'a DateTime<Utc>,
+    pub committed_at: &'a DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,5 +214,33 @@ mod tests {
         assert!(v.get("user").is_none());
         let back: Change = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(back, change);
+    }
+
+    #[test]
+    fn a_head_serializes_as_a_change_without_payload() {
+        let at = DateTime::<Utc>::UNIX_EPOCH;
+        let change = Change {
+            id: "chg_1".into(),
+            seq: 9,
+            kind: ChangeKind::GroupDeleted,
+            organization_id: "org_1".into(),
+            cause_event_id: "evt_1".into(),
+            occurred_at: at,
+            committed_at: at + chrono::Duration::seconds(1),
+            payload: ChangePayload::default(),
+        };
+        let head = ChangeHead {
+            id: &change.id,
+            seq: change.seq,
+            kind: change.kind,
+            organization_id: &change.organization_id,
+            cause_event_id: &change.cause_event_id,
+            occurred_at: &change.occurred_at,
+            committed_at: &change.committed_at,
+        };
+        assert_eq!(
+            serde_json::to_string(&head).unwrap_or_default(),
+            serde_json::to_string(&change).unwrap_or_default()
+        );
     }
 }

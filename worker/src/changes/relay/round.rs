@@ -11,9 +11,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, PublisherConfirm};
-use serde::Serialize;
 use shared::amqp::{Outgoing, start_all};
-use shared::changes::{ChangeKind, header};
+use shared::changes::{ChangeHead, ChangeKind, header};
 use std::time::{Duration, Instant};
 
 /// An outbox row as the relay reads it.
@@ -41,22 +40,9 @@ pub struct Started {
     pub publish: Duration,
 }
 
-/// Every field of a [`shared::changes::Change`] but its payload, serialized as the contract
-/// type serializes them.
-#[derive(Serialize)]
-struct Head<'a> {
-    id: &'a str,
-    seq: i64,
-    kind: ChangeKind,
-    organization_id: &'a str,
-    cause_event_id: &'a str,
-    occurred_at: &'a DateTime<Utc>,
-    committed_at: &'a DateTime<Utc>,
-}
-
 /// One message of a round: what its properties need, and its body.
 struct Message<'a> {
-    head: Head<'a>,
+    head: ChangeHead<'a>,
     body: Vec<u8>,
 }
 
@@ -66,7 +52,7 @@ struct Message<'a> {
 fn message(row: &Row) -> Result<Message<'_>, RelayError> {
     let (seq, id, kind, org, cause, occurred_at, committed_at, payload) = row;
     let corrupt = |reason: String| RelayError::Corrupt { seq: *seq, reason };
-    let head = Head {
+    let head = ChangeHead {
         id,
         seq: *seq,
         kind: ChangeKind::parse(kind).ok_or_else(|| corrupt(format!("unknown kind {kind:?}")))?,
@@ -93,7 +79,7 @@ fn message(row: &Row) -> Result<Message<'_>, RelayError> {
     Ok(Message { head, body })
 }
 
-fn properties(head: &Head<'_>) -> BasicProperties {
+fn properties(head: &ChangeHead<'_>) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(header::SEQ.into(), AMQPValue::LongLongInt(head.seq));
     headers.insert(
