@@ -1,7 +1,7 @@
 //! `audit_log`: one row per applied change, written in the transaction of the change, all of a
 //! transaction's rows in one statement.
 
-use crate::db::cached::cached;
+use crate::db::cached::{cached, column};
 use diesel::QueryResult;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
@@ -26,20 +26,19 @@ pub async fn write(conn: &mut AsyncPgConnection, rows: &[AuditRow]) -> QueryResu
     if rows.is_empty() {
         return Ok(());
     }
-    let text = |f: fn(&AuditRow) -> &str| rows.iter().map(f).collect::<Vec<_>>();
     cached(
         diesel::sql_query(
             "INSERT INTO audit_log (event_id, organization_id, entity_type, entity_id, action, before, after) \
              SELECT e, o, t, i, a, b, f FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
              $6::jsonb[], $7::jsonb[]) WITH ORDINALITY AS r(e, o, t, i, a, b, f, n) ORDER BY n",
         )
-        .bind::<Array<Text>, _>(text(|r| &r.event_id))
-        .bind::<Array<Text>, _>(text(|r| &r.organization_id))
-        .bind::<Array<Text>, _>(text(|r| r.entity_type))
-        .bind::<Array<Text>, _>(text(|r| &r.entity_id))
-        .bind::<Array<Text>, _>(text(|r| r.action))
-        .bind::<Array<Nullable<Jsonb>>, _>(rows.iter().map(|r| r.before.as_ref()).collect::<Vec<_>>())
-        .bind::<Array<Jsonb>, _>(rows.iter().map(|r| &r.after).collect::<Vec<_>>()),
+        .bind::<Array<Text>, _>(column(rows, |r| r.event_id.as_str()))
+        .bind::<Array<Text>, _>(column(rows, |r| r.organization_id.as_str()))
+        .bind::<Array<Text>, _>(column(rows, |r| r.entity_type))
+        .bind::<Array<Text>, _>(column(rows, |r| r.entity_id.as_str()))
+        .bind::<Array<Text>, _>(column(rows, |r| r.action))
+        .bind::<Array<Nullable<Jsonb>>, _>(column(rows, |r| r.before.as_ref()))
+        .bind::<Array<Jsonb>, _>(column(rows, |r| &r.after)),
     )
     .execute(conn)
     .await

@@ -2,7 +2,7 @@
 //! change. One insert claims a whole batch (a single event is a batch of one).
 
 use super::{Item, Outcome};
-use crate::db::cached::cached;
+use crate::db::cached::{cached, column};
 use crate::db::schema::processed_events as p;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Nullable, Text, Timestamptz};
@@ -13,11 +13,6 @@ use std::collections::HashSet;
 struct Claimed {
     #[diesel(sql_type = Text)]
     event_id: String,
-}
-
-/// One value per item, for a column of the items' arrays.
-fn column<'a, T>(items: &[&Item<'a>], f: impl Fn(&Item<'a>) -> T) -> Vec<T> {
-    items.iter().map(|i| f(i)).collect()
 }
 
 /// Inserts the dedupe row of every item; `true` for the items that are new (the first

@@ -6,7 +6,7 @@
 //! it cannot take part in a lock cycle; it serializes only the insert and the commit.
 
 use super::plan::PlannedChange;
-use crate::db::cached::cached;
+use crate::db::cached::{cached, column};
 use crate::db::json::JsonbText;
 use diesel::QueryResult;
 use diesel::sql_types::{Array, Jsonb, Text, Timestamptz};
@@ -42,20 +42,10 @@ pub async fn write(conn: &mut AsyncPgConnection, changes: &[PlannedChange]) -> Q
              SELECT k, o, c, a, p FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[]) \
              WITH ORDINALITY AS r(k, o, c, a, p, n) ORDER BY n",
         )
-        .bind::<Array<Text>, _>(changes.iter().map(|ch| ch.kind.as_str()).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(
-            changes
-                .iter()
-                .map(|ch| ch.organization_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Text>, _>(
-            changes
-                .iter()
-                .map(|ch| ch.cause_event_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Timestamptz>, _>(changes.iter().map(|ch| ch.occurred_at).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(column(changes, |ch| ch.kind.as_str()))
+        .bind::<Array<Text>, _>(column(changes, |ch| ch.organization_id.as_str()))
+        .bind::<Array<Text>, _>(column(changes, |ch| ch.cause_event_id.as_str()))
+        .bind::<Array<Timestamptz>, _>(column(changes, |ch| ch.occurred_at))
         .bind::<Array<Jsonb>, _>(payloads),
     )
     .execute(conn)

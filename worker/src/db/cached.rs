@@ -46,3 +46,8 @@ impl<Q> QueryId for Cached<Q> {
 impl<Q: Query> Query for Cached<Q> {
     type SqlType = Q::SqlType;
 }
+
+/// One bind array of a many-row statement: `f` of every row, in order.
+pub fn column<'r, R, T>(rows: &'r [R], f: impl FnMut(&'r R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}

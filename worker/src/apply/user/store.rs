@@ -5,7 +5,7 @@
 
 use super::plan::{Profile, RoleSource, StoredUser};
 use crate::apply::version::Version;
-use crate::db::cached::cached;
+use crate::db::cached::{cached, column};
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Array, Bool, Jsonb, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -221,11 +221,6 @@ async fn delete_sets(conn: &mut AsyncPgConnection, keys: &[Key]) -> diesel::Quer
     Ok(())
 }
 
-/// One value per user, for a column of the users' arrays.
-fn column<'u, 's, T>(users: &'u [FinalUser<'s>], f: impl FnMut(&'u FinalUser<'s>) -> T) -> Vec<T> {
-    users.iter().map(f).collect()
-}
-
 /// Writes the final users; replaces the memberships and roles of those whose sets changed.
 /// One statement of fixed text for any number of users (kept prepared: see `crate::db::cached`).
 pub async fn write_users(
@@ -236,12 +231,6 @@ pub async fn write_users(
         return Ok(());
     }
     let now = Utc::now();
-    let profile_id = column(users, |f| {
-        f.state
-            .profile_version
-            .as_ref()
-            .map(|v| v.event_id.as_str())
-    });
     cached(
         diesel::sql_query(
             "INSERT INTO directory_users AS d (organization_id, directory_user_id, directory_id, email, given_name, \
@@ -277,7 +266,7 @@ pub async fn write_users(
         .bind::<Array<Timestamptz>, _>(column(users, |f| f.state.version.at))
         .bind::<Array<Text>, _>(column(users, |f| f.state.version.event_id.as_str()))
         .bind::<Array<Nullable<Timestamptz>>, _>(column(users, |f| f.state.profile_version.as_ref().map(|v| v.at)))
-        .bind::<Array<Nullable<Text>>, _>(profile_id)
+        .bind::<Array<Nullable<Text>>, _>(column(users, |f| f.state.profile_version.as_ref().map(|v| v.event_id.as_str())))
         .bind::<Timestamptz, _>(now),
     )
     .execute(conn)
@@ -344,10 +333,10 @@ pub async fn rewrite_sets(
         }
         cached(
             diesel::sql_query(sql)
-                .bind::<Array<Text>, _>(rows.iter().map(|r| r.0).collect::<Vec<_>>())
-                .bind::<Array<Text>, _>(rows.iter().map(|r| r.1).collect::<Vec<_>>())
-                .bind::<Array<Text>, _>(rows.iter().map(|r| r.2).collect::<Vec<_>>())
-                .bind::<Array<Nullable<Text>>, _>(rows.iter().map(|r| r.3).collect::<Vec<_>>()),
+                .bind::<Array<Text>, _>(column(&rows, |r| r.0))
+                .bind::<Array<Text>, _>(column(&rows, |r| r.1))
+                .bind::<Array<Text>, _>(column(&rows, |r| r.2))
+                .bind::<Array<Nullable<Text>>, _>(column(&rows, |r| r.3)),
         )
         .execute(conn)
         .await?;
