@@ -1,5 +1,7 @@
 //! The ingest half of the bench: B_pub with ingest's own messages, ingest under open-loop load
-//! stepped up to the highest rate with p99 under the limit, and the ceiling (see `ceiling`).
+//! stepped up to the highest rate with p99 under the limit, B_min (`src/bin/min_ingest.rs`, the
+//! least an actix-web + lapin ingest does) under the same steps, and the ceiling (see
+//! `ceiling`).
 
 use super::baseline::{self, PubResult};
 use super::ceiling;
@@ -24,10 +26,12 @@ pub struct IngestHalf {
     /// B_pub with ingest's messages (median of three runs).
     pub b_pub_ingest_messages: PubResult,
     pub steps: Vec<RateStep>,
+    /// B_min under the same steps: what the p99 limit leaves of the ceiling to any ingest.
+    pub b_min_steps: Vec<RateStep>,
     pub ceiling: ceiling::Ceiling,
 }
 
-/// Runs the three measurements against `stack` (ingest started here).
+/// Runs the four measurements against `stack` (ingest started here).
 pub async fn measure(
     stack: &mut Stack,
     broker: Option<u32>,
@@ -77,9 +81,38 @@ pub async fn measure(
     )
     .await;
 
+    let workers = std::env::var("INGEST_HTTP_WORKERS").unwrap_or_else(|_| "2".to_owned());
+    eprintln!("B_min: the least actix-web + lapin ingest (publish, confirm, 202), the same steps");
+    let port = free_port();
+    let exchange = topology.exchange();
+    let b_min = Proc::spawn(
+        "min_ingest",
+        "min_ingest",
+        &[&port.to_string(), &url, &exchange, super::EVENT_TYPE],
+        &[("INGEST_HTTP_WORKERS".to_owned(), workers.clone())],
+        port,
+    )?;
+    b_min
+        .wait_ready(&stack.client, Duration::from_secs(30))
+        .await?;
+    let min_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let watch = Watched::new()
+        .with("broker", broker)
+        .with("B_min", b_min.pid())
+        .with("generator", me);
+    let w = &watch;
+    let b_min_steps = load::find_max_rate(
+        "B_min",
+        &RATES,
+        p99_limit_ms,
+        (&tap, &apply_queue),
+        |rate, base| load::open_loop(w, min_addr, ingest::WEBHOOK_PATH, s, rate, STEP, base),
+    )
+    .await;
+    drop(b_min);
+
     eprintln!("ceiling: a do-nothing actix-web server under the same generator at {NOOP_RATE}/s");
     let port = free_port();
-    let workers = std::env::var("INGEST_HTTP_WORKERS").unwrap_or_else(|_| "2".to_owned());
     let noop = Proc::spawn(
         "noop_http",
         "noop_http",
@@ -124,6 +157,7 @@ pub async fn measure(
     Ok(IngestHalf {
         b_pub_ingest_messages,
         steps,
+        b_min_steps,
         ceiling,
     })
 }

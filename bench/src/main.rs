@@ -146,14 +146,20 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let mut stack = Stack::new("bench").await?;
-    let (b_pub_ingest_messages, steps, ceiling) = if only == "worker" {
-        (None, Vec::new(), None)
+    let (b_pub_ingest_messages, steps, b_min_steps, ceiling) = if only == "worker" {
+        (None, Vec::new(), Vec::new(), None)
     } else {
         let h = bench::ingest_half::measure(&mut stack, broker, P99_LIMIT_MS).await?;
-        (Some(h.b_pub_ingest_messages), h.steps, Some(h.ceiling))
+        (
+            Some(h.b_pub_ingest_messages),
+            h.steps,
+            h.b_min_steps,
+            Some(h.ceiling),
+        )
     };
     let best = load::max_sustained(&steps, P99_LIMIT_MS).cloned();
     let ingest_rate = best.as_ref().map_or(0.0, |s| s.accepted_per_s);
+    let b_min_best = load::max_sustained(&b_min_steps, P99_LIMIT_MS).cloned();
     if only == "ingest" {
         // A quick loop for ingest work: baseline and ingest only, nothing written.
         eprintln!(
@@ -162,11 +168,14 @@ async fn main() -> anyhow::Result<()> {
             ingest_rate / b_pub.msgs_per_s
         );
         if let Some(c) = &ceiling {
+            let b_min = b_min_best.as_ref().map_or(0.0, |s| s.accepted_per_s);
             eprintln!(
-                "ceiling {:.0}/s ÷ B_pub = {:.2}; ingest ÷ ceiling = {:.2}",
+                "ceiling {:.0}/s ÷ B_pub = {:.2}; ingest ÷ ceiling = {:.2}; B_min {b_min:.0}/s ÷ ceiling = {:.2}; ingest ÷ B_min = {:.2}",
                 c.webhooks_per_s,
                 c.webhooks_per_s / b_pub.msgs_per_s,
-                ingest_rate / c.webhooks_per_s
+                ingest_rate / c.webhooks_per_s,
+                b_min / c.webhooks_per_s,
+                ingest_rate / b_min
             );
         }
         stack.teardown().await;
@@ -247,6 +256,8 @@ async fn main() -> anyhow::Result<()> {
         b_pub,
         ingest_steps: steps,
         ingest_best: best,
+        b_min_steps,
+        b_min_best,
         b_pub_ingest_messages,
         ceiling,
         b_sql,

@@ -1,6 +1,7 @@
 //! The bench's own moving parts against the real services: B_pub with ingest's messages puts
 //! every message where ingest would, the do-nothing HTTP server the ceiling is measured
-//! against answers every request with 202, and B_sql writes the rows the worker would.
+//! against answers every request with 202, B_min answers 202 only for a body the broker
+//! confirmed, and B_sql writes the rows the worker would.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -87,6 +88,78 @@ async fn noop_http_answers_every_post_with_202() {
     let out = generator::run(addr, jobs, Duration::from_micros(200), 8).await;
     assert_eq!(out.len(), 100);
     assert!(out.iter().all(|o| o.status == Some(202)));
+}
+
+#[tokio::test]
+async fn b_min_answers_202_only_once_the_body_is_queued_as_ingest_would_queue_it() {
+    let url = amqp_url();
+    let topology = Topology::new(unique_prefix("bmin"));
+    let conn = publisher(&url, &topology).await.unwrap();
+    let client = reqwest::Client::new();
+    let port = free_port();
+    let exchange = topology.exchange();
+    let server = Proc::spawn(
+        "min_ingest",
+        "min_ingest",
+        &[&port.to_string(), &url, &exchange, EVENT_TYPE],
+        &[],
+        port,
+    )
+    .unwrap();
+    server
+        .wait_ready(&client, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let sends = (0..20).map(|i| {
+        client
+            .post(format!("http://127.0.0.1:{port}/webhooks/scalekit"))
+            .body(format!("{{\"id\":\"evt_{i}\"}}"))
+            .send()
+    });
+    for resp in futures_util::future::join_all(sends).await {
+        assert_eq!(resp.unwrap().status().as_u16(), 202);
+    }
+    // Answered only after the confirm: every body is already in the queue.
+    let tap = RabbitTap::connect(&url).await.unwrap();
+    let queue = topology.apply_queue();
+    assert_eq!(tap.depth(&queue).await.unwrap(), 20);
+    let got = tap
+        .get(&queue, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("a message");
+    assert!(got.delivery.data.starts_with(b"{\"id\":\"evt_"));
+    assert_eq!(got.delivery.routing_key.as_str(), EVENT_TYPE);
+    assert_eq!(got.delivery.properties.delivery_mode(), &Some(2));
+    let meta = meta_from_properties(&got.delivery.properties, EVENT_TYPE);
+    assert_eq!(meta.event_type, EVENT_TYPE);
+    assert_eq!(meta.organization_id.as_deref(), Some("org_bench"));
+    drop(server);
+
+    // Nowhere to publish: no confirm, no 202.
+    let port = free_port();
+    let missing = format!("{exchange}.missing");
+    let server = Proc::spawn(
+        "min_ingest",
+        "min_ingest",
+        &[&port.to_string(), &url, &missing, EVENT_TYPE],
+        &[],
+        port,
+    )
+    .unwrap();
+    server
+        .wait_ready(&client, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let resp = client
+        .post(format!("http://127.0.0.1:{port}/webhooks/scalekit"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    let _ = conn.close(200, "done".into()).await;
+    delete_topology(&url, &topology, &[]).await.unwrap();
 }
 
 #[derive(diesel::QueryableByName)]
