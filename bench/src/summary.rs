@@ -145,7 +145,7 @@ impl Summary {
                     self.b_min_rate() / self.ceiling_rate(),
                     self.ingest_rate() / self.b_min_rate()
                 ),
-                "what the p99 limit leaves of the ceiling to an ingest that does nothing of its own, and how much of that ingest reaches",
+                "what the p99 limit leaves of the ceiling to an ingest with no work of its own that publishes per request; what ingest's grouped publishes buy over that, verification and all",
             ),
             row(
                 "B_sql user upserts, batched",

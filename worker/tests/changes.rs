@@ -298,3 +298,61 @@ async fn retention_prunes_only_what_is_old_enough() {
     );
     db.drop_db().await;
 }
+
+/// The relay's connection never plans parallel workers: on a `changes` table without
+/// statistics, PostgreSQL estimates a third of the table for the sample's `seq > floor` and
+/// plans a parallel scan on an ordinary connection (started every second, ~15 ms apiece).
+#[tokio::test]
+async fn the_relay_samples_its_backlog_without_parallel_workers() {
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    #[derive(diesel::QueryableByName)]
+    struct Plan {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let db = TestDb::create().await;
+    let mut plain = db.connect().await;
+    plain
+        .batch_execute(
+            "ALTER TABLE changes SET (autovacuum_enabled = false); \
+             INSERT INTO changes (kind, organization_id, cause_event_id, occurred_at, payload, published_at) \
+             SELECT 'user.updated', 'org_1', 'evt_' || g, now(), \
+                    jsonb_build_object('user', jsonb_build_object('id', 'u' || g, 'pad', repeat('x', 600))), \
+                    CASE WHEN g <= 199900 THEN now() END \
+             FROM generate_series(1, 200000) g",
+        )
+        .await
+        .unwrap();
+    let explain = format!(
+        "EXPLAIN {}",
+        worker::changes::relay::SAMPLE_SQL.replace("$1", "199800")
+    );
+    let plan = async |conn: &mut diesel_async::AsyncPgConnection| -> String {
+        diesel::sql_query(&explain)
+            .load::<Plan>(conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.line)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    // What an ordinary connection plans here: the case the relay's session rules out.
+    let plain_plan = plan(&mut plain).await;
+    assert!(plain_plan.contains("Gather"), "precondition: {plain_plan}");
+    let settings = worker::changes::relay::RelaySettings {
+        database_url: db.url.clone(),
+        timeouts: worker::db::Timeouts::default(),
+        batch: 100,
+        poll: Duration::from_secs(1),
+        confirm_timeout: Duration::from_secs(5),
+        retention: worker::changes::prune::Retention {
+            changes: Duration::from_secs(3600),
+            processed_events: Duration::from_secs(3600),
+        },
+    };
+    let mut relay = worker::changes::relay::connect(&settings).await.unwrap();
+    let relay_plan = plan(&mut relay).await;
+    assert!(!relay_plan.contains("Gather"), "{relay_plan}");
+    assert!(relay_plan.contains("changes_pkey"), "{relay_plan}");
+}
