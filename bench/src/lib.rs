@@ -35,6 +35,16 @@ pub async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> any
 }
 
 /// Latency percentiles in milliseconds.
+/// HTTP worker threads of the bench's stand-in servers (`noop_http`, `min_ingest`): ingest's
+/// `INGEST_HTTP_WORKERS` when set, else 2 (one per core here, as ingest's default).
+pub fn stand_in_workers() -> usize {
+    std::env::var("INGEST_HTTP_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .filter(|w| *w > 0)
+        .unwrap_or(2)
+}
+
 pub fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     if sorted_ms.is_empty() {
         return f64::NAN;

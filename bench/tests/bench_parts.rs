@@ -90,26 +90,32 @@ async fn noop_http_answers_every_post_with_202() {
     assert!(out.iter().all(|o| o.status == Some(202)));
 }
 
+/// B_min publishing to `exchange`, ready; and its port.
+async fn min_ingest(client: &reqwest::Client, url: &str, exchange: &str) -> (Proc, u16) {
+    let port = free_port();
+    let server = Proc::spawn(
+        "min_ingest",
+        "min_ingest",
+        &[&port.to_string(), url, exchange, EVENT_TYPE],
+        &[],
+        port,
+    )
+    .unwrap();
+    server
+        .wait_ready(client, Duration::from_secs(30))
+        .await
+        .unwrap();
+    (server, port)
+}
+
 #[tokio::test]
 async fn b_min_answers_202_only_once_the_body_is_queued_as_ingest_would_queue_it() {
     let url = amqp_url();
     let topology = Topology::new(unique_prefix("bmin"));
     let conn = publisher(&url, &topology).await.unwrap();
     let client = reqwest::Client::new();
-    let port = free_port();
     let exchange = topology.exchange();
-    let server = Proc::spawn(
-        "min_ingest",
-        "min_ingest",
-        &[&port.to_string(), &url, &exchange, EVENT_TYPE],
-        &[],
-        port,
-    )
-    .unwrap();
-    server
-        .wait_ready(&client, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (server, port) = min_ingest(&client, &url, &exchange).await;
     let sends = (0..20).map(|i| {
         client
             .post(format!("http://127.0.0.1:{port}/webhooks/scalekit"))
@@ -137,20 +143,7 @@ async fn b_min_answers_202_only_once_the_body_is_queued_as_ingest_would_queue_it
     drop(server);
 
     // Nowhere to publish: no confirm, no 202.
-    let port = free_port();
-    let missing = format!("{exchange}.missing");
-    let server = Proc::spawn(
-        "min_ingest",
-        "min_ingest",
-        &[&port.to_string(), &url, &missing, EVENT_TYPE],
-        &[],
-        port,
-    )
-    .unwrap();
-    server
-        .wait_ready(&client, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let (_server, port) = min_ingest(&client, &url, &format!("{exchange}.missing")).await;
     let resp = client
         .post(format!("http://127.0.0.1:{port}/webhooks/scalekit"))
         .body("{}")

@@ -61,11 +61,7 @@ async fn main() -> anyhow::Result<()> {
         .context("usage: min_ingest <port> <amqp url> <exchange> <key>")?;
     let exchange = args.next().context("the exchange")?;
     let routing_key = args.next().context("the routing key")?;
-    let workers: usize = std::env::var("INGEST_HTTP_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .filter(|w| *w > 0)
-        .unwrap_or(2);
+    let workers = bench::stand_in_workers();
     let conn = shared::amqp::connect(&url, "bench-min-ingest").await?;
     let mut channels = Vec::with_capacity(workers);
     for _ in 0..workers {

@@ -23,11 +23,7 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    let workers: usize = std::env::var("INGEST_HTTP_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .filter(|w| *w > 0)
-        .unwrap_or(2);
+    let workers = bench::stand_in_workers();
     HttpServer::new(|| {
         App::new()
             .app_data(web::PayloadConfig::new(1 << 20))
