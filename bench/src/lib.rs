@@ -45,6 +45,23 @@ pub fn stand_in_workers() -> usize {
         .unwrap_or(2)
 }
 
+/// The routes of a stand-in server: `GET /readyz` answers 200, and every `POST` (bodies up to
+/// 1 MiB) goes to `accept`. `App::new().configure(|c| stand_in_routes(c, accept))`.
+pub fn stand_in_routes<F, Args>(cfg: &mut actix_web::web::ServiceConfig, accept: F)
+where
+    F: actix_web::Handler<Args>,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    use actix_web::{HttpResponse, web};
+    cfg.app_data(web::PayloadConfig::new(1 << 20))
+        .route(
+            "/readyz",
+            web::get().to(|| async { HttpResponse::Ok().finish() }),
+        )
+        .route("/{path:.*}", web::post().to(accept));
+}
+
 pub fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     if sorted_ms.is_empty() {
         return f64::NAN;

@@ -48,10 +48,6 @@ async fn accept(
     }
 }
 
-async fn ready() -> HttpResponse {
-    HttpResponse::Ok().finish()
-}
-
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -86,11 +82,9 @@ async fn main() -> anyhow::Result<()> {
     HttpServer::new(move || {
         let channel = channels[next.fetch_add(1, Ordering::Relaxed) % channels.len()].clone();
         App::new()
-            .app_data(web::PayloadConfig::new(1 << 20))
             .app_data(channel)
             .app_data(target.clone())
-            .route("/readyz", web::get().to(ready))
-            .route("/{path:.*}", web::post().to(accept))
+            .configure(|c| bench::stand_in_routes(c, accept))
     })
     .workers(workers)
     .bind(("127.0.0.1", port))?

@@ -13,10 +13,6 @@ async fn accept(body: web::Bytes) -> HttpResponse {
     }))
 }
 
-async fn ready() -> HttpResponse {
-    HttpResponse::Ok().finish()
-}
-
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let port: u16 = std::env::args()
@@ -24,15 +20,10 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     let workers = bench::stand_in_workers();
-    HttpServer::new(|| {
-        App::new()
-            .app_data(web::PayloadConfig::new(1 << 20))
-            .route("/readyz", web::get().to(ready))
-            .route("/{path:.*}", web::post().to(accept))
-    })
-    .workers(workers)
-    .bind(("127.0.0.1", port))?
-    .run()
-    .await?;
+    HttpServer::new(|| App::new().configure(|c| bench::stand_in_routes(c, accept)))
+        .workers(workers)
+        .bind(("127.0.0.1", port))?
+        .run()
+        .await?;
     Ok(())
 }
