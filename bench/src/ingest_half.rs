@@ -81,7 +81,7 @@ pub async fn measure(
     )
     .await;
 
-    let workers = std::env::var("INGEST_HTTP_WORKERS").unwrap_or_else(|_| "2".to_owned());
+    let workers = super::stand_in_workers().to_string();
     eprintln!("B_min: the least actix-web + lapin ingest (publish, confirm, 202), the same steps");
     let port = free_port();
     let exchange = topology.exchange();
