@@ -178,23 +178,6 @@ pub fn max_sustained(steps: &[RateStep], p99_limit_ms: f64) -> Option<&RateStep>
         .max_by(|a, b| a.accepted_per_s.total_cmp(&b.accepted_per_s))
 }
 
-/// Waits until `queue` holds no message ready for delivery (every one is delivered, if not yet
-/// acknowledged): a cheap first wait before counting what was applied.
-pub async fn wait_taken(tap: &RabbitTap, queue: &str, timeout: Duration) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        let ready = tap.depth(queue).await?;
-        if ready == 0 {
-            return Ok(());
-        }
-        anyhow::ensure!(
-            started.elapsed() < timeout,
-            "{ready} still queued in {queue} after {timeout:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Waits until `done()` reports `n` and returns the elapsed time.
 pub async fn time_until<F, Fut>(n: i64, mut done: F, timeout: Duration) -> anyhow::Result<Duration>
 where

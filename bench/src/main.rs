@@ -221,12 +221,12 @@ async fn main() -> anyhow::Result<()> {
     // Until the queue has handed every event out, its depth (a passive declare, nothing for
     // the database) tells the drain is not done; then the rows are counted. Counting all the
     // while cost PostgreSQL about 14 ms a poll over the growing table, inside the measurement.
-    load::wait_taken(
-        &tap,
-        &stack.topology.apply_queue(),
-        Duration::from_secs(900),
-    )
-    .await?;
+    let apply_queue = stack.topology.apply_queue();
+    let taken = testkit::wait_until(Duration::from_secs(900), || async {
+        tap.depth(&apply_queue).await.is_ok_and(|ready| ready == 0)
+    })
+    .await;
+    anyhow::ensure!(taken, "the worker did not take every event within 900 s");
     load::time_until(
         i64::from(queued),
         || processed(db.clone()),

@@ -355,4 +355,6 @@ async fn the_relay_samples_its_backlog_without_parallel_workers() {
     let relay_plan = plan(&mut relay).await;
     assert!(!relay_plan.contains("Gather"), "{relay_plan}");
     assert!(relay_plan.contains("changes_pkey"), "{relay_plan}");
+    drop((plain, relay));
+    db.drop_db().await;
 }
