@@ -12,11 +12,11 @@ use std::time::Duration;
 #[command(name = "ingest", version, about)]
 pub struct Config {
     /// One or more `whsec_…` secrets, separated by spaces or commas (rotation). Required.
-    #[arg(long = "webhook-secret", env = "SCALEKIT_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_secret_string)]
+    #[arg(long = "webhook-secret", env = "SCALEKIT_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_webhook_secrets)]
     pub webhook_secret: Option<SecretString>,
 
     /// RabbitMQ URL (may hold a password: never logged).
-    #[arg(long, env = "AMQP_URL", hide_env_values = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = parse_secret_string)]
+    #[arg(long, env = "AMQP_URL", hide_env_values = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = parse_amqp_url)]
     pub amqp_url: SecretString,
 
     /// Prefix of every exchange and queue name.
@@ -74,7 +74,15 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-fn parse_secret_string(s: &str) -> Result<SecretString, String> {
+/// `SCALEKIT_WEBHOOK_SECRET`, checked at start (the message says which secret, never its value).
+fn parse_webhook_secrets(s: &str) -> Result<SecretString, shared::SecretError> {
+    WebhookSecrets::parse(s)?;
+    Ok(SecretString::from(s.to_owned()))
+}
+
+/// `AMQP_URL`: every node of the list must parse (the message shows it redacted).
+fn parse_amqp_url(s: &str) -> Result<SecretString, String> {
+    shared::amqp::check_url_list(s)?;
     Ok(SecretString::from(s.to_owned()))
 }
 
@@ -138,14 +146,25 @@ mod tests {
 
     #[test]
     fn bad_secret_is_a_startup_error_naming_the_variable_not_the_value() {
-        let c = parse(&["--webhook-secret", "whsec_test-secret"]).unwrap();
-        let err = c.webhook_secrets().unwrap_err().to_string();
+        use clap::CommandFactory;
+        let e = parse(&["--webhook-secret", "whsec_test-secret"]).unwrap_err();
+        let err = shared::cli::invalid_value_line(&Config::command(), &e).unwrap();
         assert!(err.contains("SCALEKIT_WEBHOOK_SECRET"), "{err}");
         assert!(err.contains("base64"), "{err}");
         assert!(
             !err.contains("test-secret"),
             "the value is never printed: {err}"
         );
+        let e = parse(&[
+            "--webhook-secret",
+            "whsec_dGVzdA==",
+            "--amqp-url",
+            "amqp:u:hunter2@h:1:x/%2f",
+        ])
+        .unwrap_err();
+        let err = shared::cli::invalid_value_line(&Config::command(), &e).unwrap();
+        assert!(err.starts_with("AMQP_URL (--amqp-url): "), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
         let err = parse(&[])
             .unwrap()
             .webhook_secrets()

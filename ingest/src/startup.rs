@@ -33,6 +33,13 @@ pub enum StartError {
     BrokerTls(#[from] shared::amqp::tls::TlsFilesError),
 }
 
+impl StartError {
+    /// A value of the configuration that cannot be used (exit code 2), not a failure to start.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Config(_) | Self::BrokerTls(_))
+    }
+}
+
 pub struct Application {
     server: Server,
     addr: SocketAddr,

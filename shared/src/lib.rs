@@ -17,6 +17,8 @@ pub mod verify;
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 

@@ -47,6 +47,22 @@ pub enum CommandError {
     Json(#[from] serde_json::Error),
 }
 
+impl CommandError {
+    /// A value of the configuration that cannot be used (exit code 2), not a failure to run.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            Self::Start(
+                StartError::Mapping(_)
+                    | StartError::BrokerTls(_)
+                    | StartError::DatabaseTls(_)
+                    | StartError::Credentials(_)
+                    | StartError::Client(_)
+            )
+        )
+    }
+}
+
 /// Runs one subcommand to its end.
 pub async fn run(command: Command) -> Result<(), CommandError> {
     match command {
@@ -175,11 +191,15 @@ async fn migrate(args: &MigrateArgs) -> Result<(), CommandError> {
 }
 
 async fn run_worker(args: RunArgs) -> Result<(), CommandError> {
-    if args.migrate {
-        let applied = db::migrate::run(args.database.database_url()).await?;
+    // Built first: a configuration error stops the process before anything connects.
+    let migrate = args
+        .migrate
+        .then(|| args.database.database_url().to_owned());
+    let worker = Worker::build(args)?;
+    if let Some(url) = migrate {
+        let applied = db::migrate::run(&url).await?;
         tracing::info!(?applied, "migrations up to date");
     }
-    let worker = Worker::build(args)?;
     worker.run_until_stopped().await?;
     Ok(())
 }
@@ -191,11 +211,11 @@ async fn sync(args: &SyncArgs) -> Result<(), CommandError> {
         Some(args.broker.topology()),
         1,
     );
+    let pool = args.database.pool(4);
+    let syncer = startup::syncer(&args.scalekit, &args.broker, link.clone(), pool)?;
     if !link.wait_ready(Duration::from_secs(30)).await {
         return Err(CommandError::BrokerUnreachable);
     }
-    let pool = args.database.pool(4);
-    let syncer = startup::syncer(&args.scalekit, &args.broker, link.clone(), pool)?;
     let result = syncer
         .sync_org(
             &args.org,

@@ -1,10 +1,11 @@
-use clap::Parser;
 use worker::config::Cli;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli: Cli = shared::cli::parse_or_exit();
     shared::telemetry::init(cli.log.log_format);
-    worker::commands::run(cli.into_command()).await?;
-    Ok(())
+    match worker::commands::run(cli.into_command()).await {
+        Err(e) if e.is_config() => shared::cli::exit_with(&shared::cli::one_line(&e)),
+        result => Ok(result?),
+    }
 }

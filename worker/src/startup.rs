@@ -45,11 +45,11 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
+    #[error("ROLE_MAPPING_FILE: {0}")]
     Mapping(#[from] MappingError),
     #[error("broker TLS: {0}")]
     BrokerTls(#[from] shared::amqp::tls::TlsFilesError),
-    #[error("database TLS: {0}")]
+    #[error("DATABASE_URL TLS settings: {0}")]
     DatabaseTls(#[from] db::tls::PgTlsError),
     #[error("migrations: {0}")]
     Migrate(#[from] db::migrate::MigrateError),

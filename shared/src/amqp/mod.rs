@@ -20,11 +20,7 @@ pub use lapin;
 /// name several nodes of one cluster, comma-separated: the first that answers is used, so a
 /// reconnect after losing a node goes to another.
 pub async fn connect(url: &str, connection_name: &str) -> Result<lapin::Connection, lapin::Error> {
-    let nodes: Vec<&str> = url
-        .split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .collect();
+    let nodes = crate::redact::split_url_list(url);
     let mut last = None;
     for node in &nodes {
         match tokio::time::timeout(NODE_CONNECT_TIMEOUT, connect_node(node, connection_name)).await
@@ -86,6 +82,35 @@ fn parse_url(url: &str) -> Result<lapin::uri::AMQPUri, lapin::Error> {
     })
 }
 
+/// Checks `AMQP_URL` at start-up: one or more URLs ([`crate::redact::split_url_list`]), each
+/// `amqp://` or `amqps://` and parseable. The error names the node, redacted.
+pub fn check_url_list(list: &str) -> Result<(), String> {
+    let nodes = crate::redact::split_url_list(list);
+    if nodes.is_empty() {
+        return Err("names no broker".to_owned());
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        let which = if nodes.len() == 1 {
+            String::new()
+        } else {
+            format!("node {} of {}: ", i + 1, nodes.len())
+        };
+        if !(node.starts_with("amqp://") || node.starts_with("amqps://")) {
+            return Err(format!(
+                "{which}not an amqp:// or amqps:// URL: {}",
+                crate::redact::redact_url(node)
+            ));
+        }
+        parse_url(node).map_err(|_| {
+            format!(
+                "{which}not a valid AMQP URL: {}",
+                crate::redact::redact_url(node)
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Ready messages in `queue` now (a passive declare: it never creates the queue, and fails
 /// when there is none).
 pub async fn queue_depth(channel: &lapin::Channel, queue: &str) -> Result<u32, lapin::Error> {
@@ -138,5 +163,32 @@ mod tests {
             assert!(error.contains("not a valid AMQP URL"), "{error}");
         }
         assert!(super::parse_url("amqp://guest:hunter2@127.0.0.1:5672/%2f").is_ok());
+    }
+
+    #[test]
+    fn a_url_list_is_checked_node_by_node() {
+        assert_eq!(
+            super::check_url_list("amqp:guest:hunter2@host:5672:x/%2f"),
+            Err("not an amqp:// or amqps:// URL: <unparseable url>".to_owned())
+        );
+        let error = super::check_url_list(
+            "amqps://u:pw1@h1:5671/v,amqps://u:hunter2@h2:notaport/v,amqps://u:pw3@h3/v",
+        )
+        .unwrap_err();
+        assert_eq!(
+            error,
+            "node 2 of 3: not a valid AMQP URL: amqps://u:***@h2:notaport/v"
+        );
+        assert_eq!(
+            super::check_url_list(" , "),
+            Err("names no broker".to_owned())
+        );
+        assert_eq!(
+            super::check_url_list("amqp://u:p%2F%3F%23%40%3As@h1:5672/%2f,amqp://u:x@h2/%2f"),
+            Ok(())
+        );
+        // Raw separators in a password do not parse; the message still hides every byte.
+        let error = super::check_url_list("amqp://u:p/?#@:s@h1:5672/%2f").unwrap_err();
+        assert!(!error.contains("p/?#"), "{error}");
     }
 }

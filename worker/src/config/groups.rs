@@ -10,7 +10,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Args)]
 pub struct BrokerArgs {
     /// RabbitMQ URL (may hold a password: never logged).
-    #[arg(long, env = "AMQP_URL", hide_env_values = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = secret)]
+    #[arg(long, env = "AMQP_URL", hide_env_values = true, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f", value_parser = amqp_url)]
     pub amqp_url: SecretString,
 
     /// Prefix of every exchange and queue name.
@@ -43,7 +43,7 @@ impl BrokerArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL (may hold a password: never logged).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/scim", value_parser = secret)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "postgres://postgres@127.0.0.1:5432/scim", value_parser = database_url)]
     pub database_url: SecretString,
 
     /// `statement_timeout` of every worker connection.
@@ -149,7 +149,7 @@ pub struct ConsumeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct ScalekitArgs {
     /// Scalekit environment URL, e.g. `https://acme.scalekit.com` (Directory API and OAuth).
-    #[arg(long, env = "SCALEKIT_ENVIRONMENT_URL")]
+    #[arg(long, env = "SCALEKIT_ENVIRONMENT_URL", value_parser = http_url)]
     pub scalekit_environment_url: Option<String>,
 
     /// Scalekit API client id.
@@ -183,6 +183,38 @@ pub(super) fn secret(s: &str) -> Result<SecretString, String> {
         return Err("must not be empty".to_owned());
     }
     Ok(SecretString::from(s.to_owned()))
+}
+
+/// `AMQP_URL`: every node of the list must parse (the message shows it redacted).
+pub(super) fn amqp_url(s: &str) -> Result<SecretString, String> {
+    shared::amqp::check_url_list(s)?;
+    secret(s)
+}
+
+/// `DATABASE_URL`: a URL tokio-postgres reads, with TLS parameters whose files exist.
+pub(super) fn database_url(s: &str) -> Result<SecretString, String> {
+    let url = secret(s)?;
+    crate::db::check_url(s)?;
+    Ok(url)
+}
+
+/// An `http://` or `https://` URL (shown redacted when it is not one).
+pub(super) fn http_url(s: &str) -> Result<String, String> {
+    match reqwest::Url::parse(s.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => {
+            Ok(s.trim().to_owned())
+        }
+        Ok(_) => Err(format!(
+            "not an http:// or https:// URL: {}",
+            shared::redact_url(s)
+        )),
+        Err(e) => Err(format!("{e}: {}", shared::redact_url(s))),
+    }
+}
+
+/// [`http_url`], kept secret (it may hold credentials).
+pub(super) fn secret_http_url(s: &str) -> Result<SecretString, String> {
+    http_url(s).map(SecretString::from)
 }
 
 pub(super) fn tiers(s: &str) -> Result<TierList, String> {

@@ -1,7 +1,6 @@
 //! Options of the questions operators ask: `worker status`, `worker explain`,
 //! `worker report slo`.
 
-use super::groups::secret;
 use super::{BrokerArgs, DatabaseArgs};
 use clap::{Args, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -17,7 +16,7 @@ pub struct StatusArgs {
 
     /// RabbitMQ's management API, for message rates (may hold a password: never logged).
     /// Default: the first host of AMQP_URL, port 15672 (15671 with amqps), same credentials.
-    #[arg(long, env = "RABBITMQ_MANAGEMENT_URL", hide_env_values = true, value_parser = secret)]
+    #[arg(long, env = "RABBITMQ_MANAGEMENT_URL", hide_env_values = true, value_parser = super::groups::secret_http_url)]
     pub management_url: Option<SecretString>,
 
     /// JSON instead of a screen.

@@ -68,6 +68,17 @@ pub async fn establish(url: &str) -> diesel::ConnectionResult<AsyncPgConnection>
     AsyncPgConnection::try_from_client_and_connection(client, connection).await
 }
 
+/// Checks a `DATABASE_URL` at start-up without connecting: tokio-postgres can read it, its TLS
+/// parameters make sense and their files hold certificates and keys. The message never holds
+/// the password.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let (base, tls) = tls::split(url).map_err(|e| e.to_string())?;
+    base.parse::<tokio_postgres::Config>()
+        .map_err(|e| format!("not a PostgreSQL URL: {}", with_sources(&e)))?;
+    tls::client_config(&tls).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// An error and its causes, one after the other (tokio-postgres says "error performing TLS
 /// handshake" and keeps the why in its source).
 fn with_sources(e: &dyn std::error::Error) -> String {
@@ -132,6 +143,29 @@ mod tests {
             t.setup_sql(),
             "SET statement_timeout = 30000; SET lock_timeout = 1500; SET idle_in_transaction_session_timeout = 1"
         );
+    }
+
+    #[test]
+    fn database_urls_are_checked_without_echoing_the_password() {
+        assert_eq!(
+            super::check_url("postgres://u:hunter2@127.0.0.1:5432/db"),
+            Ok(())
+        );
+        assert_eq!(
+            super::check_url("postgres://u:hunter2@h1,h2/db?target_session_attrs=read-write"),
+            Ok(())
+        );
+        for url in [
+            "postgres://u:hunter2@127.0.0.1:notaport/db",
+            "postgres://u:hunter2@127.0.0.1/db?sslmode=sometimes",
+            "postgres://u:hunter2@127.0.0.1/db?sslmode=verify-full",
+            "postgres://u:hunter2@127.0.0.1/db?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem",
+            "postgres://u:hunter2@127.0.0.1/db?connect_timeout=soon",
+            "postgres:u:hunter2@host/db",
+        ] {
+            let error = super::check_url(url).unwrap_err();
+            assert!(!error.contains("hunter2"), "{error}");
+        }
     }
 
     #[tokio::test]

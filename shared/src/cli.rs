@@ -1,0 +1,148 @@
+//! Start-up configuration, failing fast: a value that cannot be used stops the process at once
+//! with exit code 2 and one line on stderr that names the variable and what is wrong — never
+//! the value, which may be a secret (clap's own message would quote it).
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use std::fmt::Write as _;
+
+/// The exit code of a configuration error (clap's, for usage errors too).
+pub const CONFIG_EXIT_CODE: i32 = 2;
+
+/// Parses the command line and the environment, or exits: `--help` and `--version` as clap
+/// does, a value that does not parse with one line of [`invalid_value_line`], any other usage
+/// error as clap prints it (it quotes only what was typed on the command line).
+pub fn parse_or_exit<T: clap::Parser>() -> T {
+    match T::try_parse() {
+        Ok(parsed) => parsed,
+        Err(e) => match invalid_value_line(&T::command(), &e) {
+            Some(line) => exit_with(&line),
+            None => e.exit(),
+        },
+    }
+}
+
+/// Prints `error: {line}` on stderr and exits with [`CONFIG_EXIT_CODE`].
+pub fn exit_with(line: &str) -> ! {
+    eprintln!("error: {line}");
+    std::process::exit(CONFIG_EXIT_CODE)
+}
+
+/// An error and its causes on one line, a cause left out when the message before it already
+/// says it.
+pub fn one_line(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            let _ = write!(line, ": {text}");
+        }
+        source = cause.source();
+    }
+    line.replace(['\n', '\r'], " ")
+}
+
+/// For a value clap could not parse: `VARIABLE (--flag): why`, without the value. `None` for
+/// other errors (help, version, a missing or unknown argument).
+pub fn invalid_value_line(command: &clap::Command, e: &clap::Error) -> Option<String> {
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        return None;
+    }
+    let shown = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => "a value".to_owned(),
+    };
+    let long = shown.strip_prefix("--").map(|rest| {
+        rest.split([' ', '=', '<'])
+            .next()
+            .unwrap_or(rest)
+            .to_owned()
+    });
+    let name = match long.as_deref().and_then(|l| env_of(command, l)) {
+        Some(env) => format!("{env} (--{})", long.unwrap_or_default()),
+        None => shown,
+    };
+    let why = match (e.kind(), std::error::Error::source(e)) {
+        (_, Some(cause)) => one_line(cause),
+        (ErrorKind::InvalidValue, None) => match e.get(ContextKind::ValidValue) {
+            Some(ContextValue::Strings(valid)) => format!("must be one of {}", valid.join(", ")),
+            _ => "not an accepted value".to_owned(),
+        },
+        (_, None) => "not an accepted value".to_owned(),
+    };
+    Some(format!("{name}: {why}"))
+}
+
+/// The environment variable of the option `--long`, in the command or any subcommand.
+fn env_of(command: &clap::Command, long: &str) -> Option<String> {
+    command
+        .get_arguments()
+        .find(|a| a.get_long() == Some(long))
+        .and_then(|a| a.get_env())
+        .map(|env| env.to_string_lossy().into_owned())
+        .or_else(|| command.get_subcommands().find_map(|sub| env_of(sub, long)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{invalid_value_line, one_line};
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Debug, Parser)]
+    struct Demo {
+        #[arg(long, env = "DEMO_TOKEN", hide_env_values = true, value_parser = token)]
+        token: Option<String>,
+        #[arg(long, env = "DEMO_TIMEOUT", value_parser = humantime_like)]
+        timeout: Option<u64>,
+        #[arg(long, value_enum)]
+        mode: Option<Mode>,
+    }
+
+    #[derive(Debug, Clone, clap::ValueEnum)]
+    enum Mode {
+        Fast,
+        Slow,
+    }
+
+    fn token(s: &str) -> Result<String, String> {
+        if s.starts_with("tok_") {
+            Ok(s.to_owned())
+        } else {
+            Err("must start with tok_".to_owned())
+        }
+    }
+
+    fn humantime_like(s: &str) -> Result<u64, std::num::ParseIntError> {
+        s.parse()
+    }
+
+    fn line(args: &[&str]) -> Option<String> {
+        let e = Demo::try_parse_from(std::iter::once("demo").chain(args.iter().copied()))
+            .expect_err("must fail");
+        invalid_value_line(&Demo::command(), &e)
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_never_the_value() {
+        let shown = line(&["--token", "s3cr3t-value"]).unwrap();
+        assert_eq!(shown, "DEMO_TOKEN (--token): must start with tok_");
+        let shown = line(&["--timeout", "soon"]).unwrap();
+        assert!(shown.starts_with("DEMO_TIMEOUT (--timeout): "), "{shown}");
+        assert!(!shown.contains("soon"), "{shown}");
+        let shown = line(&["--mode", "medium"]).unwrap();
+        assert_eq!(shown, "--mode <MODE>: must be one of fast, slow");
+        assert_eq!(line(&["--unknown"]), None);
+    }
+
+    #[test]
+    fn causes_go_on_one_line_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer: {0}")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("inner\nsecond line"));
+        assert_eq!(one_line(&e), "outer: inner second line");
+    }
+}
