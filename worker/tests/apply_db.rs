@@ -258,6 +258,132 @@ async fn hard_delete_erases_personal_data_but_keeps_a_tombstone() {
     db.drop_db().await;
 }
 
+/// Rows of every table of the database whose text holds the erased user's email or name.
+async fn rows_naming_the_user(db: &TestDb) -> Vec<String> {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Table {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let mut conn = db.connect().await;
+    let tables: Vec<Table> = diesel::sql_query(
+        "SELECT table_name AS name FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    assert!(tables.len() > 10, "every table is read");
+    let mut naming = Vec::new();
+    for t in tables {
+        let n = db
+            .count(&format!(
+                "SELECT count(*) AS n FROM \"{}\" t WHERE t::text ~ '(a@example\\.com|\"A\"|Aa Bb)'",
+                t.name
+            ))
+            .await;
+        if n > 0 {
+            naming.push(format!("{} ({n})", t.name));
+        }
+    }
+    naming.sort();
+    naming
+}
+
+#[tokio::test]
+async fn erasure_leaves_the_user_in_no_column_of_any_table() {
+    let db = TestDb::create().await;
+    let a = Applier::new(
+        worker::db::pool(&db.url, 2),
+        Arc::new(RoleMapping::default()),
+        true,
+    );
+    let mut conn = db.connect().await;
+    let created = user_event("evt_1", "user_created", "2025-01-01T00:00:01Z", true);
+    apply_all(&a, &[created.clone()]).await;
+    // A dead-lettered event about her whose error quotes her, and a deactivation the brake held.
+    let (meta, _) = parsed(&created);
+    worker::inspect::records::dead_lettered(
+        &mut conn,
+        &meta,
+        &created,
+        "rejected",
+        "bad value \"a@example.com\"",
+    )
+    .await
+    .unwrap();
+    let mut body: serde_json::Value = serde_json::from_slice(&created).unwrap();
+    body["data"]["family_name"] = "Aa Bb".into();
+    worker::brake::store::hold(
+        &mut conn,
+        &[worker::brake::store::HeldEvent {
+            event_id: "evt_held".to_owned(),
+            organization_id: "org_1".to_owned(),
+            event_type: "organization.directory.user_updated".to_owned(),
+            directory_user_id: "diruser_1".to_owned(),
+            email: Some("a@example.com".to_owned()),
+            occurred_at: chrono::Utc::now(),
+            source: "webhook",
+            webhook_id: None,
+            body,
+        }],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rows_naming_the_user(&db).await,
+        [
+            "audit_log (1)",
+            "changes (3)",
+            "dead_lettered_events (1)",
+            "directory_users (1)",
+            "held_events (1)"
+        ],
+    );
+    apply_all(
+        &a,
+        &[user_event(
+            "evt_2",
+            "user_deleted",
+            "2025-01-01T00:00:02Z",
+            false,
+        )],
+    )
+    .await;
+    // The apply transaction scrubbed what it reaches by index; the outbox waits for the pass.
+    assert_eq!(rows_naming_the_user(&db).await, ["changes (3)"]);
+    assert!(
+        worker::changes::prune::scrub_erased(&mut conn)
+            .await
+            .unwrap()
+            >= 1
+    );
+    assert_eq!(rows_naming_the_user(&db).await, Vec::<String>::new());
+    // Ids, kinds and times stay: the held event can still be listed, the changes still read.
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM held_events WHERE event_id = 'evt_held' AND body->'data'->>'id' = 'diruser_1' AND email IS NULL").await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM changes WHERE payload->'user'->>'directory_user_id' = 'diruser_1'").await,
+        db.count("SELECT count(*) AS n FROM changes WHERE kind LIKE 'user.%'").await,
+    );
+    assert_eq!(
+        db.count("SELECT count(*) AS n FROM erasures_pending").await,
+        0
+    );
+    // A second pass finds nothing left to do.
+    assert_eq!(
+        worker::changes::prune::scrub_erased(&mut conn)
+            .await
+            .unwrap(),
+        0
+    );
+    db.drop_db().await;
+}
+
 #[tokio::test]
 async fn unknown_types_are_ignored_and_recorded() {
     let db = TestDb::create().await;

@@ -1,4 +1,5 @@
-//! Retention, run by the leading relay in small batches: published changes older than
+//! Retention, run by the leading relay in small batches: the earlier states of erased users
+//! scrubbed from the outbox ([`scrub_erased`]), published changes older than
 //! `CHANGES_RETENTION`, and dedupe rows older than `PROCESSED_EVENTS_RETENTION` (which must
 //! outlive Scalekit's retries, about 28 hours, and manual replays, days later). The records
 //! operators ask about (dead-lettered events, sync runs) are kept as long as the dedupe rows.
@@ -21,12 +22,35 @@ pub struct Retention {
     pub processed_events: Duration,
 }
 
-/// One pruning pass; how many rows it deleted.
+/// The profile fields of a change's user state, set to null for an erased user.
+const SCRUBBED_USER: &str =
+    r#"{"email": null, "given_name": null, "family_name": null, "display_name": null}"#;
+
+/// Scrubs the earlier states of every user erased since the last pass
+/// ([`crate::apply::user::erasure`]) from the `changes` outbox: their profile fields become null,
+/// ids, kinds, roles and groups stay. One statement, so the notes go with the rows they
+/// cleaned; how many rows it changed.
+pub async fn scrub_erased(conn: &mut AsyncPgConnection) -> diesel::QueryResult<usize> {
+    diesel::sql_query(
+        "WITH erased AS (DELETE FROM erasures_pending RETURNING organization_id, directory_user_id) \
+         UPDATE changes c SET payload = jsonb_set(c.payload, '{user}', (c.payload->'user') || $1::jsonb) \
+         FROM erased e \
+         WHERE c.organization_id = e.organization_id \
+           AND c.payload->'user'->>'directory_user_id' = e.directory_user_id \
+           AND jsonb_typeof(c.payload->'user') = 'object' \
+           AND (c.payload->'user') @> $1::jsonb IS NOT TRUE",
+    )
+    .bind::<diesel::sql_types::Text, _>(SCRUBBED_USER)
+    .execute(conn)
+    .await
+}
+
+/// One pruning pass (erasures first); how many rows it deleted or scrubbed.
 pub async fn run(
     conn: &mut AsyncPgConnection,
     retention: &Retention,
 ) -> diesel::QueryResult<usize> {
-    let mut deleted = 0;
+    let mut deleted = scrub_erased(conn).await?;
     for (sql, keep) in [
         (
             // Oldest first along the primary key, up to the first row still unpublished or

@@ -157,7 +157,7 @@ pub async fn apply(
         .collect();
     store::write_users(conn, &finals).await?;
     audit::write(conn, &audits).await?;
-    audit::redact_users(conn, &erased, &super::plan::PERSONAL_FIELDS).await?;
+    super::erasure::scrub(conn, &erased).await?;
     if !held.is_empty() {
         tracing::warn!(
             held = held.len(),

@@ -2,6 +2,7 @@
 //! set-based store, and the transaction step that joins them.
 
 pub mod apply;
+pub mod erasure;
 pub mod plan;
 pub mod store;
 
