@@ -146,26 +146,31 @@ async fn two_workers_consuming_at_once() {
     wait_progress(&stack, 200).await;
     let mut leaders = 0.0;
     for w in &stack.workers {
-        let text = stack
-            .client
-            .get(format!("http://127.0.0.1:{}/metrics", w.port))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        leaders += text
-            .lines()
-            .find_map(|l| l.strip_prefix("scim_changes_relay_leader "))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or(0.0);
+        leaders += gauge(&stack, w, "scim_changes_relay_leader").await;
     }
     assert_eq!(
         leaders, 1.0,
         "exactly one of the two workers relays the changes"
     );
     finish(stack, &corpus, sender, Some(app)).await;
+}
+
+/// A worker's gauge, read from its `/metrics` (0 when absent).
+async fn gauge(stack: &Stack, worker: &testkit::procs::Proc, name: &str) -> f64 {
+    let text = stack
+        .client
+        .get(format!("http://127.0.0.1:{}/metrics", worker.port))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
 }
 
 /// Sets RabbitMQ's memory high watermark; the guard puts the previous one back, even when the
@@ -235,6 +240,23 @@ async fn memory_alarm_blocks_publishing_but_applied_events_are_still_acked() {
             > 0,
         "the relay could not publish during the alarm"
     );
+    // The relay's gauges keep moving while it cannot publish: it still leads, and its lag
+    // grows with the oldest unpublished change, so the lagging alert can fire.
+    let worker = &stack.workers[0];
+    let first_lag = gauge(&stack, worker, "scim_changes_relay_lag_seconds").await;
+    let grew = testkit::wait_until(Duration::from_secs(30), || async {
+        gauge(&stack, worker, "scim_changes_relay_lag_seconds").await >= first_lag + 5.0
+    })
+    .await;
+    assert!(
+        grew,
+        "the relay's lag stayed at {first_lag} s during the alarm"
+    );
+    let leads = testkit::wait_until(Duration::from_secs(10), || async {
+        gauge(&stack, worker, "scim_changes_relay_leader").await == 1.0
+    })
+    .await;
+    assert!(leads, "the relay does not lead during the alarm");
     drop(alarm);
     let done = Sender {
         task: tokio::spawn(async { Ok(()) }),

@@ -299,6 +299,53 @@ async fn retention_prunes_only_what_is_old_enough() {
     db.drop_db().await;
 }
 
+/// Idle workers that do not lead the relay wait for the leader lock on one kept connection
+/// each: five workers open (almost) no database sessions once started. Before, every follower
+/// opened a connection for each try, twice a second (4 followers: ~480 a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_followers_open_no_connection_per_try() {
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
+    let mut workers = Vec::new();
+    for _ in 0..5 {
+        workers.push(spawn_worker(&broker.prefix, &db.url, &[]).await);
+    }
+    let all: Vec<&TestWorker> = workers.iter().collect();
+    assert!(
+        wait_until(Duration::from_secs(10), || async {
+            leaders(&all).await == 1
+        })
+        .await,
+        "one leader among five"
+    );
+    // Every follower has tried at least once (and kept its connection) by now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let sessions = || async {
+        db.count(&format!(
+            "SELECT sessions AS n FROM pg_stat_database WHERE datname = '{name}'"
+        ))
+        .await
+    };
+    let before = sessions().await;
+    let window = Duration::from_secs(10);
+    tokio::time::sleep(window).await;
+    // Each reading opens one session itself.
+    let opened = sessions().await - before - 1;
+    eprintln!(
+        "5 idle workers opened {opened} database sessions in {window:?} (~{} a minute)",
+        opened * 6
+    );
+    assert!(
+        opened <= 2,
+        "{opened} sessions opened by idle workers in {window:?}"
+    );
+    assert_eq!(leaders(&all).await, 1, "still one leader");
+    for w in workers {
+        w.stop().await;
+    }
+}
+
 /// The relay's connection never plans parallel workers: on a `changes` table without
 /// statistics, PostgreSQL estimates a third of the table for the sample's `seq > floor` and
 /// plans a parallel scan on an ordinary connection (started every second, ~15 ms apiece).

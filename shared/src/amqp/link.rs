@@ -97,6 +97,17 @@ impl BrokerLink {
         self.inner.generation.load(Ordering::Acquire)
     }
 
+    /// Whether the broker has blocked the connection (a memory or disk alarm): it reads
+    /// nothing more from it, so publishes and channel opens on it wait until the alarm clears.
+    pub fn is_blocked(&self) -> bool {
+        self.inner
+            .live
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|l| l.connection.status().blocked())
+    }
+
     /// Waits until the link is ready, up to `timeout`.
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
         let mut rx = self.inner.state.subscribe();

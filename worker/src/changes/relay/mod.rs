@@ -42,6 +42,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// ends the term; the next term starts on a fresh connection.
 const ROUND_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A broker step of the relay (opening its channel, confirm mode) that takes longer than this
+/// ends the term: a broker that stopped reading the connection must not hold the leader.
+const BROKER_STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+async fn broker_step<T>(
+    step: impl Future<Output = Result<T, RelayError>>,
+) -> Result<T, RelayError> {
+    tokio::time::timeout(BROKER_STEP_TIMEOUT, step)
+        .await
+        .map_err(|_| RelayError::BrokerStepTimeout(BROKER_STEP_TIMEOUT))?
+}
+
 async fn bounded<T>(round: impl Future<Output = Result<T, RelayError>>) -> Result<T, RelayError> {
     tokio::time::timeout(ROUND_TIMEOUT, round)
         .await
@@ -62,7 +74,7 @@ pub struct RelaySettings {
     pub timeouts: crate::db::Timeouts,
     /// Rows published per round.
     pub batch: i64,
-    /// Fallback poll, and how often a follower tries to become the leader.
+    /// Fallback poll; a follower tries to become the leader every [`follower_period`].
     pub poll: Duration,
     pub confirm_timeout: Duration,
     pub retention: Retention,
@@ -76,6 +88,8 @@ pub enum RelayError {
     Connect(#[from] diesel::ConnectionError),
     #[error("no database connection within {0:?}")]
     ConnectTimeout(Duration),
+    #[error("the broker did not open the relay's channel within {0:?}")]
+    BrokerStepTimeout(Duration),
     #[error("a relay round took longer than {0:?}")]
     RoundTimeout(Duration),
     #[error("publishing: {0}")]
@@ -90,6 +104,10 @@ pub enum RelayError {
 
 /// Runs until `stop`: tries to lead; while leading, relays and prunes. Cancel `stop` after the
 /// consumers have finished: the leader then publishes what they committed and returns.
+///
+/// A follower keeps one connection between its tries for the leader lock (thirty idle
+/// replicas would otherwise open sixty connections a second), and tries every
+/// [`follower_period`]: about a second, jittered so followers do not try in step.
 pub async fn run(
     settings: RelaySettings,
     link: BrokerLink,
@@ -97,53 +115,94 @@ pub async fn run(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
+    let mut follower: Option<AsyncPgConnection> = None;
     while !stop.is_cancelled() {
         // Once stopped, a term gets `STOP_GRACE` for its last round; a term stuck on an
         // unreachable database is dropped (which closes its connection and frees the lock).
-        let term = lead(&settings, &link, &topology, metrics.clone(), &stop);
+        let term = lead(
+            &settings,
+            &link,
+            &topology,
+            metrics.clone(),
+            &stop,
+            &mut follower,
+        );
         let outcome = tokio::select! {
             outcome = term => outcome,
             () = async {
                 stop.cancelled().await;
                 tokio::time::sleep(STOP_GRACE).await;
-            } => Ok(false),
+            } => Ok(Term::Stopped),
         };
-        match outcome {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(error) => tracing::warn!(%error, "change relay stopped; retrying"),
-        }
+        let pause = match outcome {
+            Ok(Term::Follower) => follower_period(settings.poll, rand::random()),
+            Ok(Term::Ended) => settings.poll.max(Duration::from_millis(200)),
+            Ok(Term::Stopped) => break,
+            Err(error) => {
+                tracing::warn!(%error, "change relay stopped; retrying");
+                settings.poll.max(Duration::from_millis(200))
+            }
+        };
         metrics.relay_leader.set(0);
         tokio::select! {
             _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(settings.poll.max(Duration::from_millis(200))) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
     metrics.relay_leader.set(0);
 }
 
-/// One term: connect, try the leader lock, relay while it is held. `Ok(true)` to try again,
-/// `Ok(false)` when stopped.
+/// How a term ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Term {
+    /// Another replica leads: try again later, on the kept connection.
+    Follower,
+    /// Led, then lost the connection or the marker: try again soon.
+    Ended,
+    /// Stopped.
+    Stopped,
+}
+
+/// How long a follower waits between tries for the leader lock: twice the poll, at least a
+/// second, spread by `jitter` (0..1) over ±25 %.
+pub fn follower_period(poll: Duration, jitter: f64) -> Duration {
+    let base = (poll * 2).max(Duration::from_secs(1));
+    base.mul_f64(0.75 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+/// Tries the leader lock on `conn`, bounded in time.
+async fn try_lead(conn: &mut AsyncPgConnection) -> Result<bool, RelayError> {
+    #[derive(QueryableByName)]
+    struct Leader {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        leader: bool,
+    }
+    let query = diesel::sql_query(format!(
+        "SELECT pg_try_advisory_lock({LEADER_LOCK}) AS leader"
+    ));
+    let leader: Leader = tokio::time::timeout(CONNECT_TIMEOUT, query.get_result(conn))
+        .await
+        .map_err(|_| RelayError::ConnectTimeout(CONNECT_TIMEOUT))??;
+    Ok(leader.leader)
+}
+
+/// One term: try the leader lock (on the follower's kept connection when there is one), relay
+/// while it is held. A follower's connection goes back into `follower`.
 async fn lead(
     settings: &RelaySettings,
     link: &BrokerLink,
     topology: &Topology,
     metrics: Arc<Metrics>,
     stop: &CancellationToken,
-) -> Result<bool, RelayError> {
-    let mut conn = connect(settings).await?;
-    #[derive(QueryableByName)]
-    struct Leader {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        leader: bool,
-    }
-    let leader: Leader = diesel::sql_query(format!(
-        "SELECT pg_try_advisory_lock({LEADER_LOCK}) AS leader"
-    ))
-    .get_result(&mut conn)
-    .await?;
-    if !leader.leader {
-        return Ok(true);
+    follower: &mut Option<AsyncPgConnection>,
+) -> Result<Term, RelayError> {
+    let mut conn = match follower.take() {
+        Some(conn) => conn,
+        None => connect(settings).await?,
+    };
+    if !try_lead(&mut conn).await? {
+        *follower = Some(conn);
+        return Ok(Term::Follower);
     }
     let mut marker = Marker::start(connect(settings).await?, settings, metrics.clone());
     diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
@@ -162,14 +221,29 @@ async fn lead(
     marker.raise_floor(stored);
     let mut after = None;
     loop {
+        // The gauges first, whatever the broker does: a broker that stops answering must
+        // show as a growing lag (the lagging alert), not freeze it.
+        if last_sample.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
+            bounded(sample(&mut conn, &metrics, marker.floor())).await?;
+            last_sample = Some(Instant::now());
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= prune::EVERY) {
+            bounded(async { Ok(prune::run(&mut conn, &settings.retention).await?) }).await?;
+            last_prune = Some(Instant::now());
+        }
         // Round after round while rows keep coming; each round's confirms are settled by the
-        // marker while the next is selected and sent.
-        while link.is_ready() {
+        // marker while the next is selected and sent. A blocked connection (memory or disk
+        // alarm) is not published on: it would not be read until the alarm clears.
+        while link.is_ready() && !link.is_blocked() {
             let ch = match &channel {
                 Some(ch) if ch.status().connected() => ch.clone(),
                 _ => {
-                    let ch = link.open_channel().await.map_err(PublishError::from)?;
-                    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+                    let ch = broker_step(async {
+                        let ch = link.open_channel().await.map_err(PublishError::from)?;
+                        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+                        Ok(ch)
+                    })
+                    .await?;
                     channel = Some(ch.clone());
                     ch
                 }
@@ -205,15 +279,7 @@ async fn lead(
             // The last round ran after the consumers finished: nothing they committed waits.
             let floor = marker.drain().await?;
             bounded(sample(&mut conn, &metrics, floor)).await?;
-            return Ok(false);
-        }
-        if last_sample.is_none_or(|t| t.elapsed() >= SAMPLE_EVERY) {
-            bounded(sample(&mut conn, &metrics, marker.floor())).await?;
-            last_sample = Some(Instant::now());
-        }
-        if last_prune.is_none_or(|t| t.elapsed() >= prune::EVERY) {
-            bounded(async { Ok(prune::run(&mut conn, &settings.retention).await?) }).await?;
-            last_prune = Some(Instant::now());
+            return Ok(Term::Stopped);
         }
         let woke = {
             let mut notifications = std::pin::pin!(conn.notifications_stream());
@@ -229,7 +295,7 @@ async fn lead(
         };
         if marker.is_failed() {
             marker.drain().await?;
-            return Ok(true);
+            return Ok(Term::Ended);
         }
         stopping = woke.is_none();
     }
@@ -298,4 +364,24 @@ async fn sample(
     metrics.outbox_depth.set(d.depth);
     metrics.relay_lag_seconds.set(d.lag.max(0.0));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::follower_period;
+    use std::time::Duration;
+
+    #[test]
+    fn followers_try_about_once_a_second_spread_over_a_band() {
+        let poll = Duration::from_millis(500);
+        assert_eq!(follower_period(poll, 0.0), Duration::from_millis(750));
+        assert_eq!(follower_period(poll, 0.5), Duration::from_secs(1));
+        assert_eq!(follower_period(poll, 1.0), Duration::from_millis(1250));
+        // Out-of-range jitter is clamped; a long poll is doubled.
+        assert_eq!(follower_period(poll, 7.0), Duration::from_millis(1250));
+        assert_eq!(
+            follower_period(Duration::from_secs(2), 0.5),
+            Duration::from_secs(4)
+        );
+    }
 }
