@@ -212,7 +212,10 @@ async fn sync(args: &SyncArgs) -> Result<(), CommandError> {
         1,
     );
     let pool = args.database.pool(4);
-    let syncer = startup::syncer(&args.scalekit, &args.broker, link.clone(), pool)?;
+    // SIGTERM / SIGINT stop the sync at its next page, recorded `cancelled`.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let signals = tokio::spawn(startup::stop_on_signal(stop.clone()));
+    let syncer = startup::syncer(&args.scalekit, &args.broker, link.clone(), pool, stop)?;
     if !link.wait_ready(Duration::from_secs(30)).await {
         return Err(CommandError::BrokerUnreachable);
     }
@@ -223,6 +226,7 @@ async fn sync(args: &SyncArgs) -> Result<(), CommandError> {
             &mut Progress::for_terminal(),
         )
         .await;
+    signals.abort();
     link.close().await;
     println!("{}", result?);
     Ok(())

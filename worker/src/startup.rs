@@ -26,6 +26,7 @@ pub fn syncer(
     broker: &BrokerArgs,
     link: BrokerLink,
     pool: Pool,
+    stop: CancellationToken,
 ) -> Result<Syncer, StartError> {
     Ok(Syncer {
         client: ScalekitClient::new(scalekit.client_config()?)?,
@@ -34,6 +35,7 @@ pub fn syncer(
         pool,
         confirm_timeout: std::time::Duration::from_secs(10),
         max_pages: usize::try_from(scalekit.sync_max_pages).unwrap_or(usize::MAX),
+        stop,
     })
 }
 
@@ -58,6 +60,10 @@ pub enum StartError {
     #[error("Directory API client: {0}")]
     Client(#[from] crate::sync::ClientError),
 }
+
+/// How long a stopping worker waits, after its lanes and relay, for a running sync to stop at
+/// its next page (it was told when the stop began).
+const SYNC_SHUTDOWN: Duration = Duration::from_secs(5);
 
 /// How long a stopping worker's relay may take to publish the last commits.
 const RELAY_SHUTDOWN: Duration = Duration::from_secs(4);
@@ -116,11 +122,13 @@ impl Worker {
         let pool = config.database.pool(config.database_pool_size);
         let metrics = Arc::new(Metrics::new());
         let health = Arc::new(Health::default());
+        let stop = CancellationToken::new();
         let (sync_trigger, scheduler) = match syncer(
             &config.scalekit,
             &config.broker,
             publish_link.clone(),
             pool.clone(),
+            stop.clone(),
         ) {
             Ok(s) => {
                 let (tx, rx) = mpsc::channel(schedule::TRIGGER_CAPACITY);
@@ -171,7 +179,7 @@ impl Worker {
             handler,
             health,
             metrics,
-            stop: CancellationToken::new(),
+            stop,
             scheduler,
         })
     }
@@ -277,8 +285,12 @@ impl Worker {
                 "the change relay did not finish in time; the next leader publishes the rest"
             );
         }
-        if let Some(s) = scheduler {
-            let _ = s.await;
+        // A running sync stops at its next page (the stop token is its own); one that does not
+        // within the bound is dropped, deactivating nobody.
+        if let Some(s) = scheduler
+            && tokio::time::timeout(SYNC_SHUTDOWN, s).await.is_err()
+        {
+            tracing::warn!("a sync did not stop in time; abandoned, nothing deactivated");
         }
         server_handle.stop(true).await;
         let _ = server.await;
@@ -289,7 +301,8 @@ impl Worker {
     }
 }
 
-async fn stop_on_signal(stop: CancellationToken) {
+/// Cancels `stop` on SIGTERM or SIGINT.
+pub(crate) async fn stop_on_signal(stop: CancellationToken) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

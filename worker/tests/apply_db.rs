@@ -302,7 +302,7 @@ async fn erasure_leaves_the_user_in_no_column_of_any_table() {
     );
     let mut conn = db.connect().await;
     let created = user_event("evt_1", "user_created", "2025-01-01T00:00:01Z", true);
-    apply_all(&a, &[created.clone()]).await;
+    apply_all(&a, std::slice::from_ref(&created)).await;
     // A dead-lettered event about her whose error quotes her, and a deactivation the brake held.
     let (meta, _) = parsed(&created);
     worker::inspect::records::dead_lettered(

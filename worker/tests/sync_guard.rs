@@ -200,6 +200,93 @@ async fn a_broken_or_hostile_listing_deactivates_nobody() {
     env.finish().await;
 }
 
+/// A sync told to stop (`worker sync` on SIGTERM, a stopping worker's scheduled sync) stops
+/// before its next page, deactivates nobody and is recorded `cancelled`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_sync_ends_at_the_next_page_and_deactivates_nobody() {
+    let env = Env::new().await;
+    let (db, broker) = (&env.db, &env.broker);
+    let fake = FakeScalekit::start(ORG, DIR, users(90), vec![], Script::default()).await;
+    let w = spawn_worker(&broker.prefix, &db.url, &[]).await;
+    let active = || async {
+        db.count("SELECT count(*) AS n FROM directory_users WHERE active")
+            .await
+    };
+    let cancelled = || async {
+        db.count("SELECT count(*) AS n FROM sync_runs WHERE outcome = 'cancelled'")
+            .await
+    };
+    let pages = || fake.state.lock().unwrap().user_page_requests;
+    let (s, link) = syncer(broker, db, &fake, &[]).await;
+    s.sync_org(ORG, None, &mut Progress::quiet()).await.unwrap();
+    link.close().await;
+    assert!(wait_until(Duration::from_secs(30), || async { active().await == 90 }).await);
+    // Now a slow listing of 60 users: finished, it would deactivate 30.
+    fake.set_users(users(60));
+    fake.set_script(Script {
+        page_delay: Some(Duration::from_millis(800)),
+        ..Script::default()
+    });
+
+    // `worker sync`: its stop token is cancelled by SIGTERM.
+    let (mut s, link) = syncer(broker, db, &fake, &[]).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    s.stop = stop.clone();
+    let before = pages();
+    let sync = tokio::spawn(async move { s.sync_org(ORG, None, &mut Progress::quiet()).await });
+    assert!(wait_until(Duration::from_secs(10), || async { pages() > before }).await);
+    stop.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(5), sync)
+        .await
+        .expect("the sync stops without waiting for its listing")
+        .unwrap();
+    assert!(matches!(result, Err(SyncError::Cancelled)), "{result:?}");
+    assert!(
+        pages() <= before + 2,
+        "stopped at the next page: {} pages read",
+        pages() - before
+    );
+    assert_eq!(cancelled().await, 1);
+    link.close().await;
+
+    // A worker stopping while a sync it started runs (on `directory_enabled`, through the
+    // scheduler that also runs the `SYNC_INTERVAL` syncs). It is the only consumer now.
+    w.stop().await;
+    let creds = [
+        "--scalekit-environment-url",
+        fake.url.as_str(),
+        "--scalekit-client-id",
+        fake_scalekit::CLIENT_ID,
+        "--scalekit-client-secret",
+        fake_scalekit::CLIENT_SECRET,
+    ];
+    let scheduled = spawn_worker(&broker.prefix, &db.url, &creds).await;
+    let before = pages();
+    let enabled = serde_json::json!({
+        "spec_version": "1", "id": "evt_dir_on", "type": "organization.directory_enabled",
+        "occurred_at": "2025-01-01T00:00:00Z", "environment_id": "env_1", "organization_id": ORG,
+        "object": "Directory", "data": {"id": DIR, "organization_id": ORG, "provider": "OKTA", "enabled": true}
+    });
+    broker.publish(&serde_json::to_vec(&enabled).unwrap()).await;
+    assert!(wait_until(Duration::from_secs(15), || async { pages() > before }).await);
+    scheduled.stop().await;
+    assert!(
+        pages() <= before + 2,
+        "stopped at the next page: {} pages read",
+        pages() - before
+    );
+    assert_eq!(
+        cancelled().await,
+        2,
+        "the worker's sync is recorded cancelled"
+    );
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(active().await, 90, "nothing deactivated");
+    fake.stop().await;
+    env.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_are_path_segments_not_paths() {
     // An organization id with a slash and a query character reaches the fake encoded: the fake

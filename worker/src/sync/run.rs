@@ -14,6 +14,7 @@ use shared::amqp::{BrokerLink, PublishError, properties, publish_confirmed};
 use shared::{MessageMeta, Source, Topology};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -33,6 +34,8 @@ pub enum SyncError {
     NoDirectory(String),
     #[error("a sync of {0} is already running")]
     AlreadyRunning(String),
+    #[error("cancelled (the worker is stopping), nothing deactivated")]
+    Cancelled,
 }
 
 /// What a sync saw and did.
@@ -73,6 +76,9 @@ pub struct Syncer {
     pub confirm_timeout: Duration,
     /// Bound on the pages of one listing (`SYNC_MAX_PAGES`).
     pub max_pages: usize,
+    /// Cancelled on shutdown: a running sync stops before its next page (a page being read is
+    /// abandoned), deactivates nobody, and is recorded `cancelled`.
+    pub stop: CancellationToken,
 }
 
 impl Syncer {
@@ -83,7 +89,9 @@ impl Syncer {
         directory: Option<&str>,
         progress: &mut Progress,
     ) -> Result<Summary, SyncError> {
-        let dirs = self.client.list_directories(org).await?;
+        let dirs = self
+            .unless_stopped(self.client.list_directories(org))
+            .await?;
         if dirs.is_empty() {
             return Err(SyncError::NoDirectory(org.to_owned()));
         }
@@ -100,6 +108,9 @@ impl Syncer {
         };
         let mut total = Summary::default();
         for dir in &chosen {
+            if self.stop.is_cancelled() {
+                return Err(SyncError::Cancelled);
+            }
             let s = self.sync_directory(org, &dir.id, single, progress).await?;
             total.directories += 1;
             total.pages += s.pages;
@@ -111,6 +122,18 @@ impl Syncer {
             total.deactivated += s.deactivated;
         }
         Ok(total)
+    }
+
+    /// A Directory API call, abandoned when the sync is cancelled.
+    async fn unless_stopped<T>(
+        &self,
+        call: impl Future<Output = Result<T, ClientError>>,
+    ) -> Result<T, SyncError> {
+        tokio::select! {
+            biased;
+            () = self.stop.cancelled() => Err(SyncError::Cancelled),
+            result = call => Ok(result?),
+        }
     }
 
     async fn publish_all(
@@ -157,7 +180,11 @@ impl Syncer {
             organization_id: org,
             directory_id: dir,
             started_at,
-            outcome: if result.is_ok() { "ok" } else { "failed" },
+            outcome: match &result {
+                Ok(_) => "ok",
+                Err(SyncError::Cancelled) => "cancelled",
+                Err(_) => "failed",
+            },
             users_listed: result.as_ref().ok().map(|s| s.seen),
             users_changed: result
                 .as_ref()
@@ -185,7 +212,9 @@ impl Syncer {
         let mut listing = Listing::new("groups", self.max_pages);
         let mut token: Option<String> = None;
         loop {
-            let page = self.client.groups_page(org, dir, token.as_deref()).await?;
+            let page = self
+                .unless_stopped(self.client.groups_page(org, dir, token.as_deref()))
+                .await?;
             let read_at = chrono::Utc::now();
             s.pages += 1;
             s.groups += page.items.len();
@@ -212,7 +241,9 @@ impl Syncer {
         let mut seen: HashSet<String> = HashSet::new();
         let mut token: Option<String> = None;
         loop {
-            let page = self.client.users_page(org, dir, token.as_deref()).await?;
+            let page = self
+                .unless_stopped(self.client.users_page(org, dir, token.as_deref()))
+                .await?;
             let read_at = chrono::Utc::now();
             s.pages += 1;
             let ids: Vec<&str> = page.items.iter().map(|u| u.id.as_str()).collect();
@@ -244,6 +275,9 @@ impl Syncer {
             if token.is_none() {
                 break;
             }
+        }
+        if self.stop.is_cancelled() {
+            return Err(SyncError::Cancelled);
         }
         // The listing is complete (`Listing` said so): whoever is stored as active but was not listed is gone.
         let active = {

@@ -48,6 +48,10 @@ async fn sync_one(syncer: &Syncer, metrics: &Metrics, req: &SyncRequest) {
             metrics.count_sync("ok");
             tracing::info!(organization_id = %req.organization_id, %summary, elapsed_ms = started.elapsed().as_millis() as u64, "sync finished");
         }
+        Err(super::SyncError::Cancelled) => {
+            metrics.count_sync("cancelled");
+            tracing::info!(organization_id = %req.organization_id, "sync cancelled: the worker is stopping; nothing was deactivated");
+        }
         Err(super::SyncError::AlreadyRunning(what)) => {
             metrics.count_sync("skipped");
             tracing::info!(%what, "sync already running elsewhere; skipped");

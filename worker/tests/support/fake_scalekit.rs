@@ -31,6 +31,8 @@ pub struct Script {
     pub expires_in_reported: Option<u64>,
     /// The token endpoint answers 307 to this URL.
     pub redirect_token_to: Option<String>,
+    /// Every users page takes this long to answer (a slow listing).
+    pub page_delay: Option<std::time::Duration>,
 }
 
 #[derive(Default)]
@@ -227,6 +229,10 @@ async fn users_page(
     state: web::Data<Mutex<State>>,
     q: web::Query<PageQuery>,
 ) -> HttpResponse {
+    let delay = state.lock().unwrap().script.page_delay;
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     let mut s = state.lock().unwrap();
     if q.page_size.unwrap_or(10) > 30 {
         return error(400, 3, "page_size: value must be less than or equal to 30");

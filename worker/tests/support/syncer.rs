@@ -36,6 +36,7 @@ pub async fn syncer(
         &run.broker,
         link.clone(),
         worker::db::pool(&db.url, 4),
+        tokio_util::sync::CancellationToken::new(),
     )
     .unwrap();
     (s, link)
