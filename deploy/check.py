@@ -14,9 +14,11 @@ import jsonschema
 import kubernetes_validate
 import yaml
 
+import netpol
+
 ROOT = pathlib.Path(__file__).resolve().parent
 K8S_VERSION = "1.33.0"
-CUSTOM_GROUPS = {"keda.sh", "rabbitmq.com", "monitoring.coreos.com"}
+CUSTOM_GROUPS = {"keda.sh", "rabbitmq.com", "monitoring.coreos.com", "cert-manager.io"}
 
 
 def render(overlay: pathlib.Path) -> list:
@@ -62,7 +64,8 @@ EXTERNAL_PODS = {("app.kubernetes.io/name", "scim-postgres")}
 
 def pod_templates(docs: list) -> dict:
     """Pod labels by owner: the workloads' pod templates, and the RabbitMQ pods, which the
-    cluster operator labels `app.kubernetes.io/name: <cluster>` besides the override's labels."""
+    cluster operator labels `app.kubernetes.io/name: <cluster>` besides the cluster's own labels
+    (it passes them on) and the override's labels."""
     out = {}
     for d in docs:
         name = f"{d['kind']}/{d['metadata']['name']}"
@@ -74,26 +77,12 @@ def pod_templates(docs: list) -> dict:
                       "app.kubernetes.io/part-of": "rabbitmq"}
             override = (d["spec"].get("override", {}).get("statefulSet", {}).get("spec", {})
                         .get("template", {}).get("metadata", {}).get("labels", {}))
-            out[name] = {**labels, **(override or {})}
+            own = d["metadata"].get("labels", {}) or {}
+            out[name] = {**labels, **own, **(override or {})}
     return out
 
 
-def selects(selector: dict, labels: dict) -> bool:
-    """A Kubernetes label selector (matchLabels and matchExpressions) against pod labels."""
-    for k, v in (selector.get("matchLabels") or {}).items():
-        if labels.get(k) != v:
-            return False
-    for e in selector.get("matchExpressions") or []:
-        key, op, values = e["key"], e["operator"], e.get("values", [])
-        if op == "In" and labels.get(key) not in values:
-            return False
-        if op == "NotIn" and key in labels and labels[key] in values:
-            return False
-        if op == "Exists" and key not in labels:
-            return False
-        if op == "DoesNotExist" and key in labels:
-            return False
-    return True
+selects = netpol.selects
 
 
 def check_network_policies(docs: list) -> list:
@@ -125,6 +114,54 @@ def check_network_policies(docs: list) -> list:
     return failures
 
 
+def check_flows(docs: list, overlay: str) -> list:
+    """The rendered policies against deploy/flows.yaml: every required flow allowed, every
+    denied one denied."""
+    table = yaml.safe_load((ROOT / "flows.yaml").read_text())
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    namespace = policies[0]["metadata"].get("namespace", "default") if policies else "default"
+    pods = pod_templates(docs)
+    actors, failures = {}, []
+    for i, (name, a) in enumerate(table["actors"].items()):
+        if "pod" in a:
+            labels = next((l for l in pods.values()
+                           if l.get("app.kubernetes.io/name") == a["pod"]), None)
+            if labels is None:
+                failures.append(f"flows.yaml: actor {name}: no pod {a['pod']} in the overlay")
+                continue
+            ns, ns_labels = namespace, {}
+        elif "namespace" in a:
+            ns, labels, ns_labels = a["namespace"], a.get("labels", {}), a.get("namespace_labels", {})
+        else:
+            actors[name] = netpol.Endpoint(name, ip=a["ip"])
+            continue
+        actors[name] = netpol.Endpoint(
+            name, namespace=ns, labels=labels,
+            namespace_labels={"kubernetes.io/metadata.name": ns, **ns_labels},
+            ip=str(netpol.POD_NETWORK[i + 10]))
+    ports = table["ports"][overlay]
+
+    def flows(entries: list) -> list:
+        out = []
+        for entry in entries:
+            src, dst, port = entry[:3]
+            protocol = entry[3] if len(entry) > 3 else "TCP"
+            if isinstance(port, str):
+                if port not in ports:
+                    continue
+                port = ports[port]
+            if src in actors and dst in actors:
+                out.append((src, dst, port, protocol))
+        return out
+
+    required, denied = flows(table["required"]), flows(table["denied"])
+    failures += [f"required flow {f}" for f in netpol.evaluate(policies, actors, required, True)]
+    failures += [f"denied flow {f}" for f in netpol.evaluate(policies, actors, denied, False)]
+    print(f"check: overlay {overlay}: {len(required)} required flows allowed, "
+          f"{len(denied)} denied flows denied, unless listed below")
+    return failures
+
+
 def check_alert_tests(alerts: list) -> list:
     """Every alert of alerts.yaml has a case in alerts.test.yaml where it fires and one where it
     stays quiet (promtool runs them; this makes sure none is left out)."""
@@ -150,6 +187,7 @@ def main() -> int:
         for doc in docs:
             failures += [f"{overlay.name}: {f}" for f in validate(doc)]
         failures += [f"{overlay.name}: {f}" for f in check_network_policies(docs)]
+        failures += [f"{overlay.name}: {f}" for f in check_flows(docs, overlay.name)]
         print(f"check: overlay {overlay.name}: {len(docs)} objects ({', '.join(kinds)})")
     for doc in yaml.safe_load_all((ROOT / "k8s" / "secret.example.yaml").read_text()):
         failures += [f"secret.example.yaml: {f}" for f in validate(doc)]

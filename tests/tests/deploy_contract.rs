@@ -300,3 +300,88 @@ fn dashboards_and_alerts_only_query_exported_metrics() {
         assert!(exprs.contains(m), "dashboard lacks {m}");
     }
 }
+
+/// Production is TLS end to end and its pieces agree: the broker serves the certificate
+/// cert-manager issues and nothing in plaintext, every pod that speaks AMQP verifies it against
+/// the CA file the binaries read (mounted from the issued Secret), and the example Secret's URLs
+/// are amqps://, https:// and `sslmode=verify-full` with a CA file that is mounted; each of
+/// those URLs also passes the binaries' own start-up checks. The dev overlay stays plaintext.
+#[test]
+fn prod_speaks_tls_to_the_broker_and_the_database() {
+    let docs = render("prod");
+    let cluster = &find(&docs, "RabbitmqCluster", "scim-rabbitmq")["spec"]["tls"];
+    let certificate = &find(&docs, "Certificate", "scim-rabbitmq-tls")["spec"];
+    assert_eq!(cluster["secretName"], certificate["secretName"]);
+    assert_eq!(cluster["disableNonTLSListeners"], true);
+    let tls_secret = certificate["secretName"].as_str().unwrap();
+    let ca_file = find(&docs, "ConfigMap", "scim-provisioning")["data"][shared::amqp::tls::CA_FILE]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let example = std::fs::read_to_string(root().join("deploy/k8s/secret.example.yaml")).unwrap();
+    let secret = &YamlLoader::load_from_str(&example).unwrap()[0]["stringData"];
+    let value = |key: &str| secret[key].as_str().unwrap().to_owned();
+    let database_url = value("DATABASE_URL");
+    let pg_ca = database_url
+        .split("sslrootcert=")
+        .nth(1)
+        .expect("DATABASE_URL names its CA file")
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        database_url.contains("sslmode=verify-full"),
+        "{database_url}"
+    );
+    for (kind, name) in [
+        ("Deployment", "scim-ingest"),
+        ("Deployment", "scim-worker"),
+        ("Job", "scim-migrate"),
+    ] {
+        let pod = &find(&docs, kind, name)["spec"]["template"]["spec"];
+        let mounted = |file: &str| -> Option<String> {
+            let mounts = pod["containers"][0]["volumeMounts"].as_array()?;
+            let mount = mounts
+                .iter()
+                .find(|m| file.starts_with(m["mountPath"].as_str().unwrap_or("-")))?;
+            let volume = pod["volumes"]
+                .as_array()?
+                .iter()
+                .find(|v| v["name"] == mount["name"])?;
+            volume["secret"]["secretName"].as_str().map(str::to_owned)
+        };
+        assert_eq!(
+            mounted(&ca_file).as_deref(),
+            Some(tls_secret),
+            "{name}: AMQP_CA_FILE comes from the issued certificate's Secret"
+        );
+        if name != "scim-ingest" {
+            assert!(mounted(&pg_ca).is_some(), "{name}: {pg_ca} is mounted");
+        }
+    }
+    for key in ["AMQP_URL_INGEST", "AMQP_URL_WORKER"] {
+        let url = value(key);
+        assert!(
+            url.starts_with("amqps://") && url.contains(":5671/"),
+            "{key}: {url}"
+        );
+        shared::amqp::check_url_list(&url).unwrap();
+    }
+    assert!(value("RABBITMQ_MANAGEMENT_URL_KEDA").starts_with("https://"));
+    worker::db::check_url(&database_url.replace(&pg_ca, "/dev/null"))
+        .expect_err("the CA file is checked at start-up (here: not a certificate)");
+    let trigger = &find(&docs, "TriggerAuthentication", "scim-rabbitmq")["spec"]["secretTargetRef"];
+    assert!(
+        trigger
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["parameter"] == "ca" && r["name"] == tls_secret),
+        "KEDA verifies the management API"
+    );
+
+    let dev = render("dev");
+    assert!(find(&dev, "RabbitmqCluster", "scim-rabbitmq")["spec"]["tls"].is_null());
+    assert!(dev.iter().all(|d| d["kind"] != "Certificate"));
+}
