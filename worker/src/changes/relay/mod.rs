@@ -1,7 +1,8 @@
 //! The relay: publishes unpublished outbox rows to `{prefix}.changes`, in `seq` order, and only
 //! then marks them published. Exactly one relay leads per deployment (per database): the one
 //! holding a session-level advisory lock on its own connection. When the leader dies its
-//! connection closes, the lock is released, and another replica takes over within a second.
+//! connection closes, the lock is released, and another replica takes over at its next try
+//! (every second or so, on the one connection it keeps while it follows).
 //!
 //! It wakes on `NOTIFY scim_changes` (sent by every transaction that wrote changes, delivered
 //! at commit) and polls as a fallback. Publishing is at-least-once: a crash between the
