@@ -6,7 +6,8 @@
 //! - [`worker`] / [`ingest`]: the real binaries' libraries started in-process on port 0;
 //! - [`procs`] / [`stack`]: the real binaries as processes, a whole deployment per test;
 //! - here: service URLs, unique prefixes, signed webhook headers, the sample events,
-//!   [`wait_until`]; [`TcpProxy`] to cut connections; [`RabbitTap`] to watch a test's exchange.
+//!   [`wait_until`], [`metrics`] / [`sample`]; [`TcpProxy`] to cut connections; [`RabbitTap`]
+//!   to watch a test's exchange.
 //!
 //! Must never talk to anything but services on this machine.
 
@@ -117,4 +118,23 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .join("../fixtures/events")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The `/metrics` exposition of a binary served at `base` (`http://127.0.0.1:PORT`).
+pub async fn metrics(client: &reqwest::Client, base: &str) -> anyhow::Result<String> {
+    Ok(client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
+/// The value of the unlabelled sample `name` in an exposition, when there is one.
+pub fn sample(exposition: &str, name: &str) -> Option<f64> {
+    let prefix = format!("{name} ");
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
 }

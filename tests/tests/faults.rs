@@ -157,20 +157,9 @@ async fn two_workers_consuming_at_once() {
 
 /// A worker's gauge, read from its `/metrics` (0 when absent).
 async fn gauge(stack: &Stack, worker: &testkit::procs::Proc, name: &str) -> f64 {
-    let text = stack
-        .client
-        .get(format!("http://127.0.0.1:{}/metrics", worker.port))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let prefix = format!("{name} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
+    let base = format!("http://127.0.0.1:{}", worker.port);
+    let text = testkit::metrics(&stack.client, &base).await.unwrap();
+    testkit::sample(&text, name).unwrap_or(0.0)
 }
 
 /// Sets RabbitMQ's memory high watermark; the guard puts the previous one back, even when the

@@ -342,16 +342,8 @@ async fn erasure_leaves_the_user_in_no_column_of_any_table() {
             "held_events (1)"
         ],
     );
-    apply_all(
-        &a,
-        &[user_event(
-            "evt_2",
-            "user_deleted",
-            "2025-01-01T00:00:02Z",
-            false,
-        )],
-    )
-    .await;
+    let deleted = user_event("evt_2", "user_deleted", "2025-01-01T00:00:02Z", false);
+    apply_all(&a, &[deleted]).await;
     // The apply transaction scrubbed what it reaches by index; the outbox waits for the pass.
     assert_eq!(rows_naming_the_user(&db).await, ["changes (3)"]);
     assert!(

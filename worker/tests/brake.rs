@@ -164,14 +164,7 @@ async fn thirty_deletions_of_fifty_hold_twenty_until_released_or_discarded() {
     let http = reqwest::Client::new();
     assert!(
         wait_until(Duration::from_secs(15), || async {
-            let body = http
-                .get(format!("{}/metrics", w.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
+            let body = testkit::metrics(&http, &w.base).await.unwrap();
             body.contains("scim_deprovision_brake_engaged{organization_id=\"org_a\"} 1")
                 && body.contains("scim_deprovision_brake_held_events{organization_id=\"org_c\"} 20")
         })

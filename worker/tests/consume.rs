@@ -56,10 +56,7 @@ async fn duplicates_are_applied_once() {
         n as i64,
         "each user changed exactly once"
     );
-    let metrics = reqwest::get(format!("{}/metrics", w.base))
-        .await
-        .unwrap()
-        .text()
+    let metrics = testkit::metrics(&reqwest::Client::new(), &w.base)
         .await
         .unwrap();
     assert!(metrics.contains(r#"scim_worker_events_total{type="organization.directory.user_created",outcome="applied"} 200"#), "{metrics}");

@@ -201,14 +201,7 @@ async fn newer_webhook_wins_over_snapshot_and_directory_enabled_triggers_a_sync(
         },
     )
     .await;
-    let creds = [
-        "--scalekit-environment-url",
-        fake.url.as_str(),
-        "--scalekit-client-id",
-        fake_scalekit::CLIENT_ID,
-        "--scalekit-client-secret",
-        fake_scalekit::CLIENT_SECRET,
-    ];
+    let creds = fake.options();
     let w = spawn_worker(&broker.prefix, &db.url, &creds).await;
 
     // directory_enabled → the worker syncs the directory by itself.

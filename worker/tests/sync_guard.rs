@@ -252,14 +252,7 @@ async fn a_stopped_sync_ends_at_the_next_page_and_deactivates_nobody() {
     // A worker stopping while a sync it started runs (on `directory_enabled`, through the
     // scheduler that also runs the `SYNC_INTERVAL` syncs). It is the only consumer now.
     w.stop().await;
-    let creds = [
-        "--scalekit-environment-url",
-        fake.url.as_str(),
-        "--scalekit-client-id",
-        fake_scalekit::CLIENT_ID,
-        "--scalekit-client-secret",
-        fake_scalekit::CLIENT_SECRET,
-    ];
+    let creds = fake.options();
     let scheduled = spawn_worker(&broker.prefix, &db.url, &creds).await;
     let before = pages();
     let enabled = serde_json::json!({

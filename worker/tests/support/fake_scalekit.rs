@@ -107,6 +107,18 @@ impl FakeScalekit {
         }
     }
 
+    /// The worker options that point the Directory API at this fake.
+    pub fn options(&self) -> [&str; 6] {
+        [
+            "--scalekit-environment-url",
+            self.url.as_str(),
+            "--scalekit-client-id",
+            CLIENT_ID,
+            "--scalekit-client-secret",
+            CLIENT_SECRET,
+        ]
+    }
+
     pub fn set_users(&self, users: Vec<Value>) {
         self.state.lock().unwrap().users = users;
     }

@@ -1,6 +1,6 @@
 //! A `Syncer` wired to a fake Directory API, the test's broker and database.
 
-use super::fake_scalekit::{self, FakeScalekit};
+use super::fake_scalekit::FakeScalekit;
 use shared::amqp::BrokerLink;
 use std::time::Duration;
 use testkit::db::TestDb;
@@ -14,14 +14,7 @@ pub async fn syncer(
     fake: &FakeScalekit,
     extra: &[&str],
 ) -> (Syncer, BrokerLink) {
-    let mut args = vec![
-        "--scalekit-environment-url",
-        fake.url.as_str(),
-        "--scalekit-client-id",
-        fake_scalekit::CLIENT_ID,
-        "--scalekit-client-secret",
-        fake_scalekit::CLIENT_SECRET,
-    ];
+    let mut args = fake.options().to_vec();
     args.extend_from_slice(extra);
     let run = cli(&broker.prefix, &db.url, &args);
     let link = BrokerLink::start(
