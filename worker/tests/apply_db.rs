@@ -196,14 +196,19 @@ async fn tombstones_and_reactivation() {
     db.drop_db().await;
 }
 
-#[tokio::test]
-async fn hard_delete_erases_personal_data_but_keeps_a_tombstone() {
-    let db = TestDb::create().await;
-    let a = Applier::new(
+/// An applier with `HARD_DELETE=true`.
+fn erasing_applier(db: &TestDb) -> Applier {
+    Applier::new(
         worker::db::pool(&db.url, 2),
         Arc::new(RoleMapping::default()),
         true,
-    );
+    )
+}
+
+#[tokio::test]
+async fn hard_delete_erases_personal_data_but_keeps_a_tombstone() {
+    let db = TestDb::create().await;
+    let a = erasing_applier(&db);
     let mut conn = db.connect().await;
     apply_all(
         &a,
@@ -295,11 +300,7 @@ async fn rows_naming_the_user(db: &TestDb) -> Vec<String> {
 #[tokio::test]
 async fn erasure_leaves_the_user_in_no_column_of_any_table() {
     let db = TestDb::create().await;
-    let a = Applier::new(
-        worker::db::pool(&db.url, 2),
-        Arc::new(RoleMapping::default()),
-        true,
-    );
+    let a = erasing_applier(&db);
     let mut conn = db.connect().await;
     let created = user_event("evt_1", "user_created", "2025-01-01T00:00:01Z", true);
     apply_all(&a, std::slice::from_ref(&created)).await;
