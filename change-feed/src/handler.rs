@@ -75,6 +75,14 @@ pub trait ChangeHandler: Send {
     ) -> impl Future<Output = Result<(), Self::Error>> + Send {
         async { Ok(()) }
     }
+    /// A kind this version does not know (a newer worker's): ignored by default. The reader
+    /// has counted it and logged each unknown kind once; its `seq` is stored like any other.
+    fn on_other(
+        &mut self,
+        _change: &Change,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
     /// `directory.enabled` or `directory.disabled`.
     fn on_directory(
         &mut self,
@@ -115,6 +123,7 @@ pub async fn dispatch<H: ChangeHandler>(handler: &mut H, change: &Change) -> Res
         (ChangeKind::DirectoryEnabled | ChangeKind::DirectoryDisabled, _, _, Some(d)) => {
             handler.on_directory(change, d).await
         }
+        (ChangeKind::Other, _, _, _) => handler.on_other(change).await,
         _ => Ok(()),
     }
 }

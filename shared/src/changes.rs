@@ -47,6 +47,10 @@ pub enum ChangeKind {
     DirectoryEnabled,
     #[serde(rename = "directory.disabled")]
     DirectoryDisabled,
+    /// A kind this version does not know (a newer worker's): readers hand it on as "other" and
+    /// ignore it by default. The worker never publishes it.
+    #[serde(other)]
+    Other,
 }
 
 impl ChangeKind {
@@ -79,6 +83,7 @@ impl ChangeKind {
             ChangeKind::GroupDeleted => "group.deleted",
             ChangeKind::DirectoryEnabled => "directory.enabled",
             ChangeKind::DirectoryDisabled => "directory.disabled",
+            ChangeKind::Other => "other",
         }
     }
 
@@ -101,6 +106,10 @@ pub struct UserState {
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub display_name: Option<String>,
+    /// The identity provider's stable id of the user (Scalekit's `dp_id`), when known: link
+    /// accounts on it, since an email can change. Absent from changes published before it existed.
+    #[serde(default)]
+    pub external_id: Option<String>,
     pub active: bool,
     /// Role names, sorted, each once (whether from Scalekit or from the role mapping).
     pub roles: Vec<String>,
@@ -190,6 +199,20 @@ mod tests {
             assert_eq!(json, format!("\"{}\"", k.as_str()));
         }
         assert_eq!(ChangeKind::parse("user.created"), None);
+        assert_eq!(ChangeKind::parse("other"), None, "never parsed from a name");
+    }
+
+    #[test]
+    fn a_newer_kind_reads_as_other_and_older_users_without_external_id() {
+        let body = r#"{"id":"chg_9","seq":9,"kind":"user.suspended","organization_id":"org_1",
+            "cause_event_id":"evt_1","occurred_at":"2026-01-01T00:00:00Z",
+            "committed_at":"2026-01-01T00:00:01Z","user":{"directory_user_id":"u_1",
+            "email":null,"given_name":null,"family_name":null,"display_name":null,
+            "active":true,"roles":[],"groups":[]},"suspended_until":"2026-02-01"}"#;
+        let change: Change = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(change.kind, ChangeKind::Other);
+        let user = change.payload.user.unwrap_or_else(|| panic!("user"));
+        assert_eq!(user.external_id, None);
     }
 
     #[test]

@@ -163,7 +163,7 @@ pub async fn check_against_tables(db: &TestDb, report: &FeedReport) -> anyhow::R
             .or_default()
             .insert(group.clone());
     }
-    for (org, user, email, given, family, display, active, _, erased, _) in &tables.users {
+    for (org, user, email, given, family, display, active, _, erased, attributes) in &tables.users {
         let key = (org.clone(), user.clone());
         let Some(fed) = report.users.get(&key) else {
             anyhow::ensure!(
@@ -181,6 +181,11 @@ pub async fn check_against_tables(db: &TestDb, report: &FeedReport) -> anyhow::R
             given_name: given.clone(),
             family_name: family.clone(),
             display_name: display.clone(),
+            external_id: attributes
+                .get("dp_id")
+                .and_then(serde_json::Value::as_str)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned),
             active: *active,
             roles: roles.remove(&key).unwrap_or_default().into_iter().collect(),
             groups: groups

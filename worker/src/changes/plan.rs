@@ -55,15 +55,27 @@ pub fn user_state(directory_user_id: &str, user: &StoredUser) -> UserState {
         given_name: user.profile.given_name.clone(),
         family_name: user.profile.family_name.clone(),
         display_name: user.profile.display_name.clone(),
+        external_id: external_id(user),
         active: user.active,
         roles: role_names(Some(user)).into_iter().collect(),
         groups: group_ids(Some(user)).into_iter().collect(),
     }
 }
 
+/// The identity provider's id of the user (`dp_id` of its last event's data).
+fn external_id(user: &StoredUser) -> Option<String> {
+    user.profile
+        .attributes
+        .get("dp_id")
+        .and_then(serde_json::Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned)
+}
+
 fn profile_differs(before: &StoredUser, after: &StoredUser) -> bool {
     let (b, a) = (&before.profile, &after.profile);
-    b.email != a.email
+    external_id(before) != external_id(after)
+        || b.email != a.email
         || b.given_name != a.given_name
         || b.family_name != a.family_name
         || b.display_name != a.display_name

@@ -200,3 +200,25 @@ fn directories_change_when_enabled_or_disabled() {
     assert_eq!(kind(Some(stored(true)), false), Some("directory.disabled"));
     assert_eq!(kind(None, false), None);
 }
+
+#[test]
+fn the_identity_providers_id_is_carried_and_a_new_one_is_an_update() {
+    let mut before = user(true, "a@x", &[], &[]);
+    before.profile.attributes = json!({"dp_id": "00u1"}).into();
+    let created = user_changes(cause(), "u1", None, &before);
+    let state = created[0].payload.user.as_ref().unwrap();
+    assert_eq!(state.external_id.as_deref(), Some("00u1"));
+    assert_eq!(
+        user_state("u1", &user(true, "a@x", &[], &[])).external_id,
+        None,
+        "unknown when the provider sent none"
+    );
+    let mut after = before.clone();
+    after.profile.attributes = json!({"dp_id": "00u2"}).into();
+    let out = user_changes(cause(), "u1", Some(&before), &after);
+    assert_eq!(kinds(&out), ["user.updated"]);
+    assert_eq!(
+        out[0].payload.user.as_ref().unwrap().external_id.as_deref(),
+        Some("00u2")
+    );
+}

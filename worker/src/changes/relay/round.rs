@@ -186,6 +186,7 @@ mod tests {
                 given_name: None,
                 family_name: Some("Ünïcode".into()),
                 display_name: None,
+                external_id: Some("00u1".into()),
                 active: true,
                 roles: vec!["admin".into()],
                 groups: vec![],
