@@ -13,6 +13,8 @@ use worker::config::{Cli, Command, RunArgs};
 
 pub struct TestWorker {
     pub base: String,
+    /// The pull API's base URL, when the worker was started with `--changes-api-listen`.
+    pub api: Option<String>,
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
     pub metrics: std::sync::Arc<worker::metrics::Metrics>,
@@ -76,11 +78,13 @@ pub async fn spawn_worker(prefix: &str, database_url: &str, extra: &[&str]) -> T
     assert!(w.link().wait_ready(Duration::from_secs(20)).await);
     assert!(w.publish_link().wait_ready(Duration::from_secs(20)).await);
     let base = format!("http://{}", w.addr());
+    let api = w.changes_api_addr().map(|a| format!("http://{a}"));
     let stop = w.stop_token();
     let metrics = w.metrics();
     let task = tokio::spawn(w.run_until_stopped());
     TestWorker {
         base,
+        api,
         stop,
         task,
         metrics,

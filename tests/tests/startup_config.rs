@@ -438,3 +438,15 @@ fn a_missing_webhook_secret_is_a_configuration_error() {
         text(&out)
     );
 }
+
+#[test]
+fn the_pull_api_does_not_start_without_tokens() {
+    let env = [
+        ("WORKER_LISTEN", "127.0.0.1:0".to_owned()),
+        ("CHANGES_API_LISTEN", "127.0.0.1:0".to_owned()),
+        ("LOG_FORMAT", "json".to_owned()),
+    ];
+    let (out, _) = run("worker", &[], &env, Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("CHANGES_API_TOKENS"), "{}", text(&out));
+}

@@ -58,6 +58,7 @@ impl CommandError {
                     | StartError::DatabaseTls(_)
                     | StartError::Credentials(_)
                     | StartError::Client(_)
+                    | StartError::ApiTokens
             )
         )
     }

@@ -59,6 +59,8 @@ pub enum StartError {
     Credentials(#[from] crate::config::MissingCredentials),
     #[error("Directory API client: {0}")]
     Client(#[from] crate::sync::ClientError),
+    #[error("CHANGES_API_TOKENS: required when CHANGES_API_LISTEN is set")]
+    ApiTokens,
 }
 
 /// How long a stopping worker waits, after its lanes and relay, for a running sync to stop at
@@ -80,6 +82,39 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     scheduler: Option<(Arc<Syncer>, mpsc::Receiver<SyncRequest>)>,
+    changes_api: Option<ChangesApi>,
+}
+
+/// The pull API's server and the commit listener that wakes its long-polls.
+struct ChangesApi {
+    addr: SocketAddr,
+    server: actix_web::dev::Server,
+    wake: Arc<crate::changes::api::wake::Wake>,
+}
+
+/// Binds the pull API when `CHANGES_API_LISTEN` is set (its own pool of a few connections, so
+/// readers never take the apply lanes' connections).
+fn changes_api(config: &RunArgs) -> Result<Option<ChangesApi>, StartError> {
+    use crate::changes::api::{self, ApiState, wake::Wake};
+    let Some(addr) = config.changes_api.changes_api_listen else {
+        return Ok(None);
+    };
+    let tokens = config
+        .changes_api
+        .changes_api_tokens
+        .clone()
+        .ok_or(StartError::ApiTokens)?;
+    let bind = |source| StartError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).map_err(bind)?;
+    let addr = listener.local_addr().map_err(bind)?;
+    let wake = Arc::new(Wake::default());
+    let state = ApiState {
+        pool: config.database.pool(4),
+        tokens,
+        wake: Arc::clone(&wake),
+    };
+    let server = api::server(listener, state).map_err(bind)?;
+    Ok(Some(ChangesApi { addr, server, wake }))
 }
 
 impl Worker {
@@ -152,6 +187,7 @@ impl Worker {
             transient_streak: AtomicU32::new(0),
             sync_trigger,
         });
+        let changes_api = changes_api(&config)?;
         let server = health::server(
             listener,
             HealthState {
@@ -181,6 +217,7 @@ impl Worker {
             metrics,
             stop,
             scheduler,
+            changes_api,
         })
     }
 
@@ -190,6 +227,11 @@ impl Worker {
 
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// The pull API's address, when `CHANGES_API_LISTEN` is set.
+    pub fn changes_api_addr(&self) -> Option<SocketAddr> {
+        self.changes_api.as_ref().map(|a| a.addr)
     }
 
     /// The consuming connection's link.
@@ -250,6 +292,18 @@ impl Worker {
             Arc::clone(&self.metrics),
             relay_stop.clone(),
         ));
+        let api_stop = CancellationToken::new();
+        let api = self.changes_api.map(|api| {
+            let handle = api.server.handle();
+            let wake = Arc::clone(&api.wake);
+            let (url, timeouts, stop) = (
+                self.config.database.database_url().to_owned(),
+                self.config.database.timeouts(),
+                api_stop.clone(),
+            );
+            let listener = tokio::spawn(async move { wake.run(&url, timeouts, stop).await });
+            (handle, tokio::spawn(api.server), listener)
+        });
         let scheduler = self.scheduler.map(|(syncer, rx)| {
             tokio::spawn(schedule::run(
                 syncer,
@@ -291,6 +345,12 @@ impl Worker {
             && tokio::time::timeout(SYNC_SHUTDOWN, s).await.is_err()
         {
             tracing::warn!("a sync did not stop in time; abandoned, nothing deactivated");
+        }
+        if let Some((handle, server, listener)) = api {
+            api_stop.cancel();
+            handle.stop(true).await;
+            let _ = server.await;
+            let _ = listener.await;
         }
         server_handle.stop(true).await;
         let _ = server.await;

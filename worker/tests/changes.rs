@@ -296,6 +296,17 @@ async fn retention_prunes_only_what_is_old_enough() {
             .await,
         1
     );
+    // The pruned change's seq (the first row's) is recorded: a cursor below it has a gap.
+    assert_eq!(
+        db.count("SELECT pruned_through AS n FROM change_relay")
+            .await,
+        db.count("SELECT min(seq) - 1 AS n FROM changes").await,
+    );
+    assert!(
+        db.count("SELECT pruned_through AS n FROM change_relay")
+            .await
+            >= 1
+    );
     db.drop_db().await;
 }
 

@@ -2,8 +2,11 @@
 //! writes its net changes (`plan`) into the `changes` outbox in its own transaction (`outbox`);
 //! one relay per deployment publishes them in commit order to `{prefix}.changes` and its stream
 //! `{prefix}.changes.log` (`relay`); old rows are pruned (`prune`); `worker changes tail`
-//! prints the feed (`tail`). The contract is `docs/changes.md`.
+//! prints the feed (`tail`); applications may also pull it over HTTP (`api`). The contract is
+//! `docs/changes.md`.
 
+pub mod api;
+pub mod body;
 pub mod outbox;
 pub mod plan;
 pub mod prune;

@@ -55,21 +55,28 @@ pub async fn run(
         (
             // Oldest first along the primary key, up to the first row still unpublished or
             // within retention (no index names `published_at`; publish times follow `seq`).
-            "DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE seq < \
+            // The highest deleted `seq` raises `pruned_through` in the same statement: the pull
+            // API answers a cursor below it with 410 `cursor_expired`.
+            "WITH gone AS (DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE seq < \
              (SELECT COALESCE(min(seq), 9223372036854775807) FROM changes \
-              WHERE published_at IS NULL OR published_at >= $1) ORDER BY seq LIMIT $2)",
+              WHERE published_at IS NULL OR published_at >= $1) ORDER BY seq LIMIT $2) \
+              RETURNING seq), \
+             mark AS (UPDATE change_relay SET pruned_through = \
+              GREATEST(pruned_through, (SELECT max(seq) FROM gone)) \
+              WHERE EXISTS (SELECT 1 FROM gone)) \
+             SELECT count(*) AS n FROM gone",
             retention.changes,
         ),
         (
-            "DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)",
+            "WITH gone AS (DELETE FROM processed_events WHERE event_id IN (SELECT event_id FROM processed_events WHERE processed_at < $1 LIMIT $2) RETURNING 1) SELECT count(*) AS n FROM gone",
             retention.processed_events,
         ),
         (
-            "DELETE FROM dead_lettered_events WHERE id IN (SELECT id FROM dead_lettered_events WHERE dead_lettered_at < $1 ORDER BY id LIMIT $2)",
+            "WITH gone AS (DELETE FROM dead_lettered_events WHERE id IN (SELECT id FROM dead_lettered_events WHERE dead_lettered_at < $1 ORDER BY id LIMIT $2) RETURNING 1) SELECT count(*) AS n FROM gone",
             retention.processed_events,
         ),
         (
-            "DELETE FROM sync_runs WHERE id IN (SELECT id FROM sync_runs WHERE finished_at < $1 ORDER BY id LIMIT $2)",
+            "WITH gone AS (DELETE FROM sync_runs WHERE id IN (SELECT id FROM sync_runs WHERE finished_at < $1 ORDER BY id LIMIT $2) RETURNING 1) SELECT count(*) AS n FROM gone",
             retention.processed_events,
         ),
     ] {
@@ -78,13 +85,18 @@ pub async fn run(
             .and_then(|keep| Utc::now().checked_sub_signed(keep))
             .unwrap_or(chrono::DateTime::<Utc>::MIN_UTC);
         for _ in 0..ROUNDS {
-            let n = diesel::sql_query(sql)
+            #[derive(diesel::QueryableByName)]
+            struct Deleted {
+                #[diesel(sql_type = diesel::sql_types::BigInt)]
+                n: i64,
+            }
+            let Deleted { n } = diesel::sql_query(sql)
                 .bind::<Timestamptz, _>(cutoff)
                 .bind::<diesel::sql_types::BigInt, _>(BATCH)
-                .execute(conn)
+                .get_result(conn)
                 .await?;
-            deleted += n;
-            if i64::try_from(n).unwrap_or(0) < BATCH {
+            deleted += usize::try_from(n).unwrap_or(0);
+            if n < BATCH {
                 break;
             }
         }

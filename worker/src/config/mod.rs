@@ -117,6 +117,22 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub changes: ChangesArgs,
+
+    #[command(flatten)]
+    pub changes_api: ChangesApiArgs,
+}
+
+/// The pull API (`GET /v1/changes`), off unless `CHANGES_API_LISTEN` is set.
+#[derive(Debug, Clone, Args)]
+pub struct ChangesApiArgs {
+    /// Address of the pull API, a listener of its own (e.g. `0.0.0.0:9091`); off when unset.
+    #[arg(long, env = "CHANGES_API_LISTEN")]
+    pub changes_api_listen: Option<SocketAddr>,
+
+    /// Bearer tokens the pull API accepts, comma-separated (rotation), each at least 32
+    /// characters; required with `CHANGES_API_LISTEN`.
+    #[arg(long, env = "CHANGES_API_TOKENS", hide_env_values = true, value_parser = crate::changes::api::auth::Tokens::parse)]
+    pub changes_api_tokens: Option<crate::changes::api::auth::Tokens>,
 }
 
 /// The change feed's retention (the relay runs in `worker run`).

@@ -1,0 +1,1 @@
+ALTER TABLE change_relay DROP COLUMN pruned_through;
