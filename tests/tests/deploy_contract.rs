@@ -75,12 +75,23 @@ fn check_container(docs: &[Value], deployment: &str, binary: &str, listen_var: &
     let c = &find(docs, "Deployment", deployment)["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["command"][0], format!("/usr/local/bin/{binary}"));
     let ports = c["ports"].as_array().unwrap();
-    assert_eq!(ports.len(), 1);
     assert_eq!(
         ports[0]["containerPort"],
         u64::from(port_of(listen)),
         "{deployment}: port = {listen_var}"
     );
+    // Every further port is one the binary listens on (the worker's pull API).
+    let listens: BTreeSet<u64> = ["INGEST_LISTEN", "WORKER_LISTEN", "CHANGES_API_LISTEN"]
+        .iter()
+        .filter_map(|v| config[*v].as_str())
+        .map(|l| u64::from(port_of(l)))
+        .collect();
+    for p in ports {
+        assert!(
+            listens.contains(&p["containerPort"].as_u64().unwrap()),
+            "{deployment}: port {p} is no listener"
+        );
+    }
     let port_name = ports[0]["name"].as_str().unwrap();
     for (probe, path) in [
         ("startupProbe", routes::HEALTHZ),
