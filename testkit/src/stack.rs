@@ -30,7 +30,14 @@ pub struct Stack {
     pub ingest: Option<Proc>,
     pub workers: Vec<Proc>,
     pub ingest_port: u16,
+    /// The pull API's port: held by one live worker at a time (the next worker started after
+    /// it died takes it over, as a Kubernetes Service would move to another pod).
+    pub api_port: u16,
+    api_holder: Option<usize>,
 }
+
+/// The pull API token the stacks' workers accept.
+pub const API_TOKEN: &str = "tok_stack_0123456789abcdefghijklmnopqrstu";
 
 /// The harness's own `INGEST_*` / `WORKER_*` variables, passed on to the binaries (after the
 /// defaults, so they win): tuning knobs for benchmark runs, e.g. `INGEST_PUBLISH_CHANNELS=1`.
@@ -63,6 +70,8 @@ impl Stack {
             ingest: None,
             workers: Vec::new(),
             ingest_port: free_port(),
+            api_port: free_port(),
+            api_holder: None,
         })
     }
 
@@ -122,6 +131,18 @@ impl Stack {
         let mut env = self.common_env();
         env.push(("DATABASE_URL".into(), self.worker_db_url.clone()));
         env.push(("WORKER_LISTEN".into(), format!("127.0.0.1:{port}")));
+        let holder_alive = match self.api_holder {
+            Some(i) => self.workers[i].child.try_wait().ok().flatten().is_none(),
+            None => false,
+        };
+        let api_port = if holder_alive {
+            free_port()
+        } else {
+            self.api_holder = Some(self.workers.len());
+            self.api_port
+        };
+        env.push(("CHANGES_API_LISTEN".into(), format!("127.0.0.1:{api_port}")));
+        env.push(("CHANGES_API_TOKENS".into(), API_TOKEN.into()));
         env.push(("WORKER_RETRY_TIERS".into(), "1s,3s,10s".into()));
         env.push(("DATABASE_POOL_SIZE".into(), "8".into()));
         // Off: the corpora deactivate whole organizations on purpose (the brake has its own
@@ -139,6 +160,11 @@ impl Stack {
         p.wait_ready(&self.client, Duration::from_secs(30)).await?;
         self.workers.push(p);
         Ok(())
+    }
+
+    /// The pull API, as an application in the cluster would reach it.
+    pub fn changes_api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
     }
 
     pub fn webhook_url(&self) -> String {

@@ -1,22 +1,34 @@
-//! The example application as a test runs it: in-process, on a database of its own, following
-//! a stack's change feed; and the check that it converged to the directory.
+//! The example applications as a test runs them, each on a database of its own: the Rust
+//! `example-app` in-process, following a stack's change stream, and `examples/python-app` as a
+//! process, pulling from the stack's pull API; and the check that each converged to the
+//! directory.
 
 use change_feed::FeedConfig;
 use diesel::sql_types::{Array, Bool, Nullable, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use example_app::ExampleApp;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 use testkit::db::TestDb;
+use testkit::stack::Stack;
 use tokio_util::sync::CancellationToken;
 
 pub struct RunningApp {
+    pub name: &'static str,
     pub db: TestDb,
-    stop: CancellationToken,
-    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    runner: Runner,
 }
 
-/// Starts the example application on a fresh database, following `prefix`'s feed.
+enum Runner {
+    InProcess {
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    },
+    Process(tokio::process::Child),
+}
+
+/// Starts the Rust example application on a fresh database, following `prefix`'s stream.
 pub async fn start(amqp_url: &str, prefix: &str) -> anyhow::Result<RunningApp> {
     let db = TestDb::named(&format!("{}_app", prefix.to_lowercase())).await?;
     let mut app = ExampleApp::connect(&db.url).await?;
@@ -27,7 +39,54 @@ pub async fn start(amqp_url: &str, prefix: &str) -> anyhow::Result<RunningApp> {
         change_feed::run(&config, &mut app, &token).await?;
         Ok(())
     });
-    Ok(RunningApp { db, stop, task })
+    Ok(RunningApp {
+        name: "example-app (stream)",
+        db,
+        runner: Runner::InProcess { stop, task },
+    })
+}
+
+/// The Python the test command prepared for `examples/python-app` (`PYTHON_APP_PYTHON`, else
+/// the virtualenv `scripts/python-app-venv` makes).
+fn python() -> anyhow::Result<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let path = std::env::var_os("PYTHON_APP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/python-app-venv/bin/python"));
+    anyhow::ensure!(
+        path.exists(),
+        "{} missing: run scripts/python-app-venv (the test command does)",
+        path.display()
+    );
+    Ok(path)
+}
+
+/// Starts `examples/python-app` on a fresh database, pulling from the stack's pull API.
+pub async fn start_python(stack: &Stack) -> anyhow::Result<RunningApp> {
+    let db = TestDb::named(&format!("{}_py", stack.prefix.to_lowercase())).await?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/python-app/app.py");
+    let child = tokio::process::Command::new(python()?)
+        .arg(script)
+        .env("CHANGES_API_URL", stack.changes_api_url())
+        .env("CHANGES_API_TOKEN", testkit::stack::API_TOKEN)
+        .env("APP_DATABASE_URL", &db.url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    Ok(RunningApp {
+        name: "python-app (pull)",
+        db,
+        runner: Runner::Process(child),
+    })
+}
+
+/// Both example applications: the Rust one on the stream, the Python one on the pull API.
+pub async fn start_both(stack: &Stack) -> anyhow::Result<Vec<RunningApp>> {
+    Ok(vec![
+        start(&stack.amqp, &stack.prefix).await?,
+        start_python(stack).await?,
+    ])
 }
 
 #[derive(diesel::QueryableByName, Debug, PartialEq)]
@@ -56,7 +115,8 @@ impl RunningApp {
     /// Waits until the application applied the outbox's last change, then checks that its
     /// users are the directory's provisioned users (in its own shape) and that every inactive
     /// user has no live session.
-    pub async fn converged(&self, worker_db: &TestDb, timeout: Duration) -> anyhow::Result<()> {
+    pub async fn converged(&mut self, worker_db: &TestDb, timeout: Duration) -> anyhow::Result<()> {
+        let name = self.name;
         let last = worker_db
             .try_count("SELECT COALESCE(max(seq), 0) AS n FROM changes")
             .await?;
@@ -70,10 +130,10 @@ impl RunningApp {
             if at == last {
                 break;
             }
-            anyhow::ensure!(!self.task.is_finished(), "the example application stopped");
+            anyhow::ensure!(self.running(), "{name} stopped");
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "the example application is at seq {at}, the feed at {last}"
+                "{name} is at seq {at}, the feed at {last}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -101,13 +161,16 @@ impl RunningApp {
         let (got, want) = (by_key(got), by_key(want));
         anyhow::ensure!(
             got.len() == want.len(),
-            "the application has {} users, the directory {} provisioned",
+            "{name} has {} users, the directory {} provisioned",
             got.len(),
             want.len()
         );
         for (key, w) in &want {
             let g = got.get(key);
-            anyhow::ensure!(g == Some(w), "{key:?}: application {g:?}, directory {w:?}");
+            anyhow::ensure!(
+                g == Some(w),
+                "{name}: {key:?}: application {g:?}, directory {w:?}"
+            );
         }
         let live_sessions_of_inactive: Seq = diesel::sql_query(
             "SELECT count(*) AS n FROM app_sessions s JOIN app_users u USING (organization_id, directory_user_id) \
@@ -117,15 +180,29 @@ impl RunningApp {
         .await?;
         anyhow::ensure!(
             live_sessions_of_inactive.n == 0,
-            "{} sessions of deprovisioned users are still live",
+            "{name}: {} sessions of deprovisioned users are still live",
             live_sessions_of_inactive.n
         );
         Ok(())
     }
 
+    fn running(&mut self) -> bool {
+        match &mut self.runner {
+            Runner::InProcess { task, .. } => !task.is_finished(),
+            Runner::Process(child) => child.try_wait().ok().flatten().is_none(),
+        }
+    }
+
     pub async fn stop(self) -> anyhow::Result<()> {
-        self.stop.cancel();
-        self.task.await??;
+        match self.runner {
+            Runner::InProcess { stop, task } => {
+                stop.cancel();
+                task.await??;
+            }
+            Runner::Process(mut child) => {
+                let _ = child.kill().await;
+            }
+        }
         self.db.drop_db().await;
         Ok(())
     }

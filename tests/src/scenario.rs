@@ -48,7 +48,7 @@ pub async fn finish(
     stack: Stack,
     corpus: &Corpus,
     sender: Sender,
-    app: Option<crate::app::RunningApp>,
+    apps: Vec<crate::app::RunningApp>,
 ) -> anyhow::Result<()> {
     sender.task.await??;
     stack
@@ -70,7 +70,7 @@ pub async fn finish(
         report.changes.len(),
         report.republished
     );
-    if let Some(app) = app {
+    for mut app in apps {
         app.converged(&stack.db, Duration::from_secs(60)).await?;
         app.stop().await?;
     }

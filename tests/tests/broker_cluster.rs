@@ -138,7 +138,7 @@ async fn scenario(cluster: &mut Cluster, fault: Fault, seed: u64) {
     // The example application is not followed here: a long-lived stream consumer was seen to
     // stall after the stream leader's node was killed (README, "High availability"); the
     // independent reader in `finish` checks the feed itself.
-    finish(stack, &corpus, sender, None).await.unwrap();
+    finish(stack, &corpus, sender, Vec::new()).await.unwrap();
     let (unready, resumed) = monitor.finish(fault_at).await;
     eprintln!(
         "{fault:?}: ingest unready {unready:.1} s, {} answers not 2xx (retried), longest pause in applying {resumed:.1} s",

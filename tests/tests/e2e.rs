@@ -1,7 +1,8 @@
 //! End to end over the real binaries: a generated stream of several thousand events over many
 //! organizations, 10 % duplicates, shuffled, sent like Scalekit → the database ends exactly in
-//! the state an independent in-order model computes, the change feed rebuilds it, and the
-//! example application that follows the feed converges to it.
+//! the state an independent in-order model computes, the change feed rebuilds it, and both
+//! example applications converge to it: the Rust one on the stream, the Python one on the pull
+//! API.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,7 +18,7 @@ async fn shuffled_stream_with_duplicates_reaches_the_modelled_end_state() {
     let mut stack = Stack::new("e2e").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
+    let apps = tests::app::start_both(&stack).await.unwrap();
     let bodies = delivery_order(&corpus.events, 0.10, 7);
     let stats = Arc::new(Delivery::default());
     send_all(
@@ -68,9 +69,11 @@ async fn shuffled_stream_with_duplicates_reaches_the_modelled_end_state() {
     ] {
         assert!(kinds.contains(k), "the corpus makes {k}: {kinds:?}");
     }
-    app.converged(&stack.db, Duration::from_secs(60))
-        .await
-        .unwrap();
-    app.stop().await.unwrap();
+    for mut app in apps {
+        app.converged(&stack.db, Duration::from_secs(60))
+            .await
+            .unwrap();
+        app.stop().await.unwrap();
+    }
     stack.teardown().await;
 }

@@ -25,9 +25,9 @@ async fn finish(
     stack: Stack,
     corpus: &tests::corpus::Corpus,
     sender: Sender,
-    app: Option<tests::app::RunningApp>,
+    apps: Vec<tests::app::RunningApp>,
 ) {
-    tests::scenario::finish(stack, corpus, sender, app)
+    tests::scenario::finish(stack, corpus, sender, apps)
         .await
         .unwrap();
 }
@@ -39,13 +39,13 @@ async fn worker_killed_9_mid_stream_then_restarted() {
     let mut stack = Stack::new("kill9").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
+    let apps = tests::app::start_both(&stack).await.unwrap();
     let sender = send(&stack, &corpus, 1);
     wait_progress(&stack, 500).await;
     stack.workers[0].kill9().await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     stack.start_worker().await.unwrap();
-    finish(stack, &corpus, sender, Some(app)).await;
+    finish(stack, &corpus, sender, apps).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -55,7 +55,7 @@ async fn rabbitmq_restarted_mid_stream() {
     let mut stack = Stack::new("rmq").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
+    let apps = tests::app::start_both(&stack).await.unwrap();
     let sender = send(&stack, &corpus, 2);
     wait_progress(&stack, 400).await;
     let stop = tokio::process::Command::new("rabbitmqctl")
@@ -83,7 +83,7 @@ async fn rabbitmq_restarted_mid_stream() {
         .args(["await_startup", "--timeout", "60"])
         .output()
         .await;
-    finish(stack, &corpus, sender, Some(app)).await;
+    finish(stack, &corpus, sender, apps).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,13 +101,13 @@ async fn postgres_unreachable_for_seconds_mid_stream() {
     );
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
+    let apps = tests::app::start_both(&stack).await.unwrap();
     let sender = send(&stack, &corpus, 3);
     wait_progress(&stack, 400).await;
     proxy.cut().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     proxy.restore().await.unwrap();
-    finish(stack, &corpus, sender, Some(app)).await;
+    finish(stack, &corpus, sender, apps).await;
     let _ = proxy;
 }
 
@@ -118,7 +118,7 @@ async fn ingest_sigterm_under_load_then_restarted() {
     let mut stack = Stack::new("term").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
+    let apps = tests::app::start_both(&stack).await.unwrap();
     let sender = send(&stack, &corpus, 4);
     wait_progress(&stack, 400).await;
     let code = stack
@@ -130,7 +130,7 @@ async fn ingest_sigterm_under_load_then_restarted() {
     assert_eq!(code, Some(0), "ingest exits 0 on SIGTERM after draining");
     tokio::time::sleep(Duration::from_millis(300)).await;
     stack.start_ingest().await.unwrap();
-    finish(stack, &corpus, sender, Some(app)).await;
+    finish(stack, &corpus, sender, apps).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,7 +141,7 @@ async fn two_workers_consuming_at_once() {
     stack.start_worker().await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let app = tests::app::start(&stack.amqp, &stack.prefix).await.unwrap();
+    let apps = tests::app::start_both(&stack).await.unwrap();
     let sender = send(&stack, &corpus, 5);
     wait_progress(&stack, 200).await;
     let mut leaders = 0.0;
@@ -152,7 +152,7 @@ async fn two_workers_consuming_at_once() {
         leaders, 1.0,
         "exactly one of the two workers relays the changes"
     );
-    finish(stack, &corpus, sender, Some(app)).await;
+    finish(stack, &corpus, sender, apps).await;
 }
 
 /// A worker's gauge, read from its `/metrics` (0 when absent).
@@ -251,5 +251,5 @@ async fn memory_alarm_blocks_publishing_but_applied_events_are_still_acked() {
         task: tokio::spawn(async { Ok(()) }),
         stats: Default::default(),
     };
-    finish(stack, &corpus, done, None).await;
+    finish(stack, &corpus, done, Vec::new()).await;
 }
