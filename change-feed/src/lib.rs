@@ -17,7 +17,7 @@ pub use handler::{ChangeHandler, dispatch};
 pub use shared::changes::{
     Change, ChangeKind, ChangePayload, DirectoryState, GroupState, UserState,
 };
-pub use stream::{FeedConfig, FeedError, UnknownKinds, decode, run};
+pub use stream::{FeedConfig, FeedError, FeedStats, UnknownKinds, decode, run};
 
 /// Where the application is in the feed: the last change it applied and that change's stream
 /// offset. Stored by the application with its own effects.

@@ -7,6 +7,7 @@ use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use shared::changes::Change;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -20,10 +21,13 @@ pub struct FeedConfig {
     pub prefetch: u16,
     /// Shown in the RabbitMQ dashboard.
     pub connection_name: String,
-    /// With no delivery for this long, subscribe again from the stored position (cheap; what
-    /// was applied is skipped). A stream reader left on a replica that stopped following its
-    /// leader after a node failure would otherwise wait forever.
-    pub resubscribe_when_idle: Duration,
+    /// With no delivery for this long, look at the stream's newest change: if it is past the
+    /// last one applied, the subscription has gone silent (a reader left on a stream member
+    /// that stopped receiving, or waiting at an offset a restarted member reused) and is
+    /// replaced by a fresh one, from a little before the last applied change's commit time.
+    pub check_silence_after: Duration,
+    /// What happened so far (shared: clone the config, read the same counters).
+    pub stats: FeedStats,
 }
 
 impl FeedConfig {
@@ -34,8 +38,40 @@ impl FeedConfig {
             stream: format!("{prefix}.changes.log"),
             prefetch: 200,
             connection_name: connection_name.to_owned(),
-            resubscribe_when_idle: Duration::from_secs(20),
+            check_silence_after: Duration::from_secs(3),
+            stats: FeedStats::default(),
         }
+    }
+}
+
+/// Counters of a reader's life, for the application's metrics and for tests.
+#[derive(Debug, Clone, Default)]
+pub struct FeedStats(std::sync::Arc<Counters>);
+
+#[derive(Debug, Default)]
+struct Counters {
+    subscriptions: AtomicU64,
+    silent: AtomicU64,
+    broker_failures: AtomicU64,
+    checks: AtomicU64,
+}
+
+impl FeedStats {
+    /// Subscriptions made (the first included).
+    pub fn subscriptions(&self) -> u64 {
+        self.0.subscriptions.load(Ordering::Relaxed)
+    }
+    /// Subscriptions replaced because they were silent while the feed had moved on.
+    pub fn silent_resubscriptions(&self) -> u64 {
+        self.0.silent.load(Ordering::Relaxed)
+    }
+    /// Connections or subscriptions lost to a broker error (then resumed with backoff).
+    pub fn broker_failures(&self) -> u64 {
+        self.0.broker_failures.load(Ordering::Relaxed)
+    }
+    /// Looks at the stream's newest change after a quiet spell.
+    pub fn silence_checks(&self) -> u64 {
+        self.0.checks.load(Ordering::Relaxed)
     }
 }
 
@@ -126,14 +162,32 @@ pub async fn run<A: Application>(
         .with_jitter()
         .without_max_times();
     let mut delays = builder.build();
+    // After a silent subscription: where to resume instead of the stored offset.
+    let mut resume_at: Option<ResumeAt> = None;
     loop {
-        match follow(config, app, stop).await {
+        match follow(config, app, stop, resume_at.take()).await {
             Ok(Followed::Stopped) => return Ok(()),
-            Ok(Followed::Idle) => {
-                tracing::debug!("change feed: idle; subscribing again from the stored position");
+            Ok(Followed::Silent {
+                last_seq,
+                newest_seq,
+                since,
+            }) => {
+                config.stats.0.silent.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    last_seq,
+                    newest_seq,
+                    resubscriptions = config.stats.silent_resubscriptions(),
+                    "change feed: subscription silent while the feed moved on; subscribing again"
+                );
+                resume_at = Some(since);
             }
             Err(e @ (FeedError::App(_) | FeedError::Corrupt { .. })) => return Err(e),
             Err(FeedError::Broker(error)) => {
+                config
+                    .stats
+                    .0
+                    .broker_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 let delay = delays.next().unwrap_or(Duration::from_secs(10));
                 tracing::warn!(%error, ?delay, "change feed: broker failed; resuming");
                 tokio::select! {
@@ -144,6 +198,19 @@ pub async fn run<A: Application>(
         }
     }
 }
+
+/// Where a new subscription starts.
+#[derive(Debug, Clone, Copy)]
+enum ResumeAt {
+    /// The stored position's offset + 1 (the usual case).
+    Offset,
+    /// A stream timestamp (seconds): a little before the last applied change was committed.
+    Time(i64),
+}
+
+/// How far before the last applied change a resubscription after silence starts: changes
+/// already applied are skipped by `seq`, so reading a little more is free of effects.
+const RESUME_MARGIN_SECONDS: i64 = 60;
 
 /// The stream offset of a delivery (RabbitMQ sets `x-stream-offset` on each).
 fn stream_offset(headers: Option<&FieldTable>) -> Option<u64> {
@@ -164,10 +231,11 @@ pub(crate) fn already_applied(last_seq: Option<i64>, change: &Change) -> bool {
 /// How long connecting and subscribing may take before it is tried again.
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Connects and subscribes to the stream just after `position`.
+/// Connects and subscribes to the stream just after `position` (or from `at`).
 async fn subscribe(
     config: &FeedConfig,
     position: Option<Position>,
+    at: ResumeAt,
 ) -> Result<(lapin::Connection, lapin::Channel, lapin::Consumer), lapin::Error> {
     let connection = shared::amqp::connect(&config.amqp_url, &config.connection_name).await?;
     let channel = connection.create_channel().await?;
@@ -175,11 +243,12 @@ async fn subscribe(
         .basic_qos(config.prefetch.max(1), BasicQosOptions::default())
         .await?;
     let mut args = FieldTable::default();
-    let start = match position {
-        Some(p) => {
+    let start = match (at, position) {
+        (ResumeAt::Time(secs), _) => AMQPValue::Timestamp(u64::try_from(secs).unwrap_or(0)),
+        (ResumeAt::Offset, Some(p)) => {
             AMQPValue::LongLongInt(i64::try_from(p.offset.saturating_add(1)).unwrap_or(i64::MAX))
         }
-        None => AMQPValue::LongString(LongString::from(b"first".to_vec())),
+        (ResumeAt::Offset, None) => AMQPValue::LongString(LongString::from(b"first".to_vec())),
     };
     args.insert("x-stream-offset".into(), start);
     let consumer = channel
@@ -196,19 +265,25 @@ async fn subscribe(
 /// How [`follow`] ended without an error.
 enum Followed {
     Stopped,
-    /// Nothing arrived for `resubscribe_when_idle`.
-    Idle,
+    /// Nothing arrived for `check_silence_after` although the stream holds newer changes.
+    Silent {
+        last_seq: i64,
+        newest_seq: i64,
+        since: ResumeAt,
+    },
 }
 
 async fn follow<A: Application>(
     config: &FeedConfig,
     app: &mut A,
     stop: &CancellationToken,
+    resume_at: Option<ResumeAt>,
 ) -> Result<Followed, FeedError<A::Error>> {
     let position = app.position().await.map_err(FeedError::App)?;
     // Subscribing is bounded: a broker still starting (or a stream whose leader is moving) has
     // been seen to leave the consume request unanswered, which would hold the feed for good.
-    let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribe(config, position)).await;
+    let at = resume_at.unwrap_or(ResumeAt::Offset);
+    let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribe(config, position, at)).await;
     let (connection, channel, mut consumer) = match subscribed {
         Ok(result) => result?,
         Err(_) => {
@@ -221,13 +296,28 @@ async fn follow<A: Application>(
             ))));
         }
     };
+    config.stats.0.subscriptions.fetch_add(1, Ordering::Relaxed);
     let mut last_seq = position.map(|p| p.seq);
+    let mut last_committed: Option<i64> = None;
     let mut unknown = UnknownKinds::default();
-    tracing::info!(stream = %config.stream, ?position, "following the change feed");
+    tracing::info!(stream = %config.stream, ?position, ?at, "following the change feed");
     let ended = loop {
         let delivery = tokio::select! {
             _ = stop.cancelled() => break Followed::Stopped,
-            _ = tokio::time::sleep(config.resubscribe_when_idle) => break Followed::Idle,
+            _ = tokio::time::sleep(config.check_silence_after) => {
+                config.stats.0.checks.fetch_add(1, Ordering::Relaxed);
+                let newest = newest_seq(&connection, config).await?;
+                match (newest, last_seq) {
+                    (Some(newest_seq), last) if last.is_none_or(|l| newest_seq > l) => {
+                        let since = match last_committed {
+                            Some(t) => ResumeAt::Time(t - RESUME_MARGIN_SECONDS),
+                            None => ResumeAt::Offset,
+                        };
+                        break Followed::Silent { last_seq: last.unwrap_or(0), newest_seq, since };
+                    }
+                    _ => continue,
+                }
+            }
             next = consumer.next() => match next {
                 Some(d) => d?,
                 None => return Err(FeedError::Broker(lapin::Error::from(
@@ -237,6 +327,7 @@ async fn follow<A: Application>(
         };
         let offset = stream_offset(delivery.properties.headers().as_ref()).unwrap_or_default();
         let change = decode(&delivery.data, offset, &mut unknown)?;
+        last_committed = Some(change.committed_at.timestamp());
         if !already_applied(last_seq, &change) {
             let at = Position {
                 seq: change.seq,
@@ -265,6 +356,55 @@ async fn follow<A: Application>(
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
     Ok(ended)
+}
+
+/// The `seq` of the stream's newest change: a short subscription of its own from `last` (the
+/// newest chunk), read until it has been quiet for a moment. `None` for an empty stream.
+async fn newest_seq(
+    connection: &lapin::Connection,
+    config: &FeedConfig,
+) -> Result<Option<i64>, lapin::Error> {
+    let look = async {
+        let channel = connection.create_channel().await?;
+        channel.basic_qos(1000, BasicQosOptions::default()).await?;
+        let mut args = FieldTable::default();
+        args.insert(
+            "x-stream-offset".into(),
+            AMQPValue::LongString(LongString::from(b"last".to_vec())),
+        );
+        let mut peek = channel
+            .basic_consume(
+                config.stream.as_str().into(),
+                format!("{}-peek", config.connection_name).as_str().into(),
+                BasicConsumeOptions::default(),
+                args,
+            )
+            .await?;
+        let mut newest = None;
+        while let Ok(Some(delivery)) =
+            tokio::time::timeout(Duration::from_millis(300), peek.next()).await
+        {
+            let delivery = delivery?;
+            let seq = delivery.properties.headers().as_ref().and_then(|h| {
+                match h.inner().get(shared::changes::header::SEQ) {
+                    Some(AMQPValue::LongLongInt(n)) => Some(*n),
+                    _ => None,
+                }
+            });
+            newest = newest.max(seq);
+            let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+        }
+        let _ = channel.close(200, "peeked".into()).await;
+        Ok::<_, lapin::Error>(newest)
+    };
+    tokio::time::timeout(SUBSCRIBE_TIMEOUT, look)
+        .await
+        .unwrap_or_else(|_| {
+            Err(lapin::Error::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no answer while looking at the stream's newest change",
+            )))
+        })
 }
 
 #[cfg(test)]

@@ -131,15 +131,15 @@ impl Stack {
         let mut env = self.common_env();
         env.push(("DATABASE_URL".into(), self.worker_db_url.clone()));
         env.push(("WORKER_LISTEN".into(), format!("127.0.0.1:{port}")));
-        let holder_alive = match self.api_holder {
-            Some(i) => self.workers[i].child.try_wait().ok().flatten().is_none(),
-            None => false,
-        };
-        let api_port = if holder_alive {
-            free_port()
-        } else {
-            self.api_holder = Some(self.workers.len());
+        let holder_alive = self
+            .api_holder
+            .and_then(|i| self.workers.get_mut(i))
+            .is_some_and(|w| w.child.try_wait().ok().flatten().is_none());
+        let holds_api = !holder_alive;
+        let api_port = if holds_api {
             self.api_port
+        } else {
+            free_port()
         };
         env.push(("CHANGES_API_LISTEN".into(), format!("127.0.0.1:{api_port}")));
         env.push(("CHANGES_API_TOKENS".into(), API_TOKEN.into()));
@@ -158,6 +158,9 @@ impl Stack {
         let label = format!("worker-{}", self.workers.len());
         let p = Proc::spawn("worker", &label, &["run"], &env, port)?;
         p.wait_ready(&self.client, Duration::from_secs(30)).await?;
+        if holds_api {
+            self.api_holder = Some(self.workers.len());
+        }
         self.workers.push(p);
         Ok(())
     }

@@ -17,6 +17,10 @@ use tokio_util::sync::CancellationToken;
 pub struct RunningApp {
     pub name: &'static str,
     pub db: TestDb,
+    /// How long [`RunningApp::converged`] gives it once the pipeline is done.
+    pub converge_within: Duration,
+    /// The stream reader's counters (the Rust application).
+    pub stats: Option<change_feed::FeedStats>,
     runner: Runner,
 }
 
@@ -34,6 +38,7 @@ pub async fn start(amqp_url: &str, prefix: &str) -> anyhow::Result<RunningApp> {
     let mut app = ExampleApp::connect(&db.url).await?;
     let stop = CancellationToken::new();
     let config = FeedConfig::new(amqp_url, prefix, "example-app-test");
+    let stats = config.stats.clone();
     let token = stop.clone();
     let task = tokio::spawn(async move {
         change_feed::run(&config, &mut app, &token).await?;
@@ -42,6 +47,8 @@ pub async fn start(amqp_url: &str, prefix: &str) -> anyhow::Result<RunningApp> {
     Ok(RunningApp {
         name: "example-app (stream)",
         db,
+        converge_within: Duration::from_secs(60),
+        stats: Some(stats),
         runner: Runner::InProcess { stop, task },
     })
 }
@@ -77,6 +84,8 @@ pub async fn start_python(stack: &Stack) -> anyhow::Result<RunningApp> {
     Ok(RunningApp {
         name: "python-app (pull)",
         db,
+        converge_within: Duration::from_secs(60),
+        stats: None,
         runner: Runner::Process(child),
     })
 }
@@ -115,8 +124,9 @@ impl RunningApp {
     /// Waits until the application applied the outbox's last change, then checks that its
     /// users are the directory's provisioned users (in its own shape) and that every inactive
     /// user has no live session.
-    pub async fn converged(&mut self, worker_db: &TestDb, timeout: Duration) -> anyhow::Result<()> {
+    pub async fn converged(&mut self, worker_db: &TestDb) -> anyhow::Result<()> {
         let name = self.name;
+        let timeout = self.converge_within;
         let last = worker_db
             .try_count("SELECT COALESCE(max(seq), 0) AS n FROM changes")
             .await?;

@@ -71,7 +71,17 @@ pub async fn finish(
         report.republished
     );
     for mut app in apps {
-        app.converged(&stack.db, Duration::from_secs(60)).await?;
+        app.converged(&stack.db).await?;
+        if let Some(stats) = &app.stats {
+            eprintln!(
+                "{}: {} subscriptions, {} broker failures, {} silent resubscriptions, {} silence checks",
+                app.name,
+                stats.subscriptions(),
+                stats.broker_failures(),
+                stats.silent_resubscriptions(),
+                stats.silence_checks()
+            );
+        }
         app.stop().await?;
     }
     stack.teardown().await;

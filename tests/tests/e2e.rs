@@ -70,9 +70,7 @@ async fn shuffled_stream_with_duplicates_reaches_the_modelled_end_state() {
         assert!(kinds.contains(k), "the corpus makes {k}: {kinds:?}");
     }
     for mut app in apps {
-        app.converged(&stack.db, Duration::from_secs(60))
-            .await
-            .unwrap();
+        app.converged(&stack.db).await.unwrap();
         app.stop().await.unwrap();
     }
     stack.teardown().await;

@@ -83,6 +83,12 @@ async fn rabbitmq_restarted_mid_stream() {
         .args(["await_startup", "--timeout", "60"])
         .output()
         .await;
+    // Both applications are live again within seconds: no reader may sit silent on a
+    // subscription the restart left behind.
+    let mut apps = apps;
+    for app in &mut apps {
+        app.converge_within = Duration::from_secs(15);
+    }
     finish(stack, &corpus, sender, apps).await;
 }
 

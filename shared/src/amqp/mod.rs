@@ -60,7 +60,7 @@ pub const NODE_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_
 async fn connect_node(url: &str, connection_name: &str) -> Result<lapin::Connection, lapin::Error> {
     let props = lapin::ConnectionProperties::default()
         .with_connection_name(connection_name.to_owned().into());
-    let uri = parse_url(url)?;
+    let uri = with_default_heartbeat(parse_url(url)?);
     let tls = tls::from_env().map_err(|e| {
         lapin::Error::from(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -69,6 +69,18 @@ async fn connect_node(url: &str, connection_name: &str) -> Result<lapin::Connect
     })?;
     lapin::Connection::connect_uri_with_config(uri, props, tls, lapin::runtime::default_runtime()?)
         .await
+}
+
+/// Seconds between AMQP heartbeats unless the URL says (`?heartbeat=N`): a connection whose
+/// peer went away without closing it (a node killed or cut off) is found dead within about
+/// three of them, not the broker's default minute times two.
+pub const DEFAULT_HEARTBEAT_SECONDS: u16 = 10;
+
+fn with_default_heartbeat(mut uri: lapin::uri::AMQPUri) -> lapin::uri::AMQPUri {
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = Some(DEFAULT_HEARTBEAT_SECONDS);
+    }
+    uri
 }
 
 /// The URL, parsed here rather than by lapin: its parse error would quote the whole URL,
@@ -163,6 +175,14 @@ mod tests {
             assert!(error.contains("not a valid AMQP URL"), "{error}");
         }
         assert!(super::parse_url("amqp://guest:hunter2@127.0.0.1:5672/%2f").is_ok());
+    }
+
+    #[test]
+    fn heartbeats_are_on_unless_the_url_sets_them() {
+        let uri = |u: &str| super::with_default_heartbeat(super::parse_url(u).unwrap());
+        assert_eq!(uri("amqp://g:g@h:5672/%2f").query.heartbeat, Some(10));
+        assert_eq!(uri("amqp://g:g@h:5672/%2f?heartbeat=30").query.heartbeat, Some(30));
+        assert_eq!(uri("amqp://g:g@h:5672/%2f?heartbeat=0").query.heartbeat, Some(0));
     }
 
     #[test]
