@@ -164,8 +164,10 @@ pub async fn run<A: Application>(
     let mut delays = builder.build();
     // After a silent subscription: where to resume instead of the stored offset.
     let mut resume_at: Option<ResumeAt> = None;
+    // The commit time of the newest change read in this process (for resuming by time).
+    let mut last_committed: Option<i64> = None;
     loop {
-        match follow(config, app, stop, resume_at.take()).await {
+        match follow(config, app, stop, resume_at.take(), &mut last_committed).await {
             Ok(Followed::Stopped) => return Ok(()),
             Ok(Followed::Silent {
                 last_seq,
@@ -206,6 +208,9 @@ enum ResumeAt {
     Offset,
     /// A stream timestamp (seconds): a little before the last applied change was committed.
     Time(i64),
+    /// The start of what the stream keeps: after a silence before any change was read in this
+    /// process (the stored offset itself may point past a member's end).
+    First,
 }
 
 /// How far before the last applied change a resubscription after silence starts: changes
@@ -248,7 +253,9 @@ async fn subscribe(
         (ResumeAt::Offset, Some(p)) => {
             AMQPValue::LongLongInt(i64::try_from(p.offset.saturating_add(1)).unwrap_or(i64::MAX))
         }
-        (ResumeAt::Offset, None) => AMQPValue::LongString(LongString::from(b"first".to_vec())),
+        (ResumeAt::Offset, None) | (ResumeAt::First, _) => {
+            AMQPValue::LongString(LongString::from(b"first".to_vec()))
+        }
     };
     args.insert("x-stream-offset".into(), start);
     let consumer = channel
@@ -278,6 +285,7 @@ async fn follow<A: Application>(
     app: &mut A,
     stop: &CancellationToken,
     resume_at: Option<ResumeAt>,
+    last_committed: &mut Option<i64>,
 ) -> Result<Followed, FeedError<A::Error>> {
     let position = app.position().await.map_err(FeedError::App)?;
     // Subscribing is bounded: a broker still starting (or a stream whose leader is moving) has
@@ -298,7 +306,6 @@ async fn follow<A: Application>(
     };
     config.stats.0.subscriptions.fetch_add(1, Ordering::Relaxed);
     let mut last_seq = position.map(|p| p.seq);
-    let mut last_committed: Option<i64> = None;
     let mut unknown = UnknownKinds::default();
     tracing::info!(stream = %config.stream, ?position, ?at, "following the change feed");
     let ended = loop {
@@ -309,9 +316,9 @@ async fn follow<A: Application>(
                 let newest = newest_seq(&connection, config).await?;
                 match (newest, last_seq) {
                     (Some(newest_seq), last) if last.is_none_or(|l| newest_seq > l) => {
-                        let since = match last_committed {
+                        let since = match *last_committed {
                             Some(t) => ResumeAt::Time(t - RESUME_MARGIN_SECONDS),
-                            None => ResumeAt::Offset,
+                            None => ResumeAt::First,
                         };
                         break Followed::Silent { last_seq: last.unwrap_or(0), newest_seq, since };
                     }
@@ -327,7 +334,7 @@ async fn follow<A: Application>(
         };
         let offset = stream_offset(delivery.properties.headers().as_ref()).unwrap_or_default();
         let change = decode(&delivery.data, offset, &mut unknown)?;
-        last_committed = Some(change.committed_at.timestamp());
+        *last_committed = Some(change.committed_at.timestamp());
         if !already_applied(last_seq, &change) {
             let at = Position {
                 seq: change.seq,

@@ -181,8 +181,14 @@ mod tests {
     fn heartbeats_are_on_unless_the_url_sets_them() {
         let uri = |u: &str| super::with_default_heartbeat(super::parse_url(u).unwrap());
         assert_eq!(uri("amqp://g:g@h:5672/%2f").query.heartbeat, Some(10));
-        assert_eq!(uri("amqp://g:g@h:5672/%2f?heartbeat=30").query.heartbeat, Some(30));
-        assert_eq!(uri("amqp://g:g@h:5672/%2f?heartbeat=0").query.heartbeat, Some(0));
+        assert_eq!(
+            uri("amqp://g:g@h:5672/%2f?heartbeat=30").query.heartbeat,
+            Some(30)
+        );
+        assert_eq!(
+            uri("amqp://g:g@h:5672/%2f?heartbeat=0").query.heartbeat,
+            Some(0)
+        );
     }
 
     #[test]
