@@ -191,6 +191,15 @@ fn manifests_match_the_binaries() {
         let all = format!("^{p}\\..*");
         assert_eq!(rights("scim-worker"), [all.clone(), all.clone(), all]);
         assert_eq!(rights("scim-keda"), ["^$", "^$", "^$"].map(str::to_owned));
+        assert_eq!(
+            rights("scim-changes-reader"),
+            [
+                "^$".to_owned(),
+                "^$".to_owned(),
+                format!("^{}$", topology.changes_stream().replace('.', "\\."))
+            ],
+            "{overlay}: readers consume the stream and nothing else"
+        );
         let trigger = &find(&docs, "ScaledObject", "scim-worker")["spec"]["triggers"][0];
         assert_eq!(
             trigger["metadata"]["queueName"],

@@ -188,6 +188,75 @@ async fn the_pair_runs_with_per_role_users_and_ingest_can_only_publish() {
             .unwrap_or_else(|| panic!("the ingest user could {what}"));
         assert!(error.contains("ACCESS_REFUSED"), "{what}: {error}");
     }
+
+    // An application's reader user (the deploy's scim-changes-reader): it reads the stream,
+    // and cannot bind a queue of its own to the feed's exchange, so no application queue can
+    // refuse the relay's publishes and stall the feed for everyone.
+    let reader_user = format!("{}-reader", stack.prefix);
+    let stream = stack.topology.changes_stream();
+    users.add(
+        &reader_user,
+        &password,
+        ["^$", "^$", &format!("^{}$", regex_escape(&stream))],
+    );
+    let reader = shared::amqp::connect(&url(&reader_user, &password), "lp-reader")
+        .await
+        .unwrap();
+    let ch = reader.create_channel().await.unwrap();
+    ch.basic_qos(10, lapin::options::BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-stream-offset".into(),
+        lapin::types::AMQPValue::LongString("first".into()),
+    );
+    let mut feed = ch
+        .basic_consume(
+            stream.as_str().into(),
+            "reader".into(),
+            BasicConsumeOptions::default(),
+            args,
+        )
+        .await
+        .expect("the reader user consumes the stream");
+    use futures_util::StreamExt;
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
+        .await
+        .expect("a change arrives")
+        .unwrap()
+        .unwrap();
+    assert!(!first.data.is_empty());
+    let mut refused = Vec::new();
+    for what in ["declare a queue", "bind a queue to the feed's exchange"] {
+        let ch = reader.create_channel().await.unwrap();
+        let result = if what.starts_with("declare") {
+            ch.queue_declare(
+                format!("{}.changes.mine", stack.prefix).as_str().into(),
+                QueueDeclareOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map(|_| ())
+        } else {
+            ch.queue_bind(
+                apply.as_str().into(),
+                stack.topology.changes_exchange().as_str().into(),
+                "#".into(),
+                lapin::options::QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+        };
+        refused.push((what, result.err().map(|e| e.to_string())));
+    }
+    for (what, error) in &refused {
+        let error = error
+            .as_deref()
+            .unwrap_or_else(|| panic!("the reader user could {what}"));
+        assert!(error.contains("ACCESS_REFUSED"), "{what}: {error}");
+    }
+    let _ = reader.close(200, "done".into()).await;
     stack.teardown().await;
     drop(users);
 }
