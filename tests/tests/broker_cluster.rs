@@ -3,8 +3,9 @@
 //! worker get every node in `AMQP_URL`. Each scenario sends the shuffled corpus with duplicates
 //! like Scalekit (retried until 2xx) while the fault happens, then checks what the fault suite
 //! checks: every event applied exactly once, the end state equal to the in-order model, the
-//! change feed complete and in order (read by an independent stream reader). It prints how long
-//! ingest was unready, how many answers were not 2xx, and how long the worker took to resume.
+//! change feed complete and in order (read by an independent stream reader), and both example
+//! applications converged within 15 s. It prints how long ingest was unready, how many answers
+//! were not 2xx, how long the worker took to resume, and the stream reader's counters.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -98,6 +99,12 @@ async fn scenario(cluster: &mut Cluster, fault: Fault, seed: u64) {
     stack.ingest_amqp = cluster.url();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
+    // Both example applications follow: the Rust one on the stream (over every node of the
+    // cluster), the Python one on the pull API; each must be live again within 15 s.
+    let mut apps = tests::app::start_both(&stack).await.unwrap();
+    for app in &mut apps {
+        app.converge_within = Duration::from_secs(15);
+    }
     let monitor = Monitor::start(&stack);
     let sender = send(&stack, &corpus, seed);
     wait_progress(&stack, 200).await.unwrap();
@@ -135,10 +142,8 @@ async fn scenario(cluster: &mut Cluster, fault: Fault, seed: u64) {
         }
     }
     let retried = Arc::clone(&sender.stats);
-    // The example application is not followed here: a long-lived stream consumer was seen to
-    // stall after the stream leader's node was killed (README, "High availability"); the
-    // independent reader in `finish` checks the feed itself.
-    finish(stack, &corpus, sender, Vec::new()).await.unwrap();
+    eprintln!("{fault:?}:");
+    finish(stack, &corpus, sender, apps).await.unwrap();
     let (unready, resumed) = monitor.finish(fault_at).await;
     eprintln!(
         "{fault:?}: ingest unready {unready:.1} s, {} answers not 2xx (retried), longest pause in applying {resumed:.1} s",

@@ -96,15 +96,25 @@ async fn a_queue_of_the_largest_messages_stays_within_the_byte_budget() {
         ("WORKER_MAX_MESSAGE_BYTES", &MIB.to_string()),
     ])
     .await;
-    // Lifted: the count prefetch alone (2000) lets the broker hand over the whole queue.
-    let lifted = peak_growth_mib(&[
-        (
-            "WORKER_MAX_INFLIGHT_BYTES",
-            &(1024 * 1024 * MIB).to_string(),
-        ),
-        ("WORKER_MAX_MESSAGE_BYTES", &MIB.to_string()),
-    ])
-    .await;
+    // Lifted: the count prefetch alone (2000) lets the broker hand over the whole queue. How
+    // much of it is in the worker at once depends on how far the broker outruns it, which
+    // varies from run to run (48 to 159 MiB on this machine): the largest of up to three runs.
+    let mut lifted = 0;
+    for _ in 0..3 {
+        lifted = lifted.max(
+            peak_growth_mib(&[
+                (
+                    "WORKER_MAX_INFLIGHT_BYTES",
+                    &(1024 * 1024 * MIB).to_string(),
+                ),
+                ("WORKER_MAX_MESSAGE_BYTES", &MIB.to_string()),
+            ])
+            .await,
+        );
+        if lifted > 3 * budget / MIB {
+            break;
+        }
+    }
     eprintln!("peak growth: {bounded} MiB with a 16 MiB budget, {lifted} MiB without");
     // Deliveries within the budget, plus what parsing a batch copies of them (the envelope's
     // data and the unknown event's raw copy): at most three times the budget.
