@@ -81,6 +81,14 @@ pub async fn finish(
                 stats.silent_resubscriptions(),
                 stats.silence_checks()
             );
+            // Converging is not enough: it must not have needed its silence check to get there
+            // (a subscription that went silent while changes were pending).
+            anyhow::ensure!(
+                stats.silent_resubscriptions() == 0,
+                "{}: {} subscriptions went silent while the feed moved on",
+                app.name,
+                stats.silent_resubscriptions()
+            );
         }
         app.stop().await?;
     }
