@@ -95,6 +95,11 @@ async fn the_pair_runs_with_per_role_users_and_ingest_can_only_publish() {
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
     stack.deliver_fixtures().await.unwrap();
+    // The relay marks a change published once the broker confirmed it, a moment after the
+    // events were processed.
+    testkit::feed::wait_published(&stack.db, std::time::Duration::from_secs(20))
+        .await
+        .expect("the worker's user publishes the change feed");
     let changes = stack
         .count("SELECT count(*) AS n FROM changes WHERE published_at IS NOT NULL")
         .await

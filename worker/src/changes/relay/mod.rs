@@ -228,10 +228,6 @@ async fn lead(
             bounded(sample(&mut conn, &metrics, marker.floor())).await?;
             last_sample = Some(Instant::now());
         }
-        if last_prune.is_none_or(|t| t.elapsed() >= prune::EVERY) {
-            bounded(async { Ok(prune::run(&mut conn, &settings.retention).await?) }).await?;
-            last_prune = Some(Instant::now());
-        }
         // Round after round while rows keep coming; each round's confirms are settled by the
         // marker while the next is selected and sent. A blocked connection (memory or disk
         // alarm) is not published on: it would not be read until the alarm clears.
@@ -275,6 +271,10 @@ async fn lead(
             if !full {
                 break;
             }
+        }
+        if last_prune.is_none_or(|t| t.elapsed() >= prune::EVERY) {
+            bounded(async { Ok(prune::run(&mut conn, &settings.retention).await?) }).await?;
+            last_prune = Some(Instant::now());
         }
         if stopping {
             // The last round ran after the consumers finished: nothing they committed waits.
