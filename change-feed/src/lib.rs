@@ -10,14 +10,18 @@
 //!
 //! The contract (kinds, body, headers) is `docs/changes.md` in the repository.
 
+mod decode;
 mod handler;
+mod stats;
 mod stream;
 
+pub use decode::{FeedError, UnknownKinds, decode};
 pub use handler::{ChangeHandler, dispatch};
 pub use shared::changes::{
     Change, ChangeKind, ChangePayload, DirectoryState, GroupState, UserState,
 };
-pub use stream::{FeedConfig, FeedError, FeedStats, UnknownKinds, decode, run};
+pub use stats::FeedStats;
+pub use stream::{FeedConfig, run};
 
 /// Where the application is in the feed: the last change it applied and that change's stream
 /// offset. Stored by the application with its own effects.

@@ -1,13 +1,14 @@
 //! Reading the stream: subscribe after the stored offset, skip what was applied, hand the rest
 //! to the application in order, reconnect with backoff when the broker goes away.
 
+use crate::decode::{FeedError, UnknownKinds, decode};
+use crate::stats::FeedStats;
 use crate::{Application, Position};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use shared::changes::Change;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -44,111 +45,6 @@ impl FeedConfig {
     }
 }
 
-/// Counters of a reader's life, for the application's metrics and for tests.
-#[derive(Debug, Clone, Default)]
-pub struct FeedStats(std::sync::Arc<Counters>);
-
-#[derive(Debug, Default)]
-struct Counters {
-    subscriptions: AtomicU64,
-    silent: AtomicU64,
-    broker_failures: AtomicU64,
-    checks: AtomicU64,
-}
-
-impl FeedStats {
-    /// Subscriptions made (the first included).
-    pub fn subscriptions(&self) -> u64 {
-        self.0.subscriptions.load(Ordering::Relaxed)
-    }
-    /// Subscriptions replaced because they were silent while the feed had moved on.
-    pub fn silent_resubscriptions(&self) -> u64 {
-        self.0.silent.load(Ordering::Relaxed)
-    }
-    /// Connections or subscriptions lost to a broker error (then resumed with backoff).
-    pub fn broker_failures(&self) -> u64 {
-        self.0.broker_failures.load(Ordering::Relaxed)
-    }
-    /// Looks at the stream's newest change after a quiet spell.
-    pub fn silence_checks(&self) -> u64 {
-        self.0.checks.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum FeedError<E: std::error::Error + 'static> {
-    #[error("broker: {0}")]
-    Broker(#[from] lapin::Error),
-    #[error("application: {0}")]
-    App(#[source] E),
-    /// A message that is not a change of a known kind: the reader stops rather than skip it
-    /// (a skipped change is a gap the application cannot see).
-    #[error("change seq {seq} (stream offset {offset}) does not parse: {reason}", seq = seq.map_or_else(|| "unknown".to_owned(), |s| s.to_string()))]
-    Corrupt {
-        seq: Option<i64>,
-        offset: u64,
-        reason: String,
-    },
-}
-
-/// Kinds this reader does not know, counted; each is logged the first time it is seen.
-#[derive(Debug, Default)]
-pub struct UnknownKinds(std::collections::BTreeMap<String, u64>);
-
-impl UnknownKinds {
-    /// Counts one change of `kind`; true the first time.
-    pub fn note(&mut self, kind: &str) -> bool {
-        let n = self.0.entry(kind.to_owned()).or_default();
-        *n += 1;
-        *n == 1
-    }
-
-    /// How many changes of `kind` were seen.
-    pub fn count(&self, kind: &str) -> u64 {
-        self.0.get(kind).copied().unwrap_or_default()
-    }
-}
-
-/// A delivery's body as a change. A kind this version does not know comes back as
-/// [`shared::changes::ChangeKind::Other`], noted in `unknown` (and logged the first time); a
-/// body that is no change at all is [`FeedError::Corrupt`].
-pub fn decode<E: std::error::Error + 'static>(
-    body: &[u8],
-    offset: u64,
-    unknown: &mut UnknownKinds,
-) -> Result<Change, FeedError<E>> {
-    #[derive(serde::Deserialize)]
-    struct Head {
-        seq: Option<i64>,
-        kind: Option<String>,
-    }
-    match serde_json::from_slice::<Change>(body) {
-        Ok(change) => {
-            if change.kind == shared::changes::ChangeKind::Other {
-                let kind = serde_json::from_slice::<Head>(body)
-                    .ok()
-                    .and_then(|h| h.kind)
-                    .unwrap_or_default();
-                if unknown.note(&kind) {
-                    tracing::warn!(
-                        kind = %shared::redact::for_log(&kind),
-                        seq = change.seq,
-                        "change kind unknown to this reader: handed on as `other` (further ones are counted, not logged)"
-                    );
-                }
-            }
-            Ok(change)
-        }
-        Err(error) => Err(FeedError::Corrupt {
-            seq: serde_json::from_slice::<Head>(body)
-                .ok()
-                .and_then(|h| h.seq),
-            offset,
-            reason: error.to_string(),
-        }),
-    }
-}
-
 /// Follows the feed until `stop` is cancelled (`Ok`) or the application fails (`Err`); broker
 /// failures are retried with backoff, resuming from the stored position.
 pub async fn run<A: Application>(
@@ -174,7 +70,7 @@ pub async fn run<A: Application>(
                 newest_seq,
                 since,
             }) => {
-                config.stats.0.silent.fetch_add(1, Ordering::Relaxed);
+                config.stats.count_silent();
                 tracing::warn!(
                     last_seq,
                     newest_seq,
@@ -185,11 +81,7 @@ pub async fn run<A: Application>(
             }
             Err(e @ (FeedError::App(_) | FeedError::Corrupt { .. })) => return Err(e),
             Err(FeedError::Broker(error)) => {
-                config
-                    .stats
-                    .0
-                    .broker_failures
-                    .fetch_add(1, Ordering::Relaxed);
+                config.stats.count_broker_failure();
                 let delay = delays.next().unwrap_or(Duration::from_secs(10));
                 tracing::warn!(%error, ?delay, "change feed: broker failed; resuming");
                 tokio::select! {
@@ -304,7 +196,7 @@ async fn follow<A: Application>(
             ))));
         }
     };
-    config.stats.0.subscriptions.fetch_add(1, Ordering::Relaxed);
+    config.stats.count_subscription();
     let mut last_seq = position.map(|p| p.seq);
     let mut unknown = UnknownKinds::default();
     tracing::info!(stream = %config.stream, ?position, ?at, "following the change feed");
@@ -312,7 +204,7 @@ async fn follow<A: Application>(
         let delivery = tokio::select! {
             _ = stop.cancelled() => break Followed::Stopped,
             _ = tokio::time::sleep(config.check_silence_after) => {
-                config.stats.0.checks.fetch_add(1, Ordering::Relaxed);
+                config.stats.count_check();
                 let newest = newest_seq(&connection, config).await?;
                 match (newest, last_seq) {
                     (Some(newest_seq), last) if last.is_none_or(|l| newest_seq > l) => {
@@ -439,39 +331,5 @@ mod tests {
         headers.insert("x-stream-offset".into(), AMQPValue::LongLongInt(42));
         assert_eq!(stream_offset(Some(&headers)), Some(42));
         assert_eq!(stream_offset(None), None);
-    }
-
-    #[test]
-    fn unknown_kinds_pass_as_other_and_a_broken_change_stops_the_reader() {
-        let mut unknown = UnknownKinds::default();
-        let newer = br#"{"id":"chg_3","seq":3,"kind":"user.suspended","organization_id":"o",
-            "cause_event_id":"e","occurred_at":"2026-01-01T00:00:00Z",
-            "committed_at":"2026-01-01T00:00:00Z"}"#;
-        for _ in 0..3 {
-            let change = decode::<std::io::Error>(newer, 7, &mut unknown).unwrap();
-            assert_eq!((change.kind, change.seq), (ChangeKind::Other, 3));
-        }
-        assert_eq!(unknown.count("user.suspended"), 3);
-        assert!(!unknown.note("user.suspended"), "logged once");
-        let broken = br#"{"id":"chg_4","seq":4,"kind":"user.updated","organization_id":"o"}"#;
-        match decode::<std::io::Error>(broken, 8, &mut unknown) {
-            Err(
-                e @ FeedError::Corrupt {
-                    seq: Some(4),
-                    offset: 8,
-                    ..
-                },
-            ) => {
-                assert!(
-                    e.to_string().starts_with("change seq 4 (stream offset 8)"),
-                    "{e}"
-                );
-            }
-            other => panic!("{other:?}"),
-        }
-        match decode::<std::io::Error>(b"not json", 9, &mut unknown) {
-            Err(FeedError::Corrupt { seq: None, .. }) => {}
-            other => panic!("{other:?}"),
-        }
     }
 }

@@ -64,7 +64,7 @@ pub async fn establish(url: &str) -> diesel::ConnectionResult<AsyncPgConnection>
     let (client, connection) = pg
         .connect(tokio_postgres_rustls::MakeRustlsConnect::new(config))
         .await
-        .map_err(|e| bad(&with_sources(&e)))?;
+        .map_err(|e| bad(&shared::cli::one_line(&e)))?;
     AsyncPgConnection::try_from_client_and_connection(client, connection).await
 }
 
@@ -74,22 +74,9 @@ pub async fn establish(url: &str) -> diesel::ConnectionResult<AsyncPgConnection>
 pub fn check_url(url: &str) -> Result<(), String> {
     let (base, tls) = tls::split(url).map_err(|e| e.to_string())?;
     base.parse::<tokio_postgres::Config>()
-        .map_err(|e| format!("not a PostgreSQL URL: {}", with_sources(&e)))?;
+        .map_err(|e| format!("not a PostgreSQL URL: {}", shared::cli::one_line(&e)))?;
     tls::client_config(&tls).map_err(|e| e.to_string())?;
     Ok(())
-}
-
-/// An error and its causes, one after the other (tokio-postgres says "error performing TLS
-/// handshake" and keeps the why in its source).
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// Connects and applies the session bounds.

@@ -50,25 +50,22 @@ impl Wake {
         }
     }
 
+    /// Listens until `stop` (`Ok`) or the connection fails (why, for the log).
     async fn listen(
         &self,
         database_url: &str,
         timeouts: &Timeouts,
         stop: &CancellationToken,
-    ) -> Result<(), diesel::result::Error> {
+    ) -> Result<(), String> {
         let connect = crate::db::connect(database_url, timeouts);
-        let mut conn = match tokio::time::timeout(Duration::from_secs(5), connect).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(diesel::result::Error::QueryBuilderError(Box::new(e))),
-            Err(_) => {
-                return Err(diesel::result::Error::QueryBuilderError(
-                    "no database connection within 5s".into(),
-                ));
-            }
-        };
+        let mut conn = tokio::time::timeout(Duration::from_secs(5), connect)
+            .await
+            .map_err(|_| "no database connection within 5s".to_owned())?
+            .map_err(|e| e.to_string())?;
         diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
             .execute(&mut conn)
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
         // Anything committed while the listener was away is found by the first look of each
         // request; one wake now covers the gap for those already waiting.
         self.commits.send_modify(|n| *n += 1);
@@ -78,8 +75,8 @@ impl Wake {
                 () = stop.cancelled() => return Ok(()),
                 next = notifications.next() => match next {
                     Some(Ok(_)) => self.commits.send_modify(|n| *n += 1),
-                    Some(Err(e)) => return Err(e),
-                    None => return Err(diesel::result::Error::BrokenTransactionManager),
+                    Some(Err(e)) => return Err(e.to_string()),
+                    None => return Err("the notification stream ended".to_owned()),
                 },
             }
         }
