@@ -10,6 +10,7 @@ pub mod feed_check;
 pub mod prometheus;
 pub mod promql;
 pub mod scenario;
+pub mod startup;
 
 /// With `E2E_LOG` set, the in-process parts of a suite (the example application, the change
 /// feed) log too, like the binaries do.

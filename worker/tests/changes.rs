@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 use support::apply::{applier, apply_all};
+use support::changes::outbox;
 use support::*;
 use testkit::db::TestDb;
 use testkit::env::Env;
@@ -15,30 +16,6 @@ use testkit::wait_until;
 use testkit::worker::*;
 use worker::apply::Outcome;
 use worker::role_mapping::RoleMapping;
-
-#[derive(diesel::QueryableByName, Debug)]
-struct Row {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    seq: i64,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    kind: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    cause_event_id: String,
-    /// The payload's top-level keys, as PostgreSQL reads the stored `jsonb`.
-    #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
-    keys: Vec<String>,
-}
-
-async fn outbox(db: &TestDb) -> Vec<Row> {
-    use diesel_async::RunQueryDsl;
-    diesel::sql_query(
-        "SELECT seq, kind, cause_event_id, \
-         ARRAY(SELECT jsonb_object_keys(payload) ORDER BY 1) AS keys FROM changes ORDER BY seq",
-    )
-    .load(&mut db.connect().await)
-    .await
-    .unwrap()
-}
 
 #[tokio::test]
 async fn each_event_writes_its_net_changes_once_and_nothing_else() {

@@ -41,3 +41,38 @@ pub fn corpora() -> [(&'static str, Vec<Vec<u8>>); 2] {
         .collect();
     [("all", all), ("active", active)]
 }
+
+/// The tables of the database with rows whose text matches the regular expression `pattern`
+/// (`table (rows)`, sorted): where a user's personal data still is.
+pub async fn rows_naming(db: &TestDb, pattern: &str) -> Vec<String> {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Table {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    let mut conn = db.connect().await;
+    let tables: Vec<Table> = diesel::sql_query(
+        "SELECT table_name AS name FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    assert!(tables.len() > 10, "every table is read");
+    let mut naming = Vec::new();
+    for t in tables {
+        let n = db
+            .count(&format!(
+                "SELECT count(*) AS n FROM \"{}\" t WHERE t::text ~ '{pattern}'",
+                t.name
+            ))
+            .await;
+        if n > 0 {
+            naming.push(format!("{} ({n})", t.name));
+        }
+    }
+    naming.sort();
+    naming
+}

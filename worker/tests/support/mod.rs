@@ -4,6 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod apply;
+pub mod changes;
 pub mod dlq;
 pub mod fake_scalekit;
 pub mod syncer;
