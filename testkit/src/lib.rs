@@ -7,7 +7,7 @@
 //! - [`procs`] / [`stack`]: the real binaries as processes, a whole deployment per test;
 //! - here: service URLs, unique prefixes, signed webhook headers, the sample events,
 //!   [`wait_until`], [`metrics`] / [`sample`]; [`TcpProxy`] to cut connections; [`RabbitTap`]
-//!   to watch a test's exchange.
+//!   to watch a test's exchange; [`receiver`] an application's endpoint for pushed changes.
 //!
 //! Must never talk to anything but services on this machine.
 
@@ -22,6 +22,7 @@ pub mod node;
 pub mod procs;
 mod proxy;
 mod rabbit;
+pub mod receiver;
 pub mod stack;
 pub mod tables;
 pub mod tls;

@@ -35,6 +35,8 @@ pub enum CommandError {
     Since(String),
     #[error("brake: {0}")]
     Brake(#[from] crate::brake::cli::BrakeCliError),
+    #[error("endpoints: {0}")]
+    Endpoints(#[from] crate::endpoints::EndpointsCliError),
     #[error("roles: {0}")]
     Roles(#[from] crate::roles::cli::RolesCliError),
     #[error(transparent)]
@@ -59,6 +61,8 @@ impl CommandError {
                     | StartError::Credentials(_)
                     | StartError::Client(_)
                     | StartError::ApiTokens
+                    | StartError::Endpoints(_)
+                    | StartError::PushClient(_)
             )
         )
     }
@@ -72,6 +76,7 @@ pub async fn run(command: Command) -> Result<(), CommandError> {
         Command::Sync(args) => sync(&args).await,
         Command::Run(args) => run_worker(args).await,
         Command::Changes(args) => changes(&args.command).await,
+        Command::Endpoints(args) => Ok(crate::endpoints::run(&args.command).await?),
         Command::Brake(args) => Ok(crate::brake::cli::run(&args.command).await?),
         Command::Roles(args) => Ok(crate::roles::cli::run(&args.command).await?),
         Command::Status(args) => status(&args).await,

@@ -14,6 +14,7 @@ pub mod db;
 pub mod delivery;
 pub mod depth;
 pub mod dlq;
+pub mod endpoints;
 pub mod health;
 pub mod inspect;
 pub mod metrics;

@@ -32,6 +32,19 @@ pub const OUTBOX_DEPTH: &str = "scim_changes_outbox_depth";
 pub const RELAY_LEADER: &str = "scim_changes_relay_leader";
 pub const BRAKE_ENGAGED: &str = "scim_deprovision_brake_engaged";
 pub const BRAKE_HELD: &str = "scim_deprovision_brake_held_events";
+pub const WEBHOOK_DELIVERED: &str = "scim_changes_webhook_delivered";
+pub const WEBHOOK_FAILED: &str = "scim_changes_webhook_failed_attempts";
+pub const WEBHOOK_LAG: &str = "scim_changes_webhook_lag_seconds";
+pub const WEBHOOK_PAUSED: &str = "scim_changes_webhook_paused";
+pub const WEBHOOK_LEADER: &str = "scim_changes_webhook_leader";
+
+/// Labels of push delivery's metrics: the endpoint's configured name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: String,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
 /// Labels of the brake's gauges: only organizations the brake holds (or held) appear.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -65,6 +78,15 @@ pub struct Metrics {
     pub relay_leader: Gauge,
     pub brake_engaged: Family<OrgLabels, Gauge>,
     pub brake_held: Family<OrgLabels, Gauge>,
+    /// Changes delivered (answered 2xx), per endpoint.
+    pub push_delivered: Family<EndpointLabels, Counter>,
+    /// Attempts that failed (non-2xx, timeout, connection), per endpoint.
+    pub push_failed: Family<EndpointLabels, Counter>,
+    /// Age of the oldest change not yet delivered, per endpoint (delivery leader only).
+    pub push_lag_seconds: Family<EndpointLabels, FloatGauge>,
+    /// 1 while the endpoint is paused (delivery leader only).
+    pub push_paused: Family<EndpointLabels, Gauge>,
+    pub push_leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -179,8 +201,43 @@ impl Metrics {
             "Deactivating events the deprovisioning brake holds, per organization (sampled every 5 s)",
             brake_held.clone(),
         );
+        let push_delivered = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            WEBHOOK_DELIVERED,
+            "Changes delivered to the endpoint (answered 2xx)",
+            push_delivered.clone(),
+        );
+        let push_failed = Family::<EndpointLabels, Counter>::default();
+        registry.register(
+            WEBHOOK_FAILED,
+            "Delivery attempts that failed (non-2xx, timeout, connection), retried",
+            push_failed.clone(),
+        );
+        let push_lag_seconds = Family::<EndpointLabels, FloatGauge>::default();
+        registry.register(
+            WEBHOOK_LAG,
+            "Age of the oldest change not yet delivered to the endpoint, seconds (delivery leader only; 0 when none)",
+            push_lag_seconds.clone(),
+        );
+        let push_paused = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            WEBHOOK_PAUSED,
+            "1 while the endpoint is paused (delivery leader only)",
+            push_paused.clone(),
+        );
+        let push_leader = Gauge::default();
+        registry.register(
+            WEBHOOK_LEADER,
+            "1 while this worker delivers the change feed to the configured endpoints",
+            push_leader.clone(),
+        );
         Self {
             registry,
+            push_delivered,
+            push_failed,
+            push_lag_seconds,
+            push_paused,
+            push_leader,
             brake_engaged,
             brake_held,
             changes_written,

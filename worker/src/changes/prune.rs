@@ -56,10 +56,14 @@ pub async fn run(
             // Oldest first along the primary key, up to the first row still unpublished or
             // within retention (no index names `published_at`; publish times follow `seq`).
             // The highest deleted `seq` raises `pruned_through` in the same statement: the pull
-            // API answers a cursor below it with 410 `cursor_expired`.
+            // API answers a cursor below it with 410 `cursor_expired`. Nothing is deleted that a
+            // configured push endpoint (paused ones included) has not been delivered: an
+            // endpoint's floor holds retention back rather than lose a change.
             "WITH gone AS (DELETE FROM changes WHERE seq IN (SELECT seq FROM changes WHERE seq < \
              (SELECT COALESCE(min(seq), 9223372036854775807) FROM changes \
-              WHERE published_at IS NULL OR published_at >= $1) ORDER BY seq LIMIT $2) \
+              WHERE published_at IS NULL OR published_at >= $1) \
+             AND seq <= (SELECT COALESCE(min(scanned_through), 9223372036854775807) \
+              FROM change_endpoints WHERE retired_at IS NULL) ORDER BY seq LIMIT $2) \
               RETURNING seq), \
              mark AS (UPDATE change_relay SET pruned_through = \
               GREATEST(pruned_through, (SELECT max(seq) FROM gone)) \

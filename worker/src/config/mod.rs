@@ -5,6 +5,7 @@
 mod groups;
 mod inspect;
 mod ops;
+mod push;
 
 pub use groups::{
     ApplyArgs, BrokerArgs, ConsumeArgs, DatabaseArgs, MissingCredentials, ScalekitArgs, TierList,
@@ -14,6 +15,7 @@ pub use ops::{
     BrakeArgs, BrakeCommand, ChangesCommand, ChangesCommandArgs, DlqArgs, DlqCommand,
     DlqFilterArgs, RolesArgs, RolesCommand, RolesMappingArgs,
 };
+pub use push::{ChangesPushArgs, EndpointsArgs, EndpointsCommand};
 
 use clap::{Args, Parser, Subcommand};
 use shared::telemetry::LogFormat;
@@ -49,6 +51,8 @@ impl Cli {
     }
 }
 
+// Parsed once per process: the size of `Run` costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Consume and apply events (the default).
@@ -61,6 +65,8 @@ pub enum Command {
     Dlq(DlqArgs),
     /// Read the change feed.
     Changes(ChangesCommandArgs),
+    /// Push delivery's endpoints: list, pause, resume, replay.
+    Endpoints(EndpointsArgs),
     /// The deprovisioning brake: list, show, release or discard held deactivations.
     Brake(BrakeArgs),
     /// Role-mapping changes: plan or apply a mapping file to every user.
@@ -120,6 +126,9 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub changes_api: ChangesApiArgs,
+
+    #[command(flatten)]
+    pub changes_push: ChangesPushArgs,
 }
 
 /// The pull API (`GET /v1/changes`), off unless `CHANGES_API_LISTEN` is set.

@@ -10,6 +10,8 @@ pub struct Row {
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub kind: String,
     #[diesel(sql_type = diesel::sql_types::Text)]
+    pub organization_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
     pub cause_event_id: String,
     /// The payload's top-level keys, as PostgreSQL reads the stored `jsonb`.
     #[diesel(sql_type = diesel::sql_types::Array<diesel::sql_types::Text>)]
@@ -20,7 +22,7 @@ pub struct Row {
 pub async fn outbox(db: &TestDb) -> Vec<Row> {
     use diesel_async::RunQueryDsl;
     diesel::sql_query(
-        "SELECT seq, kind, cause_event_id, \
+        "SELECT seq, kind, organization_id, cause_event_id, \
          ARRAY(SELECT jsonb_object_keys(payload) ORDER BY 1) AS keys FROM changes ORDER BY seq",
     )
     .load(&mut db.connect().await)

@@ -2,6 +2,8 @@
 //! `run_until_stopped()` consumes until SIGTERM/SIGINT (or `stop_token()`), then drains.
 
 use crate::apply::Applier;
+mod feed;
+
 use crate::changes::prune::Retention;
 use crate::changes::relay::RelaySettings;
 use crate::config::{BrokerArgs, RunArgs, ScalekitArgs};
@@ -12,6 +14,7 @@ use crate::metrics::Metrics;
 use crate::role_mapping::{MappingError, RoleMapping};
 use crate::sync::schedule::{self, SyncRequest};
 use crate::sync::{ScalekitClient, Syncer};
+use feed::ChangesApi;
 use shared::amqp::{BrokerLink, connection_name};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -61,6 +64,10 @@ pub enum StartError {
     Client(#[from] crate::sync::ClientError),
     #[error("CHANGES_API_TOKENS: required when CHANGES_API_LISTEN is set")]
     ApiTokens,
+    #[error(transparent)]
+    Endpoints(#[from] crate::changes::push::endpoints::EndpointsError),
+    #[error("change delivery: {0}")]
+    PushClient(#[from] crate::changes::push::send::ClientError),
 }
 
 /// How long a stopping worker waits, after its lanes and relay, for a running sync to stop at
@@ -83,38 +90,7 @@ pub struct Worker {
     stop: CancellationToken,
     scheduler: Option<(Arc<Syncer>, mpsc::Receiver<SyncRequest>)>,
     changes_api: Option<ChangesApi>,
-}
-
-/// The pull API's server and the commit listener that wakes its long-polls.
-struct ChangesApi {
-    addr: SocketAddr,
-    server: actix_web::dev::Server,
-    wake: Arc<crate::changes::api::wake::Wake>,
-}
-
-/// Binds the pull API when `CHANGES_API_LISTEN` is set (its own pool of a few connections, so
-/// readers never take the apply lanes' connections).
-fn changes_api(config: &RunArgs) -> Result<Option<ChangesApi>, StartError> {
-    use crate::changes::api::{self, ApiState, wake::Wake};
-    let Some(addr) = config.changes_api.changes_api_listen else {
-        return Ok(None);
-    };
-    let tokens = config
-        .changes_api
-        .changes_api_tokens
-        .clone()
-        .ok_or(StartError::ApiTokens)?;
-    let bind = |source| StartError::Bind { addr, source };
-    let listener = TcpListener::bind(addr).map_err(bind)?;
-    let addr = listener.local_addr().map_err(bind)?;
-    let wake = Arc::new(Wake::default());
-    let state = ApiState {
-        pool: config.database.pool(4),
-        tokens,
-        wake: Arc::clone(&wake),
-    };
-    let server = api::server(listener, state).map_err(bind)?;
-    Ok(Some(ChangesApi { addr, server, wake }))
+    push: crate::changes::push::PushSettings,
 }
 
 impl Worker {
@@ -187,7 +163,8 @@ impl Worker {
             transient_streak: AtomicU32::new(0),
             sync_trigger,
         });
-        let changes_api = changes_api(&config)?;
+        let changes_api = feed::changes_api(&config)?;
+        let push = feed::push_settings(&config)?;
         let server = health::server(
             listener,
             HealthState {
@@ -218,6 +195,7 @@ impl Worker {
             stop,
             scheduler,
             changes_api,
+            push,
         })
     }
 
@@ -292,6 +270,12 @@ impl Worker {
             Arc::clone(&self.metrics),
             relay_stop.clone(),
         ));
+        let push_stop = CancellationToken::new();
+        let push = tokio::spawn(crate::changes::push::run(
+            self.push,
+            Arc::clone(&self.metrics),
+            push_stop.clone(),
+        ));
         let api_stop = CancellationToken::new();
         let api = self.changes_api.map(|api| {
             let handle = api.server.handle();
@@ -339,6 +323,10 @@ impl Worker {
                 "the change relay did not finish in time; the next leader publishes the rest"
             );
         }
+        // Deliveries in flight are abandoned: their positions did not move, the next leader
+        // sends them again.
+        push_stop.cancel();
+        let _ = push.await;
         // A running sync stops at its next page (the stop token is its own); one that does not
         // within the bound is dropped, deactivating nobody.
         if let Some(s) = scheduler

@@ -1,0 +1,2 @@
+DROP TABLE change_endpoint_positions;
+DROP TABLE change_endpoints;

@@ -1,0 +1,92 @@
+//! Push delivery ("signed HTTP delivery"): every change, as the JSON of `docs/changes.md`,
+//! POSTed to each configured endpoint (`endpoints`) in batches of one organization
+//! (`{"changes":[…]}`), signed per Standard Webhooks (`send`). Per endpoint and organization
+//! strictly in `seq` order, one request in flight per organization, organizations concurrently
+//! up to `CHANGES_WEBHOOK_CONCURRENCY` (`plan`). A batch is retried until a 2xx, never skipped;
+//! an endpoint failing for longer than `CHANGES_WEBHOOK_PAUSE_AFTER` is paused and says so.
+//!
+//! Exactly one worker per deployment delivers: the one holding a session-level advisory lock,
+//! as for the relay. Positions (per endpoint and organization, `store`) move only after a 2xx,
+//! so a new leader resumes where the last one's acknowledged deliveries ended; a batch in
+//! flight when a leader died is delivered again (applications skip `seq` they have).
+
+pub mod endpoints;
+pub mod plan;
+pub mod send;
+pub mod store;
+mod term;
+
+use crate::metrics::Metrics;
+use endpoints::Endpoint;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The session lock of the delivery leader ("scim-psh").
+pub const LEADER_LOCK: i64 = 0x7363_696d_2d70_7368;
+
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    pub database_url: String,
+    pub timeouts: crate::db::Timeouts,
+    pub endpoints: Vec<Endpoint>,
+    /// Changes per request.
+    pub batch: usize,
+    /// One attempt's bound.
+    pub timeout: Duration,
+    /// An endpoint failing this long is paused.
+    pub pause_after: Duration,
+    /// Organizations in flight per endpoint.
+    pub concurrency: usize,
+    /// Fallback poll (commits wake the leader).
+    pub poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("database: {0}")]
+    Database(#[from] diesel::result::Error),
+    #[error("database connection: {0}")]
+    Connect(#[from] diesel::ConnectionError),
+    #[error("no database connection within {0:?}")]
+    ConnectTimeout(Duration),
+    #[error("a delivery round took longer than {0:?}")]
+    RoundTimeout(Duration),
+    #[error(transparent)]
+    Corrupt(#[from] crate::changes::body::Corrupt),
+    #[error(transparent)]
+    Client(#[from] send::ClientError),
+    #[error("a delivery task failed: {0}")]
+    Task(String),
+}
+
+/// Runs until `stop`: tries to lead; while leading, delivers. Without endpoints it only
+/// retires the rows of endpoints no longer configured (so retention stops waiting for them).
+pub async fn run(settings: PushSettings, metrics: Arc<Metrics>, stop: CancellationToken) {
+    if settings.endpoints.is_empty() {
+        if let Err(error) = term::retire_all(&settings).await {
+            tracing::warn!(%error, "could not retire unconfigured change endpoints");
+        }
+        return;
+    }
+    let mut follower = None;
+    while !stop.is_cancelled() {
+        let outcome = term::lead(&settings, &metrics, &stop, &mut follower).await;
+        metrics.push_leader.set(0);
+        let pause = match outcome {
+            Ok(term::Term::Follower) => {
+                crate::changes::relay::follower_period(settings.poll, rand::random())
+            }
+            Ok(term::Term::Stopped) => break,
+            Err(error) => {
+                tracing::warn!(error = %shared::cli::one_line(&error), "change delivery stopped; retrying");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(pause) => {}
+        }
+    }
+    metrics.push_leader.set(0);
+}

@@ -1,0 +1,151 @@
+use super::*;
+
+fn change(seq: i64) -> Pending {
+    Pending {
+        seq,
+        committed_at: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(seq),
+        body: format!("{{\"seq\":{seq}}}").into_bytes(),
+    }
+}
+
+fn limits(batch: usize, per_org: usize, total: usize) -> Limits {
+    Limits {
+        batch,
+        per_org,
+        total,
+    }
+}
+
+fn seqs(b: &Batch) -> Vec<i64> {
+    let v: serde_json::Value = serde_json::from_slice(&b.body).unwrap();
+    v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["seq"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn one_batch_per_organization_in_flight_in_seq_order() {
+    let mut plan = Plan::new(0, [], limits(2, 100, 1000));
+    for (seq, org) in [(1, "a"), (2, "b"), (3, "a"), (4, "a"), (5, "b")] {
+        plan.offer(org, change(seq));
+    }
+    let first = plan.next_batches(10);
+    assert_eq!(first.len(), 2);
+    assert_eq!(
+        (first[0].organization_id.as_str(), seqs(&first[0])),
+        ("a", vec![1, 3])
+    );
+    assert_eq!(
+        (first[1].organization_id.as_str(), seqs(&first[1])),
+        ("b", vec![2, 5])
+    );
+    assert_eq!(first[0].webhook_id(), "batch_1_3_a");
+    // Nothing more for a or b until their batches are taken.
+    assert!(plan.next_batches(10).is_empty());
+    assert_eq!(plan.floor(), 0);
+    plan.delivered("b", 5);
+    assert_eq!(plan.floor(), 0);
+    plan.delivered("a", 3);
+    assert_eq!(plan.floor(), 3, "a still has 4");
+    let next = plan.next_batches(10);
+    assert_eq!(seqs(&next[0]), vec![4]);
+    plan.delivered("a", 4);
+    assert_eq!(plan.floor(), 5);
+    assert_eq!(plan.oldest_undelivered(), None);
+}
+
+#[test]
+fn room_limits_concurrency_and_the_oldest_organizations_go_first() {
+    let mut plan = Plan::new(0, [], limits(10, 100, 1000));
+    for (seq, org) in [(1, "c"), (2, "a"), (3, "b")] {
+        plan.offer(org, change(seq));
+    }
+    let got = plan.next_batches(2);
+    let orgs: Vec<&str> = got.iter().map(|b| b.organization_id.as_str()).collect();
+    assert_eq!(orgs, ["c", "a"]);
+    assert_eq!(plan.in_flight(), 2);
+    assert_eq!(
+        plan.oldest_undelivered(),
+        Some(DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(1))
+    );
+}
+
+#[test]
+fn stored_positions_skip_what_was_delivered_before_a_crash() {
+    // The last leader delivered a through 3, b nothing; the floor it stored was 1.
+    let mut plan = Plan::new(1, [("a".to_owned(), 3)], limits(10, 100, 1000));
+    for (seq, org) in [(2, "a"), (3, "a"), (4, "b"), (5, "a")] {
+        plan.offer(org, change(seq));
+    }
+    let got = plan.next_batches(10);
+    let by_org: HashMap<&str, Vec<i64>> = got
+        .iter()
+        .map(|b| (b.organization_id.as_str(), seqs(b)))
+        .collect();
+    assert_eq!(by_org["a"], vec![5]);
+    assert_eq!(by_org["b"], vec![4]);
+}
+
+#[test]
+fn a_full_organization_is_refilled_from_the_table_without_a_gap() {
+    let mut plan = Plan::new(0, [], limits(2, 3, 1000));
+    for seq in 1..=8 {
+        plan.offer("a", change(seq));
+    }
+    plan.offer("b", change(9));
+    assert_eq!(plan.scanned(), 9);
+    // a kept 1..3; 4..8 were not kept.
+    let mut delivered = Vec::new();
+    loop {
+        for (org, after, through) in plan.refills() {
+            assert_eq!(org, "a");
+            let rows = ((after + 1)..=through.min(8)).take(3).map(change).collect();
+            plan.refill(&org, rows, through);
+        }
+        let batches = plan.next_batches(10);
+        if batches.is_empty() {
+            break;
+        }
+        for b in batches {
+            if b.organization_id == "a" {
+                delivered.extend(seqs(&b));
+            }
+            plan.delivered(&b.organization_id, b.last);
+        }
+    }
+    assert_eq!(delivered, (1..=8).collect::<Vec<_>>());
+    assert_eq!(plan.floor(), 9);
+}
+
+#[test]
+fn the_total_bound_truncates_instead_of_growing() {
+    let mut plan = Plan::new(0, [], limits(10, 100, 4));
+    for seq in 1..=10 {
+        plan.offer(if seq % 2 == 0 { "a" } else { "b" }, change(seq));
+    }
+    assert!(!plan.wants_more());
+    let refills = plan.refills();
+    assert!(refills.is_empty(), "queues are not empty yet: {refills:?}");
+    // Floor stays below the first change not delivered.
+    assert_eq!(plan.floor(), 0);
+    for b in plan.next_batches(10) {
+        plan.delivered(&b.organization_id, b.last);
+    }
+    let mut refills = plan.refills();
+    refills.sort();
+    assert_eq!(
+        refills,
+        vec![("a".to_owned(), 4, 10), ("b".to_owned(), 3, 10)]
+    );
+    assert!(plan.wants_more());
+}
+
+#[test]
+fn rows_for_nobody_still_raise_the_floor() {
+    let mut plan = Plan::new(5, [], limits(10, 100, 1000));
+    plan.pass(9);
+    assert_eq!(plan.floor(), 9);
+}

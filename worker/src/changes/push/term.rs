@@ -1,0 +1,418 @@
+//! One term of the delivery leader: hold the lock, then scan, refill, start batches and
+//! settle their answers, on the lock's own connection (so a leader that lost the lock cannot
+//! write), until stopped or the connection fails.
+
+use super::plan::{Limits, Pending, Plan};
+use super::send::{self, Attempt, Target};
+use super::{LEADER_LOCK, PushError, PushSettings, store};
+use crate::changes::body::{Row, message};
+use crate::changes::outbox::NOTIFY_CHANNEL;
+use crate::metrics::{EndpointLabels, Metrics};
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::{FutureExt, StreamExt};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A step of the loop (its queries) longer than this ends the term.
+const STEP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Rows read per scan query.
+const SCAN_LIMIT: i64 = 1000;
+/// How often the endpoints' rows (paused, replayed) are read again.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+/// Failed attempts are written at most this often per endpoint.
+const FAILURE_WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// How a term ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Term {
+    Follower,
+    Stopped,
+}
+
+async fn connect(settings: &PushSettings) -> Result<AsyncPgConnection, PushError> {
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        crate::db::connect(&settings.database_url, &settings.timeouts),
+    )
+    .await
+    .map_err(|_| PushError::ConnectTimeout(CONNECT_TIMEOUT))?
+    .map_err(PushError::from)
+}
+
+async fn bounded<T>(step: impl Future<Output = Result<T, PushError>>) -> Result<T, PushError> {
+    tokio::time::timeout(STEP_TIMEOUT, step)
+        .await
+        .map_err(|_| PushError::RoundTimeout(STEP_TIMEOUT))?
+}
+
+/// Retires every endpoint row (none is configured).
+pub async fn retire_all(settings: &PushSettings) -> Result<(), PushError> {
+    let mut conn = connect(settings).await?;
+    bounded(async { Ok(store::register(&mut conn, &[]).await?) }).await
+}
+
+/// One endpoint as the leader follows it.
+struct Live {
+    target: Arc<Target>,
+    labels: EndpointLabels,
+    generation: i64,
+    paused: bool,
+    /// Raised at each rebuild: answers of batches started before are ignored.
+    epoch: u64,
+    plan: Option<Plan>,
+    cancel: CancellationToken,
+    stored_floor: i64,
+    /// Organizations whose batch is failing, since when.
+    failing: HashMap<String, (DateTime<Utc>, String)>,
+    last_failure_write: Option<Instant>,
+}
+
+/// What a delivery task returns.
+struct Done {
+    endpoint: usize,
+    epoch: u64,
+    organization_id: String,
+    last: i64,
+    count: usize,
+    delivered: bool,
+}
+
+fn kinds(target: &Target) -> Vec<&'static str> {
+    target.endpoint.kinds.iter().map(|k| k.as_str()).collect()
+}
+
+fn pending(row: &Row) -> Result<Pending, PushError> {
+    let m = message(row)?;
+    Ok(Pending {
+        seq: row.0,
+        committed_at: row.6,
+        body: m.body,
+    })
+}
+
+pub async fn lead(
+    settings: &PushSettings,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+    follower: &mut Option<AsyncPgConnection>,
+) -> Result<Term, PushError> {
+    let mut conn = match follower.take() {
+        Some(conn) => conn,
+        None => connect(settings).await?,
+    };
+    #[derive(QueryableByName)]
+    struct Leader {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        leader: bool,
+    }
+    let leader: Leader = bounded(async {
+        Ok(diesel::sql_query(format!(
+            "SELECT pg_try_advisory_lock({LEADER_LOCK}) AS leader"
+        ))
+        .get_result(&mut conn)
+        .await?)
+    })
+    .await?;
+    if !leader.leader {
+        *follower = Some(conn);
+        return Ok(Term::Follower);
+    }
+    bounded(async {
+        store::register(&mut conn, &settings.endpoints).await?;
+        diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
+            .execute(&mut conn)
+            .await?;
+        Ok(())
+    })
+    .await?;
+    metrics.push_leader.set(1);
+    tracing::info!(
+        endpoints = settings.endpoints.len(),
+        "leading change delivery"
+    );
+    let limits = Limits {
+        batch: settings.batch.max(1),
+        per_org: (settings.batch * 4).max(100),
+        total: (settings.batch * settings.concurrency * 8).clamp(1000, 50_000),
+    };
+    let mut lives = Vec::with_capacity(settings.endpoints.len());
+    for e in &settings.endpoints {
+        lives.push(Live {
+            target: Arc::new(Target::new(e.clone(), settings.timeout)?),
+            labels: EndpointLabels {
+                endpoint: e.name.clone(),
+            },
+            generation: -1,
+            paused: false,
+            epoch: 0,
+            plan: None,
+            cancel: stop.child_token(),
+            stored_floor: 0,
+            failing: HashMap::new(),
+            last_failure_write: None,
+        });
+    }
+    let (failures_tx, mut failures) = mpsc::unbounded_channel::<Attempt>();
+    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let mut last_refresh: Option<Instant> = None;
+    let result = loop {
+        if last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
+            bounded(refresh(&mut conn, &mut lives, limits, metrics)).await?;
+            last_refresh = Some(Instant::now());
+        }
+        for (index, live) in lives.iter_mut().enumerate() {
+            bounded(step(
+                &mut conn,
+                settings,
+                index,
+                live,
+                metrics,
+                &failures_tx,
+                &mut tasks,
+            ))
+            .await?;
+        }
+        enum Woke {
+            Stop,
+            Done(Done),
+            Failed(Attempt),
+            Other,
+        }
+        let woke = {
+            let mut notifications = std::pin::pin!(conn.notifications_stream());
+            let woke = tokio::select! {
+                () = stop.cancelled() => Woke::Stop,
+                Some(joined) = tasks.join_next(), if !tasks.is_empty() => match joined {
+                    Ok(done) => Woke::Done(done),
+                    Err(e) => break Err(PushError::Task(e.to_string())),
+                },
+                Some(attempt) = failures.recv() => Woke::Failed(attempt),
+                _ = notifications.next() => Woke::Other,
+                () = tokio::time::sleep(settings.poll) => Woke::Other,
+            };
+            // Several commits may have notified meanwhile: one round takes them all.
+            while let Some(Some(_)) = notifications.next().now_or_never() {}
+            woke
+        };
+        match woke {
+            Woke::Stop => break Ok(Term::Stopped),
+            Woke::Done(done) => {
+                bounded(settle(&mut conn, &mut lives, done, metrics)).await?;
+                // Settle every answer already in, before the next round of starts.
+                while let Some(Some(Ok(done))) = tasks.join_next().now_or_never() {
+                    bounded(settle(&mut conn, &mut lives, done, metrics)).await?;
+                }
+            }
+            Woke::Failed(attempt) => {
+                bounded(record_failure(&mut conn, &mut lives, attempt, metrics)).await?;
+            }
+            Woke::Other => {}
+        }
+    };
+    for live in &lives {
+        live.cancel.cancel();
+    }
+    tasks.abort_all();
+    // A follower exports no lag (the next leader does).
+    metrics.push_lag_seconds.clear();
+    result
+}
+
+/// Reads the endpoints' rows; an endpoint paused, resumed or replayed is rebuilt from them.
+async fn refresh(
+    conn: &mut AsyncPgConnection,
+    lives: &mut [Live],
+    limits: Limits,
+    metrics: &Metrics,
+) -> Result<(), PushError> {
+    let controls = store::controls(conn).await?;
+    for live in lives.iter_mut() {
+        let Some(c) = controls
+            .iter()
+            .find(|c| c.name == live.target.endpoint.name)
+        else {
+            continue;
+        };
+        if c.generation == live.generation && c.paused == live.paused {
+            continue;
+        }
+        live.cancel.cancel();
+        live.cancel = CancellationToken::new();
+        live.epoch += 1;
+        live.generation = c.generation;
+        live.paused = c.paused;
+        live.failing.clear();
+        live.stored_floor = c.scanned_through;
+        live.plan = if c.paused {
+            tracing::warn!(endpoint = %live.labels.endpoint, "change endpoint is paused");
+            None
+        } else {
+            let positions = store::positions_above(conn, &c.name, c.scanned_through).await?;
+            Some(Plan::new(c.scanned_through, positions, limits))
+        };
+        metrics
+            .push_paused
+            .get_or_create(&live.labels)
+            .set(i64::from(c.paused));
+    }
+    Ok(())
+}
+
+/// One endpoint's round: pause it if it failed too long, scan, refill, start batches, store
+/// the floor, sample the lag.
+async fn step(
+    conn: &mut AsyncPgConnection,
+    settings: &PushSettings,
+    index: usize,
+    live: &mut Live,
+    metrics: &Metrics,
+    failures: &mpsc::UnboundedSender<Attempt>,
+    tasks: &mut JoinSet<Done>,
+) -> Result<(), PushError> {
+    if live.plan.is_none() {
+        return Ok(());
+    }
+    if let Some((since, status)) = live.failing.values().min_by_key(|(s, _)| *s).cloned() {
+        let failing_for = (Utc::now() - since).to_std().unwrap_or_default();
+        if failing_for >= settings.pause_after {
+            let reason = format!(
+                "failing since {} (last: {status}), longer than CHANGES_WEBHOOK_PAUSE_AFTER",
+                since.to_rfc3339()
+            );
+            tracing::error!(endpoint = %live.labels.endpoint, %reason, "pausing change endpoint");
+            store::pause(conn, &live.labels.endpoint, &reason).await?;
+            live.cancel.cancel();
+            live.plan = None;
+            live.paused = true;
+            live.failing.clear();
+            metrics.push_paused.get_or_create(&live.labels).set(1);
+            return Ok(());
+        }
+    }
+    let Some(plan) = live.plan.as_mut() else {
+        return Ok(());
+    };
+    let target = &live.target;
+    if plan.wants_more() {
+        let rows = store::scan(conn, plan.scanned(), SCAN_LIMIT).await?;
+        for row in &rows {
+            if target.endpoint.wants(&row.2) {
+                plan.offer(&row.3, pending(row)?);
+            } else {
+                plan.pass(row.0);
+            }
+        }
+    }
+    let kinds = kinds(target);
+    for (org, after, through) in plan.refills() {
+        let rows = store::refill(conn, &org, after, through, &kinds, 400).await?;
+        let rows = rows.iter().map(pending).collect::<Result<Vec<_>, _>>()?;
+        plan.refill(&org, rows, through);
+    }
+    let room = settings.concurrency.saturating_sub(plan.in_flight());
+    for batch in plan.next_batches(room) {
+        let target = Arc::clone(target);
+        let failures = failures.clone();
+        let cancel = live.cancel.clone();
+        let epoch = live.epoch;
+        tasks.spawn(async move {
+            let delivered = send::deliver(&target, index, &batch, &failures, &cancel).await;
+            Done {
+                endpoint: index,
+                epoch,
+                organization_id: batch.organization_id,
+                last: batch.last,
+                count: batch.count,
+                delivered,
+            }
+        });
+    }
+    let floor = plan.floor();
+    if floor > live.stored_floor {
+        store::store_floor(conn, &live.labels.endpoint, live.generation, floor).await?;
+        live.stored_floor = floor;
+    }
+    let lag = plan
+        .oldest_undelivered()
+        .map_or(0.0, |t| (Utc::now() - t).as_seconds_f64().max(0.0));
+    metrics
+        .push_lag_seconds
+        .get_or_create(&live.labels)
+        .set(lag);
+    Ok(())
+}
+
+/// A batch's answer: a 2xx moves the organization's position.
+async fn settle(
+    conn: &mut AsyncPgConnection,
+    lives: &mut [Live],
+    done: Done,
+    metrics: &Metrics,
+) -> Result<(), PushError> {
+    let Some(live) = lives.get_mut(done.endpoint) else {
+        return Ok(());
+    };
+    if !done.delivered || done.epoch != live.epoch {
+        return Ok(());
+    }
+    let Some(plan) = live.plan.as_mut() else {
+        return Ok(());
+    };
+    live.failing.remove(&done.organization_id);
+    let stored = store::delivered(
+        conn,
+        &live.labels.endpoint,
+        live.generation,
+        &done.organization_id,
+        done.last,
+        !live.failing.is_empty(),
+    )
+    .await?;
+    if stored {
+        plan.delivered(&done.organization_id, done.last);
+        metrics
+            .push_delivered
+            .get_or_create(&live.labels)
+            .inc_by(u64::try_from(done.count).unwrap_or(0));
+    } else {
+        // Replayed meanwhile: the next refresh rebuilds the endpoint.
+        live.generation = -1;
+    }
+    Ok(())
+}
+
+/// A failed attempt: counted, and written (at most every second per endpoint).
+async fn record_failure(
+    conn: &mut AsyncPgConnection,
+    lives: &mut [Live],
+    attempt: Attempt,
+    metrics: &Metrics,
+) -> Result<(), PushError> {
+    let Some(live) = lives.get_mut(attempt.endpoint) else {
+        return Ok(());
+    };
+    metrics.push_failed.get_or_create(&live.labels).inc();
+    let status = attempt.failure.to_string();
+    let since = live
+        .failing
+        .entry(attempt.organization_id)
+        .or_insert_with(|| (Utc::now(), status.clone()));
+    since.1.clone_from(&status);
+    let since = since.0;
+    if live
+        .last_failure_write
+        .is_none_or(|t| t.elapsed() >= FAILURE_WRITE_EVERY)
+    {
+        tracing::warn!(endpoint = %live.labels.endpoint, %status, "change delivery failed; retrying");
+        store::failed(conn, &live.labels.endpoint, since, &status).await?;
+        live.last_failure_write = Some(Instant::now());
+    }
+    Ok(())
+}
