@@ -175,8 +175,7 @@ impl Receiver {
             "a request mixed organizations"
         );
         anyhow::ensure!(self.bad_signatures() == 0, "a request was not signed right");
-        let mut seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
-        let mut again = 0;
+        let mut arrivals = Vec::new();
         for t in self.taken() {
             anyhow::ensure!(
                 t.seqs.windows(2).all(|w| w[0] < w[1]),
@@ -184,40 +183,59 @@ impl Receiver {
                 t.webhook_id,
                 t.seqs
             );
-            let org = seen.entry(t.organization_id.clone()).or_default();
-            for seq in t.seqs {
-                match org.last() {
-                    Some(&last) if seq <= last => {
-                        anyhow::ensure!(
-                            org.contains(&seq),
-                            "{}: seq {seq} arrived after {last} without having arrived before",
-                            t.organization_id
-                        );
-                        again += 1;
-                    }
-                    _ => org.push(seq),
-                }
-            }
+            arrivals.extend(t.seqs.iter().map(|s| (t.organization_id.clone(), *s)));
         }
-        for (org, seqs) in want {
-            let got = seen.remove(org).unwrap_or_default();
-            anyhow::ensure!(
-                &got == seqs,
-                "{org}: received {} changes, want {} (first missing: {:?})",
-                got.len(),
-                seqs.len(),
-                seqs.iter().find(|s| !got.contains(s))
-            );
-        }
-        anyhow::ensure!(
-            seen.is_empty(),
-            "changes of unexpected organizations: {:?}",
-            seen.keys()
-        );
-        Ok(again)
+        check_arrivals(&arrivals, want)
     }
 
     pub async fn stop(self) {
         self.handle.stop(false).await;
     }
+}
+
+/// Checks changes as they arrived (organization, `seq`) against `want` (each organization's
+/// `seq`, in order): each organization's changes first seen in `seq` order (one may come again
+/// after a crash or a timeout, never a later one before an earlier), none missing, none
+/// extra. How many arrived again.
+pub fn check_arrivals(
+    arrivals: &[(String, i64)],
+    want: &BTreeMap<String, Vec<i64>>,
+) -> anyhow::Result<usize> {
+    let mut seen: BTreeMap<&str, (Vec<i64>, HashSet<i64>)> = BTreeMap::new();
+    let mut again = 0;
+    for (org, seq) in arrivals {
+        let (order, set) = seen.entry(org).or_default();
+        match order.last() {
+            Some(&last) if *seq <= last => {
+                anyhow::ensure!(
+                    set.contains(seq),
+                    "{org}: seq {seq} arrived after {last} without having arrived before"
+                );
+                again += 1;
+            }
+            _ => {
+                order.push(*seq);
+                set.insert(*seq);
+            }
+        }
+    }
+    for (org, seqs) in want {
+        let got = seen
+            .remove(org.as_str())
+            .map(|(o, _)| o)
+            .unwrap_or_default();
+        anyhow::ensure!(
+            &got == seqs,
+            "{org}: received {} changes, want {} (first missing: {:?})",
+            got.len(),
+            seqs.len(),
+            seqs.iter().find(|s| !got.contains(s))
+        );
+    }
+    anyhow::ensure!(
+        seen.is_empty(),
+        "changes of unexpected organizations: {:?}",
+        seen.keys()
+    );
+    Ok(again)
 }

@@ -34,6 +34,9 @@ pub struct Stack {
     /// it died takes it over, as a Kubernetes Service would move to another pod).
     pub api_port: u16,
     api_holder: Option<usize>,
+    /// Where the stack's workers push changes (`CHANGES_WEBHOOK_URL`): the Node example
+    /// application listens there when a suite runs it; signed with [`SECRET`].
+    pub push_port: u16,
 }
 
 /// The pull API token the stacks' workers accept.
@@ -72,6 +75,7 @@ impl Stack {
             ingest_port: free_port(),
             api_port: free_port(),
             api_holder: None,
+            push_port: free_port(),
         })
     }
 
@@ -143,6 +147,8 @@ impl Stack {
         };
         env.push(("CHANGES_API_LISTEN".into(), format!("127.0.0.1:{api_port}")));
         env.push(("CHANGES_API_TOKENS".into(), API_TOKEN.into()));
+        env.push(("CHANGES_WEBHOOK_URL".into(), self.push_url()));
+        env.push(("CHANGES_WEBHOOK_SECRET".into(), SECRET.into()));
         env.push(("WORKER_RETRY_TIERS".into(), "1s,3s,10s".into()));
         env.push(("DATABASE_POOL_SIZE".into(), "8".into()));
         // Off: the corpora deactivate whole organizations on purpose (the brake has its own
@@ -168,6 +174,11 @@ impl Stack {
     /// The pull API, as an application in the cluster would reach it.
     pub fn changes_api_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// The application endpoint the workers push changes to.
+    pub fn push_url(&self) -> String {
+        format!("http://127.0.0.1:{}/scim/changes", self.push_port)
     }
 
     pub fn webhook_url(&self) -> String {

@@ -101,7 +101,7 @@ async fn scenario(cluster: &mut Cluster, fault: Fault, seed: u64) {
     stack.start_ingest().await.unwrap();
     // Both example applications follow: the Rust one on the stream (over every node of the
     // cluster), the Python one on the pull API; each must be live again within 15 s.
-    let mut apps = tests::app::start_both(&stack).await.unwrap();
+    let mut apps = tests::app::start_all(&stack).await.unwrap();
     for app in &mut apps {
         app.converge_within = Duration::from_secs(15);
     }

@@ -1,8 +1,8 @@
 //! End to end over the real binaries: a generated stream of several thousand events over many
 //! organizations, 10 % duplicates, shuffled, sent like Scalekit → the database ends exactly in
-//! the state an independent in-order model computes, the change feed rebuilds it, and both
-//! example applications converge to it: the Rust one on the stream, the Python one on the pull
-//! API.
+//! the state an independent in-order model computes, the change feed rebuilds it, and the
+//! three example applications converge to it: the Rust one on the stream, the Python one on
+//! the pull API, the Node one on pushed changes (each organization's in `seq` order).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -18,7 +18,7 @@ async fn shuffled_stream_with_duplicates_reaches_the_modelled_end_state() {
     let mut stack = Stack::new("e2e").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let apps = tests::app::start_both(&stack).await.unwrap();
+    let apps = tests::app::start_all(&stack).await.unwrap();
     let bodies = delivery_order(&corpus.events, 0.10, 7);
     let stats = Arc::new(Delivery::default());
     send_all(

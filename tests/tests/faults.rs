@@ -39,7 +39,7 @@ async fn worker_killed_9_mid_stream_then_restarted() {
     let mut stack = Stack::new("kill9").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let apps = tests::app::start_both(&stack).await.unwrap();
+    let apps = tests::app::start_all(&stack).await.unwrap();
     let sender = send(&stack, &corpus, 1);
     wait_progress(&stack, 500).await;
     stack.workers[0].kill9().await;
@@ -55,7 +55,7 @@ async fn rabbitmq_restarted_mid_stream() {
     let mut stack = Stack::new("rmq").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let apps = tests::app::start_both(&stack).await.unwrap();
+    let apps = tests::app::start_all(&stack).await.unwrap();
     let sender = send(&stack, &corpus, 2);
     wait_progress(&stack, 400).await;
     let stop = tokio::process::Command::new("rabbitmqctl")
@@ -107,7 +107,7 @@ async fn postgres_unreachable_for_seconds_mid_stream() {
     );
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let apps = tests::app::start_both(&stack).await.unwrap();
+    let apps = tests::app::start_all(&stack).await.unwrap();
     let sender = send(&stack, &corpus, 3);
     wait_progress(&stack, 400).await;
     proxy.cut().await;
@@ -124,7 +124,7 @@ async fn ingest_sigterm_under_load_then_restarted() {
     let mut stack = Stack::new("term").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let apps = tests::app::start_both(&stack).await.unwrap();
+    let apps = tests::app::start_all(&stack).await.unwrap();
     let sender = send(&stack, &corpus, 4);
     wait_progress(&stack, 400).await;
     let code = stack
@@ -147,7 +147,7 @@ async fn two_workers_consuming_at_once() {
     stack.start_worker().await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let apps = tests::app::start_both(&stack).await.unwrap();
+    let apps = tests::app::start_all(&stack).await.unwrap();
     let sender = send(&stack, &corpus, 5);
     wait_progress(&stack, 200).await;
     let mut leaders = 0.0;
