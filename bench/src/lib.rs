@@ -13,6 +13,7 @@ pub mod inline;
 pub mod load;
 pub mod pipeline;
 pub mod prefill;
+pub mod push;
 pub mod relay;
 pub mod report;
 pub mod sql_baseline;

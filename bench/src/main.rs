@@ -106,6 +106,11 @@ async fn main() -> anyhow::Result<()> {
     if only == "feed" {
         return feed_only(&secret).await;
     }
+    if only == "push" {
+        let o = onboarding().await?;
+        println!("push delivery (endpoint answers in 5 ms): {}", o.describe());
+        return Ok(());
+    }
 
     eprintln!(
         "B_pub: raw lapin publisher, persistent + mandatory, 256 confirms in flight, quorum queue (median of 3)"
@@ -146,6 +151,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let mut stack = Stack::new("bench").await?;
+    // The application the stack's workers push changes to, answering in 5 ms.
+    let app =
+        testkit::receiver::Receiver::start_on(stack.push_port, SECRET, Duration::from_millis(5))
+            .await;
     let (b_pub_ingest_messages, steps, b_min_steps, ceiling) = if only == "worker" {
         (None, Vec::new(), Vec::new(), None)
     } else {
@@ -242,16 +251,29 @@ async fn main() -> anyhow::Result<()> {
         drain_cpu.describe()
     );
     let relay = bench::relay::after_drain(&stack.db.url, &worker_watch, queued).await?;
+    let stream_seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "  relay: {:.2} changes per event, {} unpublished at the end of the drain, published in {:.1} s",
         relay.changes_per_event, relay.backlog, relay.catch_up_seconds
     );
+    let written = {
+        let mut conn = db.lock().await;
+        bench::count(&mut conn, "SELECT count(*) AS n FROM changes").await?
+    };
+    let drain_reach = bench::push::DrainReach {
+        changes: written,
+        stream_seconds,
+        app_seconds: bench::push::wait_taken(&app, written, started).await?,
+    };
+    eprintln!("  onboarding: {}", drain_reach.describe());
     if only == "worker" {
         stack.teardown().await;
         return Ok(());
     }
     let pipeline = bench::pipeline::measure(&mut stack, &tap, &secret, broker).await?;
     let inline = bench::pipeline::measure_inline(&stack, &secret).await?;
+    let push = onboarding().await?;
+    eprintln!("  push delivery: {}", push.describe());
 
     let ingest_rss = stack
         .ingest
@@ -276,6 +298,8 @@ async fn main() -> anyhow::Result<()> {
         relay,
         pipeline,
         inline,
+        push,
+        drain_reach,
         ingest_rss_kib: ingest_rss,
         worker_rss_kib: worker_rss,
     };
@@ -293,6 +317,17 @@ async fn main() -> anyhow::Result<()> {
     let _ = tap.connection.close(200, "done".into()).await;
     stack.teardown().await;
     Ok(())
+}
+
+/// The onboarding row: `BENCH_PUSH_USERS` users (default 100,000: about 300,000 changes) to
+/// an endpoint answering in 5 ms, against the relay in the same run.
+async fn onboarding() -> anyhow::Result<bench::push::Onboarding> {
+    let users = std::env::var("BENCH_PUSH_USERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    eprintln!("push delivery: {users} users onboarding, endpoint answering in 5 ms");
+    bench::push::onboarding(users, Duration::from_millis(5)).await
 }
 
 /// `BENCH_ONLY=feed`: the pipeline at one steady rate (`BENCH_FEED_RATE`, default 500/s) for

@@ -28,6 +28,10 @@ pub struct Summary {
     pub pipeline: PipelineRun,
     /// B_inline: the seed's design.
     pub inline: InlineRun,
+    /// Push delivery against the relay, one onboarding.
+    pub push: super::push::Onboarding,
+    /// The drain's onboarding: when it reached the stream and the application.
+    pub drain_reach: super::push::DrainReach,
     pub ingest_rss_kib: u64,
     pub worker_rss_kib: u64,
 }
@@ -246,6 +250,16 @@ impl Summary {
                 "target ≥ 3, with zero non-2xx answers from the pipeline",
             ),
             row(
+                "push delivery vs. the stream (onboarding)",
+                self.push.describe(),
+                "committed before the worker starts; relay and delivery leader in one worker at once; endpoint answers in 5 ms; default batch 100",
+            ),
+            row(
+                "onboarding (the drain): stream vs. application",
+                self.drain_reach.describe(),
+                "the drain's events are one organization's new users; both from the worker's start; the endpoint answers in 5 ms",
+            ),
+            row(
                 "change relay during the drain",
                 format!(
                     "{:.2} changes per event; {} unpublished when the drain ended, published in {:.1} s{}",
@@ -287,6 +301,10 @@ impl Summary {
             "ingest_of_b_min": self.ingest_rate() / self.b_min_rate(),
             "b_sql": self.b_sql,
             "worker_events_per_s": self.worker_rate,
+            "push_onboarding": self.push,
+            "drain_reach": self.drain_reach,
+            "push_per_s": self.push.push_per_s(),
+            "push_relay_per_s": self.push.relay_per_s(),
             "worker_cpu": self.drain_cpu,
             "worker_ratio_same_writes": self.worker_ratio(),
             "worker_ratio_user_upserts": self.worker_rate / self.b_sql.batched_rows_per_s,

@@ -41,6 +41,8 @@ struct State {
     mixed_orgs: AtomicUsize,
     /// The `webhook-id` of every signed request, in arrival order.
     ids: Mutex<Vec<String>>,
+    /// Changes taken, duplicates included.
+    changes: AtomicUsize,
 }
 
 pub struct Receiver {
@@ -90,6 +92,7 @@ async fn take(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<State>>) 
         organization_id: orgs.iter().next().copied().unwrap_or_default().to_owned(),
         seqs: changes.iter().filter_map(|c| c["seq"].as_i64()).collect(),
     };
+    state.changes.fetch_add(taken.seqs.len(), Ordering::Relaxed);
     state.taken.lock().unwrap().push(taken);
     let wait = match mode {
         Mode::Slow(d) => d,
@@ -104,6 +107,11 @@ async fn take(req: HttpRequest, body: web::Bytes, state: web::Data<Arc<State>>) 
 impl Receiver {
     /// Listens on a free port; verifies with `secret` (`whsec_…`); answers after `latency`.
     pub async fn start(secret: &str, latency: Duration) -> Self {
+        Self::start_on(0, secret, latency).await
+    }
+
+    /// Listens on `port` (0: a free one); the path is always `/scim/changes`.
+    pub async fn start_on(port: u16, secret: &str, latency: Duration) -> Self {
         let state = Arc::new(State {
             verifier: standardwebhooks::Webhook::new(secret).unwrap(),
             mode: Mutex::new(Mode::Accept),
@@ -113,8 +121,9 @@ impl Receiver {
             bad_signatures: AtomicUsize::new(0),
             mixed_orgs: AtomicUsize::new(0),
             ids: Mutex::new(Vec::new()),
+            changes: AtomicUsize::new(0),
         });
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let url = format!("http://{}/scim/changes", listener.local_addr().unwrap());
         let data = web::Data::new(Arc::clone(&state));
         let server = HttpServer::new(move || {
@@ -141,6 +150,11 @@ impl Receiver {
     /// Requests received (taken or not).
     pub fn attempts(&self) -> usize {
         self.state.attempts.load(Ordering::Relaxed)
+    }
+
+    /// Changes taken, duplicates included (cheap: a counter).
+    pub fn changes_taken(&self) -> usize {
+        self.state.changes.load(Ordering::Relaxed)
     }
 
     pub fn bad_signatures(&self) -> usize {

@@ -55,6 +55,8 @@ impl Batch {
 #[derive(Debug, Default)]
 struct Org {
     delivered: i64,
+    /// The highest `seq` queued or sent: a refill reads after it.
+    read_through: i64,
     pending: VecDeque<Pending>,
     truncated: bool,
     /// The oldest commit time of the batch in flight.
@@ -84,6 +86,7 @@ impl Plan {
                     org,
                     Org {
                         delivered,
+                        read_through: delivered,
                         ..Org::default()
                     },
                 )
@@ -107,6 +110,35 @@ impl Plan {
         self.kept < self.limits.total
     }
 
+    /// Whether [`Plan::offer`] would keep a change of this organization now (its body need not
+    /// be built otherwise); a change it would not keep must still be offered, or passed.
+    pub fn keeps(&self, organization_id: &str, seq: i64) -> bool {
+        let total_full = self.kept >= self.limits.total;
+        match self.orgs.get(organization_id) {
+            Some(org) => {
+                seq > org.delivered
+                    && !org.truncated
+                    && !total_full
+                    && org.pending.len() < self.limits.per_org
+            }
+            None => !total_full,
+        }
+    }
+
+    /// A change the scan read but did not keep: its organization is marked for a refill.
+    pub fn skip(&mut self, organization_id: &str, seq: i64) {
+        self.scan = self.scan.max(seq);
+        let org = self.orgs.entry(organization_id.to_owned()).or_default();
+        if seq > org.delivered {
+            org.truncated = true;
+        }
+    }
+
+    /// The bounds it was made with.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     /// A row the scan passed that is not for this endpoint (or at all).
     pub fn pass(&mut self, seq: i64) {
         self.scan = self.scan.max(seq);
@@ -124,17 +156,20 @@ impl Plan {
             org.truncated = true;
             return;
         }
+        org.read_through = org.read_through.max(change.seq);
         org.pending.push_back(change);
         self.kept += 1;
     }
 
-    /// Organizations to refill from the table: truncated, nothing queued, nothing in flight;
-    /// with the `seq` to read after and up to which (the scan).
+    /// Organizations to refill from the table: truncated, with less than two batches queued
+    /// (refilled ahead, so the next batch is ready when the one in flight is answered); with
+    /// the `seq` to read after and up to which (the scan).
     pub fn refills(&self) -> Vec<(String, i64, i64)> {
+        let low = self.limits.batch * 2;
         self.orgs
             .iter()
-            .filter(|(_, o)| o.truncated && o.pending.is_empty() && o.in_flight.is_none())
-            .map(|(id, o)| (id.clone(), o.delivered, self.scan))
+            .filter(|(_, o)| o.truncated && o.pending.len() < low)
+            .map(|(id, o)| (id.clone(), o.read_through.max(o.delivered), self.scan))
             .collect()
     }
 
@@ -148,7 +183,8 @@ impl Plan {
         let full = rows.len() >= per_org;
         let last = rows.last().map(|r| r.seq);
         for r in rows {
-            if r.seq > org.delivered && r.seq <= through {
+            if r.seq > org.delivered.max(org.read_through) && r.seq <= through {
+                org.read_through = r.seq;
                 org.pending.push_back(r);
                 self.kept += 1;
             }

@@ -127,19 +127,18 @@ fn the_total_bound_truncates_instead_of_growing() {
         plan.offer(if seq % 2 == 0 { "a" } else { "b" }, change(seq));
     }
     assert!(!plan.wants_more());
-    let refills = plan.refills();
-    assert!(refills.is_empty(), "queues are not empty yet: {refills:?}");
     // Floor stays below the first change not delivered.
     assert_eq!(plan.floor(), 0);
-    for b in plan.next_batches(10) {
-        plan.delivered(&b.organization_id, b.last);
-    }
+    // Less than two batches queued: read ahead, after what each queued.
     let mut refills = plan.refills();
     refills.sort();
     assert_eq!(
         refills,
         vec![("a".to_owned(), 4, 10), ("b".to_owned(), 3, 10)]
     );
+    for b in plan.next_batches(10) {
+        plan.delivered(&b.organization_id, b.last);
+    }
     assert!(plan.wants_more());
 }
 
@@ -148,4 +147,23 @@ fn rows_for_nobody_still_raise_the_floor() {
     let mut plan = Plan::new(5, [], limits(10, 100, 1000));
     plan.pass(9);
     assert_eq!(plan.floor(), 9);
+}
+
+#[test]
+fn keeps_says_what_offer_would_keep() {
+    let mut plan = Plan::new(0, [("a".to_owned(), 5)], limits(10, 2, 1000));
+    assert!(!plan.keeps("a", 5), "delivered");
+    assert!(plan.keeps("a", 6));
+    assert!(plan.keeps("new", 1));
+    plan.offer("a", change(6));
+    plan.offer("a", change(7));
+    assert!(!plan.keeps("a", 8), "a is full");
+    plan.skip("a", 8);
+    // Truncated with less than two batches queued: read ahead from the last queued.
+    assert_eq!(plan.refills(), vec![("a".to_owned(), 7, 8)]);
+    let b = plan.next_batches(1);
+    assert_eq!(seqs(&b[0]), vec![6, 7]);
+    plan.refill("a", vec![change(8)], 8);
+    plan.delivered("a", b[0].last);
+    assert_eq!(seqs(&plan.next_batches(1)[0]), vec![8]);
 }

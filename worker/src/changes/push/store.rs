@@ -86,13 +86,31 @@ pub async fn positions_above(
         .collect())
 }
 
-/// The next rows after `after`, in `seq` order (commit order: a row is never visible before
-/// the rows below it).
-pub async fn scan(conn: &mut AsyncPgConnection, after: i64, limit: i64) -> QueryResult<Vec<Row>> {
+/// The heads (`seq`, organization, kind) of the next rows after `after`, in `seq` order
+/// (commit order: a row is never visible before the rows below it): what the scan decides on
+/// before it reads any payload.
+pub async fn scan_heads(
+    conn: &mut AsyncPgConnection,
+    after: i64,
+    limit: i64,
+) -> QueryResult<Vec<(i64, String, String)>> {
     c::table
         .filter(c::seq.gt(after))
         .order(c::seq)
         .limit(limit)
+        .select((c::seq, c::organization_id, c::kind))
+        .load(conn)
+        .await
+}
+
+/// These rows, in `seq` order.
+pub async fn rows(conn: &mut AsyncPgConnection, seqs: &[i64]) -> QueryResult<Vec<Row>> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    c::table
+        .filter(c::seq.eq_any(seqs))
+        .order(c::seq)
         .select(body::COLUMNS)
         .load(conn)
         .await
@@ -121,35 +139,43 @@ pub async fn refill(
     q.load(conn).await
 }
 
-/// Moves the organization's position to `last` after a 2xx and clears the endpoint's failure
-/// when no organization is failing any more; false when a replay raised the generation.
+/// Moves organizations' positions (organization, last `seq` answered 2xx) and clears the
+/// endpoint's failure when no organization is failing any more; false when a replay raised
+/// the generation (nothing written).
 pub async fn delivered(
     conn: &mut AsyncPgConnection,
     endpoint: &str,
     generation: i64,
-    organization_id: &str,
-    last: i64,
+    moved: &[(String, i64)],
     still_failing: bool,
 ) -> QueryResult<bool> {
-    let n = diesel::sql_query(
+    #[derive(QueryableByName)]
+    struct Matched {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let orgs: Vec<&str> = moved.iter().map(|(o, _)| o.as_str()).collect();
+    let seqs: Vec<i64> = moved.iter().map(|(_, s)| *s).collect();
+    let m: Matched = diesel::sql_query(
         "WITH e AS (UPDATE change_endpoints SET last_delivered_at = now(), \
            failing_since = CASE WHEN $5 THEN failing_since END, \
            last_status = CASE WHEN $5 THEN last_status ELSE 'HTTP 2xx' END \
-           WHERE name = $1 AND generation = $2 RETURNING name) \
-         INSERT INTO change_endpoint_positions (endpoint, organization_id, delivered_through) \
-         SELECT name, $3, $4 FROM e \
-         ON CONFLICT (endpoint, organization_id) DO UPDATE \
-         SET delivered_through = GREATEST(change_endpoint_positions.delivered_through, EXCLUDED.delivered_through), \
-             delivered_at = now()",
+           WHERE name = $1 AND generation = $2 RETURNING name), \
+         w AS (INSERT INTO change_endpoint_positions (endpoint, organization_id, delivered_through) \
+           SELECT e.name, m.o, m.s FROM e, unnest($3::text[], $4::bigint[]) AS m(o, s) \
+           ON CONFLICT (endpoint, organization_id) DO UPDATE \
+           SET delivered_through = GREATEST(change_endpoint_positions.delivered_through, EXCLUDED.delivered_through), \
+               delivered_at = now() RETURNING 1) \
+         SELECT count(*) AS n FROM e",
     )
     .bind::<Text, _>(endpoint)
     .bind::<BigInt, _>(generation)
-    .bind::<Text, _>(organization_id)
-    .bind::<BigInt, _>(last)
+    .bind::<Array<Text>, _>(orgs)
+    .bind::<Array<BigInt>, _>(seqs)
     .bind::<Bool, _>(still_failing)
-    .execute(conn)
+    .get_result(conn)
     .await?;
-    Ok(n == 1)
+    Ok(m.n == 1)
 }
 
 /// Raises the stored floor.

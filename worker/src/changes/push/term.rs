@@ -36,14 +36,20 @@ pub enum Term {
     Stopped,
 }
 
+/// The leader's connection. A position lost in a crash only delivers its batch again (the
+/// applications skip what they have), so its commits need not wait for the WAL flush; its
+/// queries read along the primary key and never plan parallel workers (as the relay's).
 async fn connect(settings: &PushSettings) -> Result<AsyncPgConnection, PushError> {
-    tokio::time::timeout(
+    use diesel_async::SimpleAsyncConnection;
+    let mut conn = tokio::time::timeout(
         CONNECT_TIMEOUT,
         crate::db::connect(&settings.database_url, &settings.timeouts),
     )
     .await
-    .map_err(|_| PushError::ConnectTimeout(CONNECT_TIMEOUT))?
-    .map_err(PushError::from)
+    .map_err(|_| PushError::ConnectTimeout(CONNECT_TIMEOUT))??;
+    conn.batch_execute("SET synchronous_commit = off; SET max_parallel_workers_per_gather = 0")
+        .await?;
+    Ok(conn)
 }
 
 async fn bounded<T>(step: impl Future<Output = Result<T, PushError>>) -> Result<T, PushError> {
@@ -72,6 +78,9 @@ struct Live {
     /// Organizations whose batch is failing, since when.
     failing: HashMap<String, (DateTime<Utc>, String)>,
     last_failure_write: Option<Instant>,
+    /// Positions moved by 2xx answers and not yet written: written after the next batches
+    /// are on their way, all in one statement.
+    unwritten: HashMap<String, i64>,
 }
 
 /// What a delivery task returns.
@@ -139,7 +148,7 @@ pub async fn lead(
     );
     let limits = Limits {
         batch: settings.batch.max(1),
-        per_org: (settings.batch * 4).max(100),
+        per_org: (settings.batch * 10).max(1000),
         total: (settings.batch * settings.concurrency * 8).clamp(1000, 50_000),
     };
     let mut lives = Vec::with_capacity(settings.endpoints.len());
@@ -157,6 +166,7 @@ pub async fn lead(
             stored_floor: 0,
             failing: HashMap::new(),
             last_failure_write: None,
+            unwritten: HashMap::new(),
         });
     }
     let (failures_tx, mut failures) = mpsc::unbounded_channel::<Attempt>();
@@ -204,10 +214,10 @@ pub async fn lead(
         match woke {
             Woke::Stop => break Ok(Term::Stopped),
             Woke::Done(done) => {
-                bounded(settle(&mut conn, &mut lives, done, metrics)).await?;
+                settle(&mut lives, done, metrics);
                 // Settle every answer already in, before the next round of starts.
                 while let Some(Some(Ok(done))) = tasks.join_next().now_or_never() {
-                    bounded(settle(&mut conn, &mut lives, done, metrics)).await?;
+                    settle(&mut lives, done, metrics);
                 }
             }
             Woke::Failed(attempt) => {
@@ -244,6 +254,11 @@ async fn refresh(
             continue;
         }
         live.cancel.cancel();
+        let moved: Vec<(String, i64)> = live.unwritten.drain().collect();
+        if c.generation == live.generation && !moved.is_empty() {
+            // Paused with 2xx answers not yet written: they stand (a replay drops them).
+            store::delivered(conn, &c.name, c.generation, &moved, true).await?;
+        }
         live.cancel = CancellationToken::new();
         live.epoch += 1;
         live.generation = c.generation;
@@ -296,43 +311,65 @@ async fn step(
             return Ok(());
         }
     }
+    if live.plan.is_none() {
+        return Ok(());
+    }
+    // Batches first (what is queued goes out at once), then reading, then batches for what the
+    // reading brought.
+    start(settings, index, live, failures, tasks);
     let Some(plan) = live.plan.as_mut() else {
         return Ok(());
     };
     let target = &live.target;
     if plan.wants_more() {
-        let rows = store::scan(conn, plan.scanned(), SCAN_LIMIT).await?;
-        for row in &rows {
-            if target.endpoint.wants(&row.2) {
-                plan.offer(&row.3, pending(row)?);
+        // Heads first: the payloads of rows the plan would not keep (an organization far
+        // ahead of its deliveries) are read later, by its refills.
+        let heads = store::scan_heads(conn, plan.scanned(), SCAN_LIMIT).await?;
+        let mut keep = Vec::new();
+        for (seq, org, kind) in &heads {
+            if target.endpoint.wants(kind) && plan.keeps(org, *seq) {
+                keep.push(*seq);
+            }
+        }
+        let mut kept = store::rows(conn, &keep).await?.into_iter().peekable();
+        for (seq, org, kind) in &heads {
+            if !target.endpoint.wants(kind) {
+                plan.pass(*seq);
+            } else if kept.peek().is_some_and(|r| r.0 == *seq) {
+                if let Some(row) = kept.next() {
+                    plan.offer(org, pending(&row)?);
+                }
             } else {
-                plan.pass(row.0);
+                plan.skip(org, *seq);
             }
         }
     }
     let kinds = kinds(target);
     for (org, after, through) in plan.refills() {
-        let rows = store::refill(conn, &org, after, through, &kinds, 400).await?;
+        let per_org = i64::try_from(plan.limits().per_org).unwrap_or(i64::MAX);
+        let rows = store::refill(conn, &org, after, through, &kinds, per_org).await?;
         let rows = rows.iter().map(pending).collect::<Result<Vec<_>, _>>()?;
         plan.refill(&org, rows, through);
     }
-    let room = settings.concurrency.saturating_sub(plan.in_flight());
-    for batch in plan.next_batches(room) {
-        let target = Arc::clone(target);
-        let failures = failures.clone();
-        let cancel = live.cancel.clone();
-        let epoch = live.epoch;
-        tasks.spawn(async move {
-            let delivered = send::deliver(&target, index, &batch, &failures, &cancel).await;
-            Done {
-                endpoint: index,
-                epoch,
-                organization_id: batch.organization_id,
-                last: batch.last,
-                count: batch.count,
-                delivered,
-            }
-        });
+    start(settings, index, live, failures, tasks);
+    let Some(plan) = live.plan.as_mut() else {
+        return Ok(());
+    };
+    if !live.unwritten.is_empty() {
+        let moved: Vec<(String, i64)> = live.unwritten.drain().collect();
+        let written = store::delivered(
+            conn,
+            &live.labels.endpoint,
+            live.generation,
+            &moved,
+            !live.failing.is_empty(),
+        )
+        .await?;
+        if !written {
+            // Replayed meanwhile: the next refresh rebuilds the endpoint.
+            live.generation = -1;
+            return Ok(());
+        }
     }
     let floor = plan.floor();
     if floor > live.stored_floor {
@@ -349,43 +386,56 @@ async fn step(
     Ok(())
 }
 
-/// A batch's answer: a 2xx moves the organization's position.
-async fn settle(
-    conn: &mut AsyncPgConnection,
-    lives: &mut [Live],
-    done: Done,
-    metrics: &Metrics,
-) -> Result<(), PushError> {
+/// Starts a delivery task for each batch the plan has room for.
+fn start(
+    settings: &PushSettings,
+    index: usize,
+    live: &mut Live,
+    failures: &mpsc::UnboundedSender<Attempt>,
+    tasks: &mut JoinSet<Done>,
+) {
+    let Some(plan) = live.plan.as_mut() else {
+        return;
+    };
+    let room = settings.concurrency.saturating_sub(plan.in_flight());
+    for batch in plan.next_batches(room) {
+        let target = Arc::clone(&live.target);
+        let failures = failures.clone();
+        let cancel = live.cancel.clone();
+        let epoch = live.epoch;
+        tasks.spawn(async move {
+            let delivered = send::deliver(&target, index, &batch, &failures, &cancel).await;
+            Done {
+                endpoint: index,
+                epoch,
+                organization_id: batch.organization_id,
+                last: batch.last,
+                count: batch.count,
+                delivered,
+            }
+        });
+    }
+}
+
+/// A batch's answer: a 2xx moves the organization's position (in memory now, written by the
+/// endpoint's next step, after its next batches are on their way).
+fn settle(lives: &mut [Live], done: Done, metrics: &Metrics) {
     let Some(live) = lives.get_mut(done.endpoint) else {
-        return Ok(());
+        return;
     };
     if !done.delivered || done.epoch != live.epoch {
-        return Ok(());
+        return;
     }
     let Some(plan) = live.plan.as_mut() else {
-        return Ok(());
+        return;
     };
     live.failing.remove(&done.organization_id);
-    let stored = store::delivered(
-        conn,
-        &live.labels.endpoint,
-        live.generation,
-        &done.organization_id,
-        done.last,
-        !live.failing.is_empty(),
-    )
-    .await?;
-    if stored {
-        plan.delivered(&done.organization_id, done.last);
-        metrics
-            .push_delivered
-            .get_or_create(&live.labels)
-            .inc_by(u64::try_from(done.count).unwrap_or(0));
-    } else {
-        // Replayed meanwhile: the next refresh rebuilds the endpoint.
-        live.generation = -1;
-    }
-    Ok(())
+    plan.delivered(&done.organization_id, done.last);
+    live.unwritten.insert(done.organization_id, done.last);
+    metrics
+        .push_delivered
+        .get_or_create(&live.labels)
+        .inc_by(u64::try_from(done.count).unwrap_or(0));
 }
 
 /// A failed attempt: counted, and written (at most every second per endpoint).
