@@ -69,6 +69,13 @@ pub fn exported_metrics() -> std::collections::BTreeSet<String> {
     };
     worker.brake_engaged.get_or_create(&org).set(1);
     worker.brake_held.get_or_create(&org).set(1);
+    let endpoint = worker::metrics::EndpointLabels {
+        endpoint: "default".to_owned(),
+    };
+    worker.push_delivered.get_or_create(&endpoint).inc();
+    worker.push_failed.get_or_create(&endpoint).inc();
+    worker.push_lag_seconds.get_or_create(&endpoint).set(1.0);
+    worker.push_paused.get_or_create(&endpoint).set(1);
     let text = format!("{}\n{}", ingest.render(), worker.render());
     let mut out = std::collections::BTreeSet::new();
     for line in text.lines() {

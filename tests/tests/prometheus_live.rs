@@ -57,6 +57,13 @@ fn alert_exprs() -> Vec<(String, String)> {
 async fn prometheus_scrapes_everything_and_every_panel_and_alert_has_data() {
     let corpus = generate(7, 8, 30, 1500);
     let mut stack = Stack::new("prom").await.unwrap();
+    // The application the worker pushes changes to.
+    let app = testkit::receiver::Receiver::start_on(
+        stack.push_port,
+        testkit::SECRET,
+        Duration::from_millis(1),
+    )
+    .await;
     // The brake on, tight: the corpus deactivates whole organizations, so one gets held and
     // its alert has something to fire on.
     stack
@@ -151,7 +158,7 @@ async fn prometheus_scrapes_everything_and_every_panel_and_alert_has_data() {
         }
     }
     let alerts = alert_exprs();
-    assert_eq!(alerts.len(), 8);
+    assert_eq!(alerts.len(), 10);
     for (alert, expr) in &alerts {
         for operand in operands(expr) {
             if prometheus.query(&operand).await.unwrap().is_empty() {
@@ -185,6 +192,25 @@ async fn prometheus_scrapes_everything_and_every_panel_and_alert_has_data() {
         applied, applied_rows as f64,
         "the metric agrees with the database"
     );
+    // Push delivery delivered every change written (each once: nothing failed here).
+    let written = stack
+        .count("SELECT count(*) AS n FROM changes")
+        .await
+        .unwrap();
+    assert!(
+        testkit::wait_until(Duration::from_secs(30), || async {
+            prometheus
+                .scalar("sum(scim_changes_webhook_delivered_total)")
+                .await
+                .is_ok_and(|d| d == written as f64)
+        })
+        .await,
+        "delivered {:?} of {written}",
+        prometheus
+            .scalar("sum(scim_changes_webhook_delivered_total)")
+            .await
+    );
+    assert_eq!(app.distinct(), usize::try_from(written).unwrap());
     let consumers = prometheus
         .scalar(&format!(
             r#"sum(rabbitmq_detailed_queue_consumers{{queue="{}"}})"#,
@@ -207,7 +233,7 @@ async fn prometheus_scrapes_everything_and_every_panel_and_alert_has_data() {
     .await;
     let rules = prometheus.rules().await.unwrap();
     assert!(fired, "{rules:?}");
-    assert_eq!(rules.len(), 8);
+    assert_eq!(rules.len(), 10);
     for r in &rules {
         assert_eq!(r["health"], "ok", "{r}");
         if r["name"] != "ScimDeprovisionBrakeEngaged" && r["name"] != "ScimEventLagHigh" {

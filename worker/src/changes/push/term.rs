@@ -153,6 +153,12 @@ pub async fn lead(
     };
     let mut lives = Vec::with_capacity(settings.endpoints.len());
     for e in &settings.endpoints {
+        let labels = EndpointLabels {
+            endpoint: e.name.clone(),
+        };
+        // Exported at 0 from the start: `rate()` and `increase()` over a quiet endpoint are 0.
+        let _ = metrics.push_delivered.get_or_create(&labels);
+        let _ = metrics.push_failed.get_or_create(&labels);
         lives.push(Live {
             target: Arc::new(Target::new(e.clone(), settings.timeout)?),
             labels: EndpointLabels {
