@@ -1,5 +1,6 @@
-//! No password of a multi-node `AMQP_URL`, a `DATABASE_URL` or the Scalekit client secret
-//! reaches any output of either binary, at any log level, in either log format.
+//! No password of a multi-node `AMQP_URL`, a `DATABASE_URL`, a push endpoint's URL, the Scalekit
+//! client secret or a push signing secret reaches any output of either binary, at any log
+//! level, in either log format.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,7 +9,14 @@ use tests::startup::{MARK, closed_port, encoded, hostile, run, text, webhook_sec
 
 #[test]
 fn no_password_reaches_any_output_at_any_log_level() {
-    let passwords: Vec<String> = (1..=5).map(hostile).collect();
+    let passwords: Vec<String> = (1..=6).map(hostile).collect();
+    // A push endpoint with credentials in its URL, and its signing secret (base64 text below).
+    let push_url = format!(
+        "http://app:{}@127.0.0.1:{}/scim/changes",
+        encoded(&passwords[5]),
+        closed_port()
+    );
+    const PUSH_KEY: &str = "UHVzaFNpZ25pbmdLZXkxMjM0"; // base64("PushSigningKey1234")
     let nodes: Vec<String> = passwords[..3]
         .iter()
         .map(|pw| {
@@ -55,6 +63,8 @@ fn no_password_reaches_any_output_at_any_log_level() {
                     ("SCALEKIT_CLIENT_ID", "skc_1".to_owned()),
                     ("SCALEKIT_CLIENT_SECRET", passwords[4].clone()),
                     ("SYNC_INTERVAL", "1s".to_owned()),
+                    ("CHANGES_WEBHOOK_URL", push_url.clone()),
+                    ("CHANGES_WEBHOOK_SECRET", format!("whsec_{PUSH_KEY}")),
                 ]);
                 let label = format!(
                     "{level}/{format}/{}",
@@ -91,6 +101,10 @@ fn no_password_reaches_any_output_at_any_log_level() {
         assert!(
             !out.contains(MARK),
             "{label} printed part of a secret:\n{out}"
+        );
+        assert!(
+            !out.contains(PUSH_KEY),
+            "{label} printed the push signing secret:\n{out}"
         );
         if label.contains("trace/") && label.ends_with("encoded") {
             // Running, failing to reach every node and the database, and saying so.

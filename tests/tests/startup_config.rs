@@ -51,6 +51,10 @@ fn case(
 fn a_bad_value_stops_the_process_at_once_naming_the_variable() {
     let bad_toml = temp_file("roles.toml", "[default]\nadmins = = \"x\"\n");
     let not_pem = temp_file("ca.pem", "not a certificate\n");
+    let bad_endpoints = temp_file(
+        "endpoints.toml",
+        &format!("[[endpoint]]\nname = \"a\"\nurl = \"https://x\"\nsecret = whsec_{MARK}\n"),
+    );
     let bad_toml = bad_toml.to_string_lossy().into_owned();
     let not_pem = not_pem.to_string_lossy().into_owned();
     let hostile_amqp = format!("amqp:scim:{}@127.0.0.1:5672:x/%2f", hostile(1));
@@ -153,6 +157,27 @@ fn a_bad_value_stops_the_process_at_once_naming_the_variable() {
             "SCALEKIT_CLIENT_SECRET",
             " ",
             "must not be empty",
+        ),
+        case(
+            "worker",
+            "secret",
+            "CHANGES_WEBHOOK_SECRET",
+            &format!("whsec_{MARK}!!"),
+            "base64",
+        ),
+        case(
+            "worker",
+            "url",
+            "CHANGES_WEBHOOK_URL",
+            &format!("ftp://app:{MARK}@app.internal/in"),
+            "http",
+        ),
+        case(
+            "worker",
+            "file",
+            "CHANGES_WEBHOOKS_FILE",
+            bad_endpoints.to_str().unwrap(),
+            "TOML",
         ),
         // files
         case(

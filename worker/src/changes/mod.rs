@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod body;
+pub mod leader;
 pub mod outbox;
 pub mod plan;
 pub mod prune;

@@ -46,10 +46,8 @@ pub struct PushSettings {
 pub enum PushError {
     #[error("database: {0}")]
     Database(#[from] diesel::result::Error),
-    #[error("database connection: {0}")]
-    Connect(#[from] diesel::ConnectionError),
-    #[error("no database connection within {0:?}")]
-    ConnectTimeout(Duration),
+    #[error(transparent)]
+    Leader(#[from] crate::changes::leader::LeaderDbError),
     #[error("a delivery round took longer than {0:?}")]
     RoundTimeout(Duration),
     #[error(transparent)]

@@ -1,7 +1,9 @@
 //! What to deliver next to one endpoint, decided without I/O: the changes read from the outbox
-//! (in `seq` order) wait in a queue per organization; each organization has at most one batch
-//! in flight, so its changes reach the endpoint strictly in `seq` order, while organizations
-//! go concurrently. Memory is bounded: an organization keeps at most `per_org` changes and the
+//! (in `seq` order) wait in a queue per organization. An organization's batches are handed, in
+//! order, to one sender that posts them one at a time (the next only after a 2xx for the one
+//! before), so its changes reach the endpoint strictly in `seq` order; up to [`AHEAD`] batches
+//! are handed at once, so the next one leaves as soon as the previous is answered.
+//! Organizations go concurrently. Memory is bounded: an organization keeps at most `per_org` changes and the
 //! endpoint `total`; past that the organization is marked `truncated` and, once its queue is
 //! empty, refilled from the table (`refill_from`) up to what the scan has passed.
 //!
@@ -10,6 +12,9 @@
 
 use chrono::{DateTime, Utc};
 use std::collections::{HashMap, VecDeque};
+
+/// Batches handed to an organization's sender at once: the one on the wire and the next.
+pub const AHEAD: usize = 2;
 
 /// Bounds of a plan.
 #[derive(Debug, Clone, Copy)]
@@ -59,8 +64,9 @@ struct Org {
     read_through: i64,
     pending: VecDeque<Pending>,
     truncated: bool,
-    /// The oldest commit time of the batch in flight.
-    in_flight: Option<DateTime<Utc>>,
+    /// The oldest commit time of each batch handed to the sender and not yet answered, in
+    /// order.
+    handed: VecDeque<DateTime<Utc>>,
 }
 
 /// One endpoint's deliveries.
@@ -194,52 +200,62 @@ impl Plan {
         org.truncated = full && last.is_some_and(|l| l < through);
     }
 
-    /// Up to `room` batches for organizations with nothing in flight, oldest first.
+    /// The next batches, oldest first: for organizations with fewer than [`AHEAD`] batches
+    /// handed, at most `room` of them organizations with none handed yet (the others are
+    /// already counted as in flight).
     pub fn next_batches(&mut self, room: usize) -> Vec<Batch> {
-        let mut ready: Vec<(&String, i64)> = self
+        let mut ready: Vec<(&String, bool, i64)> = self
             .orgs
             .iter()
-            .filter(|(_, o)| o.in_flight.is_none())
-            .filter_map(|(id, o)| o.pending.front().map(|p| (id, p.seq)))
+            .filter(|(_, o)| o.handed.len() < AHEAD)
+            .filter_map(|(id, o)| o.pending.front().map(|p| (id, o.handed.is_empty(), p.seq)))
             .collect();
-        ready.sort_by_key(|(_, seq)| *seq);
-        let chosen: Vec<String> = ready
-            .into_iter()
-            .take(room)
-            .map(|(id, _)| id.clone())
-            .collect();
+        ready.sort_by_key(|(_, _, seq)| *seq);
+        let mut room = room;
+        let mut chosen = Vec::new();
+        for (id, new, _) in ready {
+            if new {
+                if room == 0 {
+                    continue;
+                }
+                room -= 1;
+            }
+            chosen.push(id.clone());
+        }
         let mut out = Vec::with_capacity(chosen.len());
         for id in chosen {
             let Some(org) = self.orgs.get_mut(&id) else {
                 continue;
             };
-            let n = org.pending.len().min(self.limits.batch);
-            let taken: Vec<Pending> = org.pending.drain(..n).collect();
-            self.kept -= taken.len();
-            let (Some(first), Some(last)) = (taken.first(), taken.last()) else {
-                continue;
-            };
-            let oldest = first.committed_at;
-            let (first, last) = (first.seq, last.seq);
-            let mut body =
-                Vec::with_capacity(16 + taken.iter().map(|p| p.body.len() + 1).sum::<usize>());
-            body.extend_from_slice(b"{\"changes\":[");
-            for (i, p) in taken.iter().enumerate() {
-                if i > 0 {
-                    body.push(b',');
+            while org.handed.len() < AHEAD && !org.pending.is_empty() {
+                let n = org.pending.len().min(self.limits.batch);
+                let taken: Vec<Pending> = org.pending.drain(..n).collect();
+                self.kept -= taken.len();
+                let (Some(first), Some(last)) = (taken.first(), taken.last()) else {
+                    break;
+                };
+                let oldest = first.committed_at;
+                let (first, last) = (first.seq, last.seq);
+                let mut body =
+                    Vec::with_capacity(16 + taken.iter().map(|p| p.body.len() + 1).sum::<usize>());
+                body.extend_from_slice(b"{\"changes\":[");
+                for (i, p) in taken.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(&p.body);
                 }
-                body.extend_from_slice(&p.body);
+                body.extend_from_slice(b"]}");
+                org.handed.push_back(oldest);
+                out.push(Batch {
+                    organization_id: id.clone(),
+                    first,
+                    last,
+                    count: taken.len(),
+                    oldest,
+                    body,
+                });
             }
-            body.extend_from_slice(b"]}");
-            org.in_flight = Some(oldest);
-            out.push(Batch {
-                organization_id: id,
-                first,
-                last,
-                count: taken.len(),
-                oldest,
-                body,
-            });
         }
         out
     }
@@ -248,8 +264,8 @@ impl Plan {
     pub fn delivered(&mut self, organization_id: &str, last: i64) {
         if let Some(org) = self.orgs.get_mut(organization_id) {
             org.delivered = org.delivered.max(last);
-            org.in_flight = None;
-            if org.pending.is_empty() && !org.truncated {
+            org.handed.pop_front();
+            if org.pending.is_empty() && !org.truncated && org.handed.is_empty() {
                 // Nothing waits: forget it (its position is stored).
                 self.orgs.remove(organization_id);
             }
@@ -260,7 +276,7 @@ impl Plan {
     pub fn floor(&self) -> i64 {
         self.orgs
             .values()
-            .filter(|o| !o.pending.is_empty() || o.truncated || o.in_flight.is_some())
+            .filter(|o| !o.pending.is_empty() || o.truncated || !o.handed.is_empty())
             .map(|o| o.delivered)
             .min()
             .map_or(self.scan, |d| d.min(self.scan))
@@ -270,17 +286,24 @@ impl Plan {
     pub fn oldest_undelivered(&self) -> Option<DateTime<Utc>> {
         self.orgs
             .values()
-            .filter_map(|o| match (o.in_flight, o.pending.front()) {
-                (Some(f), _) => Some(f),
+            .filter_map(|o| match (o.handed.front(), o.pending.front()) {
+                (Some(f), _) => Some(*f),
                 (None, Some(p)) => Some(p.committed_at),
                 (None, None) => None,
             })
             .min()
     }
 
-    /// Batches in flight.
+    /// Organizations with batches handed and not answered.
     pub fn in_flight(&self) -> usize {
-        self.orgs.values().filter(|o| o.in_flight.is_some()).count()
+        self.orgs.values().filter(|o| !o.handed.is_empty()).count()
+    }
+
+    /// Whether the organization has batches handed and not answered.
+    pub fn is_in_flight(&self, organization_id: &str) -> bool {
+        self.orgs
+            .get(organization_id)
+            .is_some_and(|o| !o.handed.is_empty())
     }
 }
 

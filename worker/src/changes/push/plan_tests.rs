@@ -27,34 +27,44 @@ fn seqs(b: &Batch) -> Vec<i64> {
 }
 
 #[test]
-fn one_batch_per_organization_in_flight_in_seq_order() {
+fn organizations_are_handed_their_batches_in_seq_order_two_ahead_at_most() {
     let mut plan = Plan::new(0, [], limits(2, 100, 1000));
-    for (seq, org) in [(1, "a"), (2, "b"), (3, "a"), (4, "a"), (5, "b")] {
+    for (seq, org) in [
+        (1, "a"),
+        (2, "b"),
+        (3, "a"),
+        (4, "a"),
+        (5, "b"),
+        (6, "a"),
+        (7, "a"),
+    ] {
         plan.offer(org, change(seq));
     }
     let first = plan.next_batches(10);
-    assert_eq!(first.len(), 2);
+    let got: Vec<(&str, Vec<i64>)> = first
+        .iter()
+        .map(|b| (b.organization_id.as_str(), seqs(b)))
+        .collect();
+    // a: two batches ahead ([1, 3], then [4, 6]); [7] waits for an answer. b: [2, 5].
     assert_eq!(
-        (first[0].organization_id.as_str(), seqs(&first[0])),
-        ("a", vec![1, 3])
-    );
-    assert_eq!(
-        (first[1].organization_id.as_str(), seqs(&first[1])),
-        ("b", vec![2, 5])
+        got,
+        vec![("a", vec![1, 3]), ("a", vec![4, 6]), ("b", vec![2, 5])]
     );
     assert_eq!(first[0].webhook_id(), "batch_1_3_a");
-    // Nothing more for a or b until their batches are taken.
+    assert_eq!(plan.in_flight(), 2);
     assert!(plan.next_batches(10).is_empty());
     assert_eq!(plan.floor(), 0);
     plan.delivered("b", 5);
     assert_eq!(plan.floor(), 0);
     plan.delivered("a", 3);
-    assert_eq!(plan.floor(), 3, "a still has 4");
+    assert_eq!(plan.floor(), 3, "a still has 4, 6 and 7");
     let next = plan.next_batches(10);
-    assert_eq!(seqs(&next[0]), vec![4]);
-    plan.delivered("a", 4);
-    assert_eq!(plan.floor(), 5);
+    assert_eq!(seqs(&next[0]), vec![7]);
+    plan.delivered("a", 6);
+    plan.delivered("a", 7);
+    assert_eq!(plan.floor(), 7);
     assert_eq!(plan.oldest_undelivered(), None);
+    assert!(!plan.is_in_flight("a"));
 }
 
 #[test]

@@ -2,14 +2,13 @@
 //! settle their answers, on the lock's own connection (so a leader that lost the lock cannot
 //! write), until stopped or the connection fails.
 
-use super::plan::{Limits, Pending, Plan};
+use super::plan::{AHEAD, Batch, Limits, Pending, Plan};
 use super::send::{self, Attempt, Target};
 use super::{LEADER_LOCK, PushError, PushSettings, store};
 use crate::changes::body::{Row, message};
 use crate::changes::outbox::NOTIFY_CHANNEL;
 use crate::metrics::{EndpointLabels, Metrics};
 use chrono::{DateTime, Utc};
-use diesel::QueryableByName;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
 use std::collections::HashMap;
@@ -19,7 +18,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A step of the loop (its queries) longer than this ends the term.
 const STEP_TIMEOUT: Duration = Duration::from_secs(30);
 /// Rows read per scan query.
@@ -36,20 +34,8 @@ pub enum Term {
     Stopped,
 }
 
-/// The leader's connection. A position lost in a crash only delivers its batch again (the
-/// applications skip what they have), so its commits need not wait for the WAL flush; its
-/// queries read along the primary key and never plan parallel workers (as the relay's).
 async fn connect(settings: &PushSettings) -> Result<AsyncPgConnection, PushError> {
-    use diesel_async::SimpleAsyncConnection;
-    let mut conn = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        crate::db::connect(&settings.database_url, &settings.timeouts),
-    )
-    .await
-    .map_err(|_| PushError::ConnectTimeout(CONNECT_TIMEOUT))??;
-    conn.batch_execute("SET synchronous_commit = off; SET max_parallel_workers_per_gather = 0")
-        .await?;
-    Ok(conn)
+    Ok(crate::changes::leader::connect(&settings.database_url, &settings.timeouts).await?)
 }
 
 async fn bounded<T>(step: impl Future<Output = Result<T, PushError>>) -> Result<T, PushError> {
@@ -81,6 +67,8 @@ struct Live {
     /// Positions moved by 2xx answers and not yet written: written after the next batches
     /// are on their way, all in one statement.
     unwritten: HashMap<String, i64>,
+    /// Each organization's sender: a task posting its batches in order, one at a time.
+    senders: HashMap<String, mpsc::Sender<Batch>>,
 }
 
 /// What a delivery task returns.
@@ -116,20 +104,8 @@ pub async fn lead(
         Some(conn) => conn,
         None => connect(settings).await?,
     };
-    #[derive(QueryableByName)]
-    struct Leader {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        leader: bool,
-    }
-    let leader: Leader = bounded(async {
-        Ok(diesel::sql_query(format!(
-            "SELECT pg_try_advisory_lock({LEADER_LOCK}) AS leader"
-        ))
-        .get_result(&mut conn)
-        .await?)
-    })
-    .await?;
-    if !leader.leader {
+    let leads = crate::changes::leader::try_lock(&mut conn, LEADER_LOCK).await?;
+    if !leads {
         *follower = Some(conn);
         return Ok(Term::Follower);
     }
@@ -173,10 +149,16 @@ pub async fn lead(
             failing: HashMap::new(),
             last_failure_write: None,
             unwritten: HashMap::new(),
+            senders: HashMap::new(),
         });
     }
     let (failures_tx, mut failures) = mpsc::unbounded_channel::<Attempt>();
-    let mut tasks: JoinSet<Done> = JoinSet::new();
+    let (done_tx, mut answers) = mpsc::unbounded_channel::<Done>();
+    let channels = Channels {
+        failures: failures_tx,
+        done: done_tx,
+    };
+    let mut tasks: JoinSet<()> = JoinSet::new();
     let mut last_refresh: Option<Instant> = None;
     let result = loop {
         if last_refresh.is_none_or(|t| t.elapsed() >= REFRESH_EVERY) {
@@ -185,13 +167,7 @@ pub async fn lead(
         }
         for (index, live) in lives.iter_mut().enumerate() {
             bounded(step(
-                &mut conn,
-                settings,
-                index,
-                live,
-                metrics,
-                &failures_tx,
-                &mut tasks,
+                &mut conn, settings, index, live, metrics, &channels, &mut tasks,
             ))
             .await?;
         }
@@ -205,10 +181,7 @@ pub async fn lead(
             let mut notifications = std::pin::pin!(conn.notifications_stream());
             let woke = tokio::select! {
                 () = stop.cancelled() => Woke::Stop,
-                Some(joined) = tasks.join_next(), if !tasks.is_empty() => match joined {
-                    Ok(done) => Woke::Done(done),
-                    Err(e) => break Err(PushError::Task(e.to_string())),
-                },
+                Some(done) = answers.recv() => Woke::Done(done),
                 Some(attempt) = failures.recv() => Woke::Failed(attempt),
                 _ = notifications.next() => Woke::Other,
                 () = tokio::time::sleep(settings.poll) => Woke::Other,
@@ -217,12 +190,23 @@ pub async fn lead(
             while let Some(Some(_)) = notifications.next().now_or_never() {}
             woke
         };
+        // Senders that ended (their organization had nothing more); one that failed ends the
+        // term (its organization's answers would never come).
+        let mut failed = None;
+        while let Some(ended) = tasks.try_join_next() {
+            if let Err(e) = ended {
+                failed = Some(e.to_string());
+            }
+        }
+        if let Some(e) = failed {
+            break Err(PushError::Task(e));
+        }
         match woke {
             Woke::Stop => break Ok(Term::Stopped),
             Woke::Done(done) => {
                 settle(&mut lives, done, metrics);
                 // Settle every answer already in, before the next round of starts.
-                while let Some(Some(Ok(done))) = tasks.join_next().now_or_never() {
+                while let Ok(done) = answers.try_recv() {
                     settle(&mut lives, done, metrics);
                 }
             }
@@ -266,6 +250,7 @@ async fn refresh(
             store::delivered(conn, &c.name, c.generation, &moved, true).await?;
         }
         live.cancel = CancellationToken::new();
+        live.senders.clear();
         live.epoch += 1;
         live.generation = c.generation;
         live.paused = c.paused;
@@ -294,8 +279,8 @@ async fn step(
     index: usize,
     live: &mut Live,
     metrics: &Metrics,
-    failures: &mpsc::UnboundedSender<Attempt>,
-    tasks: &mut JoinSet<Done>,
+    channels: &Channels,
+    tasks: &mut JoinSet<()>,
 ) -> Result<(), PushError> {
     if live.plan.is_none() {
         return Ok(());
@@ -310,6 +295,7 @@ async fn step(
             tracing::error!(endpoint = %live.labels.endpoint, %reason, "pausing change endpoint");
             store::pause(conn, &live.labels.endpoint, &reason).await?;
             live.cancel.cancel();
+            live.senders.clear();
             live.plan = None;
             live.paused = true;
             live.failing.clear();
@@ -322,7 +308,7 @@ async fn step(
     }
     // Batches first (what is queued goes out at once), then reading, then batches for what the
     // reading brought.
-    start(settings, index, live, failures, tasks);
+    start(settings, index, live, channels, tasks);
     let Some(plan) = live.plan.as_mut() else {
         return Ok(());
     };
@@ -357,7 +343,7 @@ async fn step(
         let rows = rows.iter().map(pending).collect::<Result<Vec<_>, _>>()?;
         plan.refill(&org, rows, through);
     }
-    start(settings, index, live, failures, tasks);
+    start(settings, index, live, channels, tasks);
     let Some(plan) = live.plan.as_mut() else {
         return Ok(());
     };
@@ -392,34 +378,81 @@ async fn step(
     Ok(())
 }
 
-/// Starts a delivery task for each batch the plan has room for.
+/// Where delivery tasks report.
+struct Channels {
+    failures: mpsc::UnboundedSender<Attempt>,
+    done: mpsc::UnboundedSender<Done>,
+}
+
+/// Hands each batch the plan has ready to its organization's sender (started when it has
+/// none).
 fn start(
     settings: &PushSettings,
     index: usize,
     live: &mut Live,
-    failures: &mpsc::UnboundedSender<Attempt>,
-    tasks: &mut JoinSet<Done>,
+    channels: &Channels,
+    tasks: &mut JoinSet<()>,
 ) {
     let Some(plan) = live.plan.as_mut() else {
         return;
     };
     let room = settings.concurrency.saturating_sub(plan.in_flight());
     for batch in plan.next_batches(room) {
-        let target = Arc::clone(&live.target);
-        let failures = failures.clone();
-        let cancel = live.cancel.clone();
-        let epoch = live.epoch;
-        tasks.spawn(async move {
-            let delivered = send::deliver(&target, index, &batch, &failures, &cancel).await;
-            Done {
-                endpoint: index,
-                epoch,
-                organization_id: batch.organization_id,
-                last: batch.last,
-                count: batch.count,
-                delivered,
-            }
+        let batch = match live.senders.get(&batch.organization_id) {
+            Some(tx) => match tx.try_send(batch) {
+                Ok(()) => continue,
+                Err(mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b)) => b,
+            },
+            None => batch,
+        };
+        let (tx, rx) = mpsc::channel(AHEAD);
+        let org = batch.organization_id.clone();
+        // A fresh channel has room for it.
+        let _ = tx.try_send(batch);
+        live.senders.insert(org, tx);
+        tasks.spawn(sender(
+            Arc::clone(&live.target),
+            index,
+            live.epoch,
+            rx,
+            channels.done.clone(),
+            channels.failures.clone(),
+            live.cancel.clone(),
+        ));
+    }
+}
+
+/// One organization's sender: posts its batches in order, each until a 2xx (or `cancel`),
+/// the next right after; ends when the leader drops its channel (nothing more handed).
+async fn sender(
+    target: Arc<Target>,
+    index: usize,
+    epoch: u64,
+    mut batches: mpsc::Receiver<Batch>,
+    done: mpsc::UnboundedSender<Done>,
+    failures: mpsc::UnboundedSender<Attempt>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let batch = tokio::select! {
+            () = cancel.cancelled() => return,
+            b = batches.recv() => match b {
+                Some(b) => b,
+                None => return,
+            },
+        };
+        let delivered = send::deliver(&target, index, &batch, &failures, &cancel).await;
+        let _ = done.send(Done {
+            endpoint: index,
+            epoch,
+            organization_id: batch.organization_id,
+            last: batch.last,
+            count: batch.count,
+            delivered,
         });
+        if !delivered {
+            return;
+        }
     }
 }
 
@@ -437,6 +470,10 @@ fn settle(lives: &mut [Live], done: Done, metrics: &Metrics) {
     };
     live.failing.remove(&done.organization_id);
     plan.delivered(&done.organization_id, done.last);
+    if !plan.is_in_flight(&done.organization_id) {
+        // Nothing handed: its sender ends (a new one starts with its next batch).
+        live.senders.remove(&done.organization_id);
+    }
     live.unwritten.insert(done.organization_id, done.last);
     metrics
         .push_delivered

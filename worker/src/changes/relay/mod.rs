@@ -23,7 +23,7 @@ use super::outbox::NOTIFY_CHANNEL;
 use super::prune::{self, Retention};
 use crate::metrics::Metrics;
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::{FutureExt, StreamExt};
 use lapin::Channel;
 use lapin::options::ConfirmSelectOptions;
@@ -36,8 +36,6 @@ use tokio_util::sync::CancellationToken;
 
 /// How long a stopping relay may take for its last round.
 const STOP_GRACE: Duration = Duration::from_secs(3);
-/// Connecting to the database, bounded (a cut network must not hold the relay).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A relay round that takes longer than this (a database or broker that stopped answering)
 /// ends the term; the next term starts on a fresh connection.
@@ -85,10 +83,8 @@ pub struct RelaySettings {
 pub enum RelayError {
     #[error("database: {0}")]
     Database(#[from] diesel::result::Error),
-    #[error("database connection: {0}")]
-    Connect(#[from] diesel::ConnectionError),
-    #[error("no database connection within {0:?}")]
-    ConnectTimeout(Duration),
+    #[error(transparent)]
+    Leader(#[from] super::leader::LeaderDbError),
     #[error("the broker did not open the relay's channel within {0:?}")]
     BrokerStepTimeout(Duration),
     #[error("a relay round took longer than {0:?}")]
@@ -171,22 +167,6 @@ pub fn follower_period(poll: Duration, jitter: f64) -> Duration {
     base.mul_f64(0.75 + 0.5 * jitter.clamp(0.0, 1.0))
 }
 
-/// Tries the leader lock on `conn`, bounded in time.
-async fn try_lead(conn: &mut AsyncPgConnection) -> Result<bool, RelayError> {
-    #[derive(QueryableByName)]
-    struct Leader {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        leader: bool,
-    }
-    let query = diesel::sql_query(format!(
-        "SELECT pg_try_advisory_lock({LEADER_LOCK}) AS leader"
-    ));
-    let leader: Leader = tokio::time::timeout(CONNECT_TIMEOUT, query.get_result(conn))
-        .await
-        .map_err(|_| RelayError::ConnectTimeout(CONNECT_TIMEOUT))??;
-    Ok(leader.leader)
-}
-
 /// One term: try the leader lock (on the follower's kept connection when there is one), relay
 /// while it is held. A follower's connection goes back into `follower`.
 async fn lead(
@@ -201,7 +181,7 @@ async fn lead(
         Some(conn) => conn,
         None => connect(settings).await?,
     };
-    if !try_lead(&mut conn).await? {
+    if !super::leader::try_lock(&mut conn, LEADER_LOCK).await? {
         *follower = Some(conn);
         return Ok(Term::Follower);
     }
@@ -302,24 +282,9 @@ async fn lead(
     }
 }
 
-/// A connection for the relay, bounded in time. A mark lost in a crash only re-publishes its
-/// rows (same ids, consumers skip them), so the relay's commits need not wait for the WAL
-/// flush; the changes they mark were flushed by the transactions that wrote them.
-///
-/// Its queries read a few hundred rows along the primary key, so it never plans parallel
-/// workers: before `changes` has statistics (a new deployment, a fresh database) PostgreSQL
-/// guessed a third of the table for the sample's `seq > floor` and started two workers each
-/// second, about 15 ms apiece against 1 ms without them (EXPLAIN ANALYZE over 100,000 rows).
+/// A connection for the relay (`super::leader::connect`).
 pub async fn connect(settings: &RelaySettings) -> Result<AsyncPgConnection, RelayError> {
-    let mut conn = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        crate::db::connect(&settings.database_url, &settings.timeouts),
-    )
-    .await
-    .map_err(|_| RelayError::ConnectTimeout(CONNECT_TIMEOUT))??;
-    conn.batch_execute("SET synchronous_commit = off; SET max_parallel_workers_per_gather = 0")
-        .await?;
-    Ok(conn)
+    Ok(super::leader::connect(&settings.database_url, &settings.timeouts).await?)
 }
 
 /// The highest `seq` written (0 when none): a backward step on the primary key.
