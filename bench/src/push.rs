@@ -114,6 +114,7 @@ pub async fn onboarding(users: usize, latency: Duration) -> anyhow::Result<Onboa
     conn.batch_execute("ANALYZE changes").await?;
     let changes = super::count(&mut conn, "SELECT count(*) AS n FROM changes").await?;
     let started = Instant::now();
+    // With the defaults; `CHANGES_WEBHOOK_BATCH=300 cargo run …` tries another batch.
     stack.start_worker().await?;
     let (mut relay, mut push) = (None, None);
     while relay.is_none() || push.is_none() {

@@ -42,11 +42,21 @@ pub struct Stack {
 /// The pull API token the stacks' workers accept.
 pub const API_TOKEN: &str = "tok_stack_0123456789abcdefghijklmnopqrstu";
 
-/// The harness's own `INGEST_*` / `WORKER_*` variables, passed on to the binaries (after the
-/// defaults, so they win): tuning knobs for benchmark runs, e.g. `INGEST_PUBLISH_CHANNELS=1`.
+/// The harness's own `INGEST_*` / `WORKER_*` (and `CHANGES_WEBHOOK_*`) variables, passed on to
+/// the binaries (after the defaults, so they win): tuning knobs for benchmark runs, e.g.
+/// `INGEST_PUBLISH_CHANNELS=1`, `CHANGES_WEBHOOK_BATCH=300`.
 fn tuning_env(prefix: &str) -> Vec<(String, String)> {
     std::env::vars()
-        .filter(|(k, _)| k.starts_with(prefix) && k != "INGEST_LISTEN" && k != "WORKER_LISTEN")
+        .filter(|(k, _)| {
+            k.starts_with(prefix)
+                && !matches!(
+                    k.as_str(),
+                    "INGEST_LISTEN"
+                        | "WORKER_LISTEN"
+                        | "CHANGES_WEBHOOK_URL"
+                        | "CHANGES_WEBHOOK_SECRET"
+                )
+        })
         .collect()
 }
 
@@ -156,6 +166,7 @@ impl Stack {
         env.push(("DEPROVISION_BRAKE_PERCENT".into(), "0".into()));
         env.extend(tuning_env("WORKER_"));
         env.extend(tuning_env("DATABASE_POOL_SIZE"));
+        env.extend(tuning_env("CHANGES_WEBHOOK_"));
         env.extend(
             extra
                 .iter()

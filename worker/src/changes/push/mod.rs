@@ -11,8 +11,10 @@
 //! flight when a leader died is delivered again (applications skip `seq` they have).
 
 pub mod endpoints;
+mod live;
 pub mod plan;
 pub mod send;
+mod senders;
 pub mod store;
 mod term;
 
