@@ -271,11 +271,8 @@ impl Worker {
             relay_stop.clone(),
         ));
         let push_stop = CancellationToken::new();
-        let push = tokio::spawn(crate::changes::push::run(
-            self.push,
-            Arc::clone(&self.metrics),
-            push_stop.clone(),
-        ));
+        let push =
+            crate::changes::push::spawn(self.push, Arc::clone(&self.metrics), push_stop.clone());
         let api_stop = CancellationToken::new();
         let api = self.changes_api.map(|api| {
             let handle = api.server.handle();
@@ -326,7 +323,9 @@ impl Worker {
         // Deliveries in flight are abandoned: their positions did not move, the next leader
         // sends them again.
         push_stop.cancel();
-        let _ = push.await;
+        if tokio::time::timeout(RELAY_SHUTDOWN, push).await.is_err() {
+            tracing::warn!("change delivery did not stop in time; the next leader goes on");
+        }
         // A running sync stops at its next page (the stop token is its own); one that does not
         // within the bound is dropped, deactivating nobody.
         if let Some(s) = scheduler

@@ -60,6 +60,35 @@ pub enum PushError {
     Task(String),
 }
 
+/// Runs [`run`] on a thread of its own, in a single-threaded runtime: an organization's next
+/// request then never waits behind the apply lanes for a turn on the worker's runtime. The
+/// receiver completes when it has stopped.
+pub fn spawn(
+    settings: PushSettings,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (done, stopped) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("change-push".to_owned())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(run(settings, metrics, stop)),
+                Err(error) => {
+                    tracing::error!(%error, "change delivery could not start its runtime")
+                }
+            }
+            let _ = done.send(());
+        });
+    if let Err(error) = thread {
+        tracing::error!(%error, "change delivery could not start its thread");
+    }
+    stopped
+}
+
 /// Runs until `stop`: tries to lead; while leading, delivers. Without endpoints it only
 /// retires the rows of endpoints no longer configured (so retention stops waiting for them).
 pub async fn run(settings: PushSettings, metrics: Arc<Metrics>, stop: CancellationToken) {

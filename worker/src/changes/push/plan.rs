@@ -2,7 +2,8 @@
 //! (in `seq` order) wait in a queue per organization. An organization's batches are handed, in
 //! order, to one sender that posts them one at a time (the next only after a 2xx for the one
 //! before), so its changes reach the endpoint strictly in `seq` order; up to [`AHEAD`] batches
-//! are handed at once, so the next one leaves as soon as the previous is answered.
+//! are handed at once (the second only when full), so the next one leaves as soon as the
+//! previous is answered.
 //! Organizations go concurrently. Memory is bounded: an organization keeps at most `per_org` changes and the
 //! endpoint `total`; past that the organization is marked `truncated` and, once its queue is
 //! empty, refilled from the table (`refill_from`) up to what the scan has passed.
@@ -227,7 +228,12 @@ impl Plan {
             let Some(org) = self.orgs.get_mut(&id) else {
                 continue;
             };
-            while org.handed.len() < AHEAD && !org.pending.is_empty() {
+            // A batch beyond the one on the wire is handed only when full: a partial one is
+            // better cut when the previous is answered, with what arrived meanwhile.
+            while org.handed.len() < AHEAD
+                && !org.pending.is_empty()
+                && (org.handed.is_empty() || org.pending.len() >= self.limits.batch)
+            {
                 let n = org.pending.len().min(self.limits.batch);
                 let taken: Vec<Pending> = org.pending.drain(..n).collect();
                 self.kept -= taken.len();

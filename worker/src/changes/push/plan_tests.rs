@@ -58,9 +58,11 @@ fn organizations_are_handed_their_batches_in_seq_order_two_ahead_at_most() {
     assert_eq!(plan.floor(), 0);
     plan.delivered("a", 3);
     assert_eq!(plan.floor(), 3, "a still has 4, 6 and 7");
+    // [7] alone is not a full batch: it waits until [4, 6] is answered.
+    assert!(plan.next_batches(10).is_empty());
+    plan.delivered("a", 6);
     let next = plan.next_batches(10);
     assert_eq!(seqs(&next[0]), vec![7]);
-    plan.delivered("a", 6);
     plan.delivered("a", 7);
     assert_eq!(plan.floor(), 7);
     assert_eq!(plan.oldest_undelivered(), None);
