@@ -105,6 +105,8 @@ impl Worker {
             Some(path) => RoleMapping::load(path)?,
             None => RoleMapping::default(),
         };
+        // Push endpoints are checked whole (and their clients built) before anything connects.
+        let push = feed::push_settings(&config)?;
         let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
             addr: config.listen,
             source,
@@ -164,7 +166,6 @@ impl Worker {
             sync_trigger,
         });
         let changes_api = feed::changes_api(&config)?;
-        let push = feed::push_settings(&config)?;
         let server = health::server(
             listener,
             HealthState {
