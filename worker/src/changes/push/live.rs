@@ -3,9 +3,9 @@
 //! is new, hands batches to the senders and writes positions (`step`); answers and failed
 //! attempts settle into it (`settle`, `record_failure`).
 
-use super::plan::{Batch, Limits, Pending, Plan};
+use super::plan::{Limits, Pending, Plan};
 use super::send::{Attempt, Target};
-use super::senders::{self, Channels, Done};
+use super::senders::{Channels, Done, Origin, Senders};
 use super::{PushError, PushSettings, store};
 use crate::changes::body::{Row, message};
 use crate::metrics::{EndpointLabels, Metrics};
@@ -14,7 +14,6 @@ use diesel_async::AsyncPgConnection;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +40,7 @@ pub(super) struct Live {
     /// are on their way, all in one statement.
     pub(super) unwritten: HashMap<String, i64>,
     /// Each organization's sender: a task posting its batches in order, one at a time.
-    pub(super) senders: HashMap<String, mpsc::Sender<Batch>>,
+    pub(super) senders: Senders,
 }
 
 fn kinds(target: &Target) -> Vec<&'static str> {
@@ -140,7 +139,7 @@ pub(super) async fn step(
     }
     // Batches first (what is queued goes out at once), then reading, then batches for what the
     // reading brought.
-    senders::start(settings, index, live, channels, tasks);
+    start(settings, index, live, channels, tasks);
     let Some(plan) = live.plan.as_mut() else {
         return Ok(());
     };
@@ -175,7 +174,7 @@ pub(super) async fn step(
         let rows = rows.iter().map(pending).collect::<Result<Vec<_>, _>>()?;
         plan.refill(&org, rows, through);
     }
-    senders::start(settings, index, live, channels, tasks);
+    start(settings, index, live, channels, tasks);
     let Some(plan) = live.plan.as_mut() else {
         return Ok(());
     };
@@ -226,7 +225,7 @@ pub(super) fn settle(lives: &mut [Live], done: Done, metrics: &Metrics) {
     plan.delivered(&done.organization_id, done.last);
     if !plan.is_in_flight(&done.organization_id) {
         // Nothing handed: its sender ends (a new one starts with its next batch).
-        live.senders.remove(&done.organization_id);
+        live.senders.idle(&done.organization_id);
     }
     live.unwritten.insert(done.organization_id, done.last);
     metrics
@@ -262,4 +261,27 @@ pub(super) async fn record_failure(
         live.last_failure_write = Some(Instant::now());
     }
     Ok(())
+}
+
+/// Hands the batches the plan has ready (within `CHANGES_WEBHOOK_CONCURRENCY` organizations) to
+/// their senders.
+fn start(
+    settings: &PushSettings,
+    index: usize,
+    live: &mut Live,
+    channels: &Channels,
+    tasks: &mut JoinSet<()>,
+) {
+    let Some(plan) = live.plan.as_mut() else {
+        return;
+    };
+    let room = settings.concurrency.saturating_sub(plan.in_flight());
+    let batches = plan.next_batches(room);
+    let origin = Origin {
+        target: &live.target,
+        endpoint: index,
+        epoch: live.epoch,
+        cancel: &live.cancel,
+    };
+    live.senders.hand(batches, &origin, channels, tasks);
 }

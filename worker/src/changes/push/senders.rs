@@ -2,10 +2,9 @@
 //! until a 2xx, the next right after, so the leader's loop is never between an answer and the
 //! next request; it ends when the leader drops its channel (nothing more handed).
 
-use super::PushSettings;
-use super::live::Live;
 use super::plan::{AHEAD, Batch};
 use super::send::{self, Attempt, Target};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -27,41 +26,63 @@ pub(super) struct Channels {
     pub(super) done: mpsc::UnboundedSender<Done>,
 }
 
-/// Hands each batch the plan has ready to its organization's sender (started when it has
-/// none).
-pub(super) fn start(
-    settings: &PushSettings,
-    index: usize,
-    live: &mut Live,
-    channels: &Channels,
-    tasks: &mut JoinSet<()>,
-) {
-    let Some(plan) = live.plan.as_mut() else {
-        return;
-    };
-    let room = settings.concurrency.saturating_sub(plan.in_flight());
-    for batch in plan.next_batches(room) {
-        let batch = match live.senders.get(&batch.organization_id) {
-            Some(tx) => match tx.try_send(batch) {
-                Ok(()) => continue,
-                Err(mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b)) => b,
-            },
-            None => batch,
-        };
-        let (tx, rx) = mpsc::channel(AHEAD);
-        let org = batch.organization_id.clone();
-        // A fresh channel has room for it.
-        let _ = tx.try_send(batch);
-        live.senders.insert(org, tx);
-        tasks.spawn(sender(
-            Arc::clone(&live.target),
-            index,
-            live.epoch,
-            rx,
-            channels.done.clone(),
-            channels.failures.clone(),
-            live.cancel.clone(),
-        ));
+/// The organizations' senders of one endpoint, by organization.
+#[derive(Default)]
+pub(super) struct Senders(HashMap<String, mpsc::Sender<Batch>>);
+
+/// What a sender posts with, and whose answers it reports.
+pub(super) struct Origin<'a> {
+    pub(super) target: &'a Arc<Target>,
+    pub(super) endpoint: usize,
+    pub(super) epoch: u64,
+    pub(super) cancel: &'a CancellationToken,
+}
+
+impl Senders {
+    /// Hands each batch (in order) to its organization's sender, started when it has none.
+    pub(super) fn hand(
+        &mut self,
+        batches: Vec<Batch>,
+        origin: &Origin<'_>,
+        channels: &Channels,
+        tasks: &mut JoinSet<()>,
+    ) {
+        for batch in batches {
+            let batch = match self.0.get(&batch.organization_id) {
+                Some(tx) => match tx.try_send(batch) {
+                    Ok(()) => continue,
+                    Err(
+                        mpsc::error::TrySendError::Full(b) | mpsc::error::TrySendError::Closed(b),
+                    ) => b,
+                },
+                None => batch,
+            };
+            let (tx, rx) = mpsc::channel(AHEAD);
+            let org = batch.organization_id.clone();
+            // A fresh channel has room for it.
+            let _ = tx.try_send(batch);
+            self.0.insert(org, tx);
+            tasks.spawn(sender(
+                Arc::clone(origin.target),
+                origin.endpoint,
+                origin.epoch,
+                rx,
+                channels.done.clone(),
+                channels.failures.clone(),
+                origin.cancel.clone(),
+            ));
+        }
+    }
+
+    /// The organization has nothing handed: its sender ends (a new one starts with its next
+    /// batch).
+    pub(super) fn idle(&mut self, organization_id: &str) {
+        self.0.remove(organization_id);
+    }
+
+    /// Every sender ends (their batches are abandoned).
+    pub(super) fn clear(&mut self) {
+        self.0.clear();
     }
 }
 

@@ -103,7 +103,7 @@ pub async fn lead(
             failing: HashMap::new(),
             last_failure_write: None,
             unwritten: HashMap::new(),
-            senders: HashMap::new(),
+            senders: Default::default(),
         });
     }
     let (failures_tx, mut failures) = mpsc::unbounded_channel::<Attempt>();
