@@ -12,6 +12,11 @@ pub mod promql;
 pub mod scenario;
 pub mod startup;
 
+/// The workspace's root (where `deploy/`, `docs/` and `examples/` are).
+pub fn root() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 /// With `E2E_LOG` set, the in-process parts of a suite (the example application, the change
 /// feed) log too, like the binaries do.
 pub fn logs() {

@@ -9,7 +9,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use serde_json::Value;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use testkit::stack::{Delivery, Stack, send_all};
@@ -17,9 +16,7 @@ use tests::corpus::{delivery_order, generate};
 use tests::prometheus::{Job, Prometheus};
 use tests::promql::operands;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use tests::root;
 
 fn dashboard_exprs() -> Vec<(String, String)> {
     let dashboard: Value = serde_json::from_str(
