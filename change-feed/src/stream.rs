@@ -54,7 +54,7 @@ pub async fn run<A: Application>(
 ) -> Result<(), FeedError<A::Error>> {
     let builder = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(10))
+        .with_max_delay(MAX_RECONNECT_DELAY)
         .with_jitter()
         .without_max_times();
     let mut delays = builder.build();
@@ -63,7 +63,23 @@ pub async fn run<A: Application>(
     // The commit time of the newest change read in this process (for resuming by time).
     let mut last_committed: Option<i64> = None;
     loop {
-        match follow(config, app, stop, resume_at.take(), &mut last_committed).await {
+        let mut subscribed = false;
+        let followed = follow(
+            config,
+            app,
+            stop,
+            resume_at.take(),
+            &mut last_committed,
+            &mut subscribed,
+        )
+        .await;
+        // A subscription that was made ends the outage before it: the next one starts again
+        // from the shortest delay (kept growing, the delay reached its cap after a few broker
+        // restarts and the reader came back up to twice that long after the broker did).
+        if subscribed {
+            delays = builder.build();
+        }
+        match followed {
             Ok(Followed::Stopped) => return Ok(()),
             Ok(Followed::Silent {
                 last_seq,
@@ -82,7 +98,7 @@ pub async fn run<A: Application>(
             Err(e @ (FeedError::App(_) | FeedError::Corrupt { .. })) => return Err(e),
             Err(FeedError::Broker(error)) => {
                 config.stats.count_broker_failure();
-                let delay = delays.next().unwrap_or(Duration::from_secs(10));
+                let delay = delays.next().unwrap_or(MAX_RECONNECT_DELAY);
                 tracing::warn!(%error, ?delay, "change feed: broker failed; resuming");
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
@@ -92,6 +108,9 @@ pub async fn run<A: Application>(
         }
     }
 }
+
+/// The longest wait before connecting again (jitter adds up to as much again).
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(5);
 
 /// Where a new subscription starts.
 #[derive(Debug, Clone, Copy)]
@@ -178,6 +197,7 @@ async fn follow<A: Application>(
     stop: &CancellationToken,
     resume_at: Option<ResumeAt>,
     last_committed: &mut Option<i64>,
+    made_subscription: &mut bool,
 ) -> Result<Followed, FeedError<A::Error>> {
     let position = app.position().await.map_err(FeedError::App)?;
     // Subscribing is bounded: a broker still starting (or a stream whose leader is moving) has
@@ -197,6 +217,7 @@ async fn follow<A: Application>(
         }
     };
     config.stats.count_subscription();
+    *made_subscription = true;
     let mut last_seq = position.map(|p| p.seq);
     let mut unknown = UnknownKinds::default();
     tracing::info!(stream = %config.stream, ?position, ?at, "following the change feed");

@@ -25,6 +25,7 @@ pub const SYNC_USERS: &str = "scim_sync_users";
 pub const DLQ_DEPTH: &str = "scim_worker_dlq_depth";
 pub const QUEUE_DEPTH: &str = "scim_worker_queue_depth";
 pub const SYNC_RUNS: &str = "scim_sync_runs";
+pub const RETRIES: &str = "scim_worker_retries";
 pub const CHANGES_WRITTEN: &str = "scim_changes_written";
 pub const CHANGES_PUBLISHED: &str = "scim_changes_published";
 pub const RELAY_LAG: &str = "scim_changes_relay_lag_seconds";
@@ -52,6 +53,13 @@ pub struct OrgLabels {
     pub organization_id: String,
 }
 
+/// Labels of the retries counter: why an event went to a retry tier.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    /// lock_timeout, deadlock, statement_timeout, database_unavailable, database
+    pub cause: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SyncLabels {
     /// ok, failed, skipped
@@ -69,6 +77,8 @@ pub struct Metrics {
     pub dlq_depth: Gauge,
     pub queue_depth: Gauge,
     pub sync_runs: Family<SyncLabels, Counter>,
+    /// Events sent to a retry tier, by cause.
+    pub retries: Family<RetryLabels, Counter>,
     pub changes_written: Counter,
     pub changes_published: Counter,
     /// Age of the oldest unpublished change (0 when none), as the leading relay sees it.
@@ -135,6 +145,21 @@ impl Metrics {
             "Users listed by directory syncs",
             sync_users.clone(),
         );
+        let retries = Family::<RetryLabels, Counter>::default();
+        registry.register(
+            RETRIES,
+            "Events sent to a retry tier, by cause (lock_timeout, deadlock, statement_timeout, database_unavailable, database)",
+            retries.clone(),
+        );
+        for cause in [
+            "lock_timeout",
+            "deadlock",
+            "statement_timeout",
+            "database_unavailable",
+            "database",
+        ] {
+            let _ = retries.get_or_create(&RetryLabels { cause });
+        }
         let sync_runs = Family::<SyncLabels, Counter>::default();
         registry.register(
             SYNC_RUNS,
@@ -249,6 +274,7 @@ impl Metrics {
             queue_depth,
             sync_users,
             sync_runs,
+            retries,
             events,
             apply_seconds,
             lag_seconds,
@@ -264,6 +290,10 @@ impl Metrics {
                 outcome,
             })
             .inc();
+    }
+
+    pub fn count_retry(&self, cause: &'static str) {
+        self.retries.get_or_create(&RetryLabels { cause }).inc();
     }
 
     pub fn count_sync(&self, outcome: &'static str) {

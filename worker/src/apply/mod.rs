@@ -64,6 +64,11 @@ pub enum ApplyError {
     Pool(#[from] PoolError),
     #[error("event has no organization id")]
     MissingOrganization,
+    /// A batch that passed deactivations on an unlocked read of the brake's budget found at
+    /// its end that concurrent batches used the room: it is rolled back and run again under
+    /// the brake lock, at once (never reaches the caller).
+    #[error("deprovisioning brake budget contended")]
+    BrakeContended,
 }
 
 /// One event on its way in: its message metadata, the parsed event and its organization.
@@ -105,6 +110,9 @@ pub struct Rules<'a> {
     pub hard_delete: bool,
     /// The deprovisioning brake, when on (and not bypassed by a release).
     pub brake: Option<BrakeSettings>,
+    /// Read the brake's budget under its lock from the first deactivation (after a batch
+    /// found its unlocked read contended), instead of optimistically.
+    pub strict_brake: bool,
 }
 
 /// Applies events; cheap to clone.
@@ -171,6 +179,7 @@ impl Applier {
             mapping: &self.mapping,
             hard_delete: self.hard_delete,
             brake: self.brake.enabled().then_some(self.brake),
+            strict_brake: false,
         }
     }
 
@@ -226,9 +235,23 @@ impl Applier {
         self.users_in_transaction(&items, rules, Some(&ids)).await
     }
 
-    /// User events in one transaction.
+    /// User events in one transaction: optimistic about the brake's budget first, under its
+    /// lock when that found the budget contended.
     async fn apply_users(&self, items: &[Item<'_>]) -> Result<Vec<Outcome>, ApplyError> {
-        self.users_in_transaction(items, self.rules(), None).await
+        match self.users_in_transaction(items, self.rules(), None).await {
+            Err(ApplyError::BrakeContended) => {
+                tracing::debug!(
+                    size = items.len(),
+                    "brake budget contended; the batch runs again under the brake lock"
+                );
+                let rules = Rules {
+                    strict_brake: true,
+                    ..self.rules()
+                };
+                self.users_in_transaction(items, rules, None).await
+            }
+            other => other,
+        }
     }
 
     /// User events in one transaction; `unhold`: held events to take out of the brake first.

@@ -63,6 +63,33 @@ impl Budget {
     pub fn engaged(&self) -> bool {
         self.held
     }
+
+    /// Whether a deactivation may pass on an unlocked read of the budget: the brake is not
+    /// engaged and there is room. Otherwise the batch takes the organization's brake lock
+    /// before deciding (`false` here never holds anything by itself).
+    pub fn take_unlocked(&mut self) -> bool {
+        if !self.held && self.remaining > 0 {
+            self.remaining -= 1;
+            return true;
+        }
+        false
+    }
+}
+
+/// The check a batch that passed `passed` deactivations of an organization on an unlocked
+/// read makes at its end, under the organization's brake lock: `engaged`, `active` (its
+/// active users as the batch leaves them) and `recent` (deactivations committed by others in
+/// the window) as read then. True when the batch stays within the budget, exactly as if it had
+/// held the lock from its first deactivation; false sends it back to do so.
+pub fn confirms(
+    settings: &BrakeSettings,
+    engaged: bool,
+    active: i64,
+    recent: i64,
+    passed: i64,
+) -> bool {
+    let done = recent.max(0) + passed.max(0);
+    !engaged && done <= settings.allowed(active.max(0) + done)
 }
 
 #[cfg(test)]
@@ -113,6 +140,34 @@ mod tests {
         assert!(b.take());
         assert!(!b.take());
         assert!(!b.take(), "stays held within the transaction");
+    }
+
+    #[test]
+    fn the_unlocked_read_passes_within_room_and_never_holds() {
+        let mut b = Budget::new(&DEFAULT, false, 41, 8);
+        assert!(b.take_unlocked());
+        assert!(b.take_unlocked());
+        assert!(
+            !b.take_unlocked(),
+            "no room: the batch must decide under the lock"
+        );
+        assert!(!b.engaged(), "an unlocked read holds nothing");
+        assert!(!Budget::new(&DEFAULT, true, 1000, 0).take_unlocked());
+    }
+
+    #[test]
+    fn the_end_check_matches_the_locked_decision() {
+        // 50 users, none deactivated yet: the locked path passes 10.
+        let locked = passed(&mut Budget::new(&DEFAULT, false, 50, 0), 30);
+        assert_eq!(locked, 10);
+        // The batch passed 10 without the lock (40 active as it leaves them): confirmed.
+        assert!(confirms(&DEFAULT, false, 40, 0, 10));
+        // Another batch committed 4 meanwhile (36 active): 14 > 10, sent back.
+        assert!(!confirms(&DEFAULT, false, 36, 4, 10));
+        // Room left but the brake was engaged meanwhile: sent back.
+        assert!(!confirms(&DEFAULT, true, 990, 0, 10));
+        // Large organization, far from the threshold.
+        assert!(confirms(&DEFAULT, false, 900, 50, 50));
     }
 
     #[test]

@@ -20,31 +20,81 @@ pub struct HeldEvent {
     pub body: serde_json::Value,
 }
 
-/// The budget of `org` for this transaction. Takes the organization's brake lock until the
-/// transaction ends, so two transactions deactivating users of one organization count one
-/// after the other (this lock comes after the entity locks and before the outbox's commit-order
-/// lock, the same order in every transaction).
+/// The budget of `org` for this transaction, read under the organization's brake lock (held
+/// until the transaction ends), so two transactions deactivating users of one organization
+/// count one after the other. This lock comes after the entity locks and before the outbox's
+/// commit-order lock, the same order in every transaction. Used when the unlocked read
+/// ([`budget_unlocked`]) found the organization near its threshold or engaged.
 pub async fn budget(
     conn: &mut AsyncPgConnection,
     org: &str,
     settings: &BrakeSettings,
 ) -> diesel::QueryResult<Budget> {
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Bool)]
-        engaged: bool,
-        #[diesel(sql_type = BigInt)]
-        active: i64,
-        #[diesel(sql_type = BigInt)]
-        recent: i64,
-    }
-    // The lock first, in a statement of its own: the next statement's snapshot (read committed)
-    // then sees everything the previous holder committed.
+    lock(conn, org).await?;
+    let row = counts(conn, org, settings).await?;
+    Ok(Budget::new(settings, row.engaged, row.active, row.recent))
+}
+
+/// The budget of `org` as last committed, without the lock: a batch far from the threshold
+/// passes its deactivations on it and confirms them at its end ([`confirm`]).
+pub async fn budget_unlocked(
+    conn: &mut AsyncPgConnection,
+    org: &str,
+    settings: &BrakeSettings,
+) -> diesel::QueryResult<Budget> {
+    let row = counts(conn, org, settings).await?;
+    Ok(Budget::new(settings, row.engaged, row.active, row.recent))
+}
+
+/// At the end of a batch that passed `passed` deactivations of `org` on an unlocked read:
+/// takes the organization's brake lock (held briefly: the batch commits right after) and
+/// checks that the batch stayed within the budget given everything committed before it.
+pub async fn confirm(
+    conn: &mut AsyncPgConnection,
+    org: &str,
+    settings: &BrakeSettings,
+    passed: i64,
+) -> diesel::QueryResult<bool> {
+    lock(conn, org).await?;
+    let row = counts(conn, org, settings).await?;
+    Ok(super::budget::confirms(
+        settings,
+        row.engaged,
+        row.active,
+        row.recent,
+        passed,
+    ))
+}
+
+/// The organization's brake lock, until the transaction ends. In a statement of its own: the
+/// next statement's snapshot (read committed) then sees everything the previous holder
+/// committed.
+async fn lock(conn: &mut AsyncPgConnection, org: &str) -> diesel::QueryResult<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('brake/' || $1, 7))")
         .bind::<Text, _>(org)
         .execute(conn)
         .await?;
-    let row: Row = diesel::sql_query(
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Counts {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    engaged: bool,
+    #[diesel(sql_type = BigInt)]
+    active: i64,
+    #[diesel(sql_type = BigInt)]
+    recent: i64,
+}
+
+/// Engaged (or holding), active users (as this transaction sees them), and deactivations
+/// committed in the window (since the last release).
+async fn counts(
+    conn: &mut AsyncPgConnection,
+    org: &str,
+    settings: &BrakeSettings,
+) -> diesel::QueryResult<Counts> {
+    diesel::sql_query(
         "WITH b AS (SELECT engaged_at, released_at FROM deprovision_brakes WHERE organization_id = $1) \
          SELECT (EXISTS (SELECT 1 FROM b WHERE engaged_at IS NOT NULL) \
                  OR EXISTS (SELECT 1 FROM held_events WHERE organization_id = $1)) AS engaged, \
@@ -57,8 +107,7 @@ pub async fn budget(
     .bind::<Text, _>(org)
     .bind::<Double, _>(settings.window.as_secs_f64())
     .get_result(conn)
-    .await?;
-    Ok(Budget::new(settings, row.engaged, row.active, row.recent))
+    .await
 }
 
 /// Stores held events (in order) and marks their organizations engaged.

@@ -44,7 +44,7 @@ pub fn classify_parse(e: &ParseError) -> Class {
 /// the cost, and a real data problem still ends in the dead-letter queue (`retries_exhausted`).
 pub fn classify_apply(e: &ApplyError) -> Class {
     match e {
-        ApplyError::Pool(_) => Class::Transient,
+        ApplyError::Pool(_) | ApplyError::BrakeContended => Class::Transient,
         ApplyError::MissingOrganization => Class::Permanent(DeadReason::Invalid),
         ApplyError::Database(db) => match db {
             DbError::DatabaseError(kind, info) => match kind {
@@ -80,6 +80,31 @@ pub fn database_unavailable(e: &ApplyError) -> bool {
                 ) | DbError::BrokenTransactionManager
             )
     )
+}
+
+/// Why a transient failure sends an event to a retry tier, as the label `cause` of
+/// `scim_worker_retries_total`: our own locks (`lock_timeout`, `deadlock`), the database away
+/// (`database_unavailable`), or anything else the database said (`database`).
+pub fn retry_cause(e: &ApplyError) -> &'static str {
+    if database_unavailable(e) {
+        return "database_unavailable";
+    }
+    match e {
+        ApplyError::Database(DbError::DatabaseError(_, info)) => {
+            let message = info.message();
+            if message.contains("lock timeout") {
+                "lock_timeout"
+            } else if message.contains("deadlock detected") {
+                "deadlock"
+            } else if message.contains("statement timeout") {
+                "statement_timeout"
+            } else {
+                "database"
+            }
+        }
+        ApplyError::BrakeContended => "brake_contended",
+        _ => "database",
+    }
 }
 
 /// PostgreSQL class 22 (data exception) messages: the data, not the database, is at fault.
@@ -148,6 +173,41 @@ mod tests {
 
     fn db(kind: DatabaseErrorKind, msg: &'static str) -> ApplyError {
         ApplyError::Database(DbError::DatabaseError(kind, Box::new(Info(msg))))
+    }
+
+    #[test]
+    fn retries_are_counted_by_cause() {
+        let cause = |kind, msg| retry_cause(&db(kind, msg));
+        assert_eq!(
+            cause(
+                DatabaseErrorKind::Unknown,
+                "canceling statement due to lock timeout"
+            ),
+            "lock_timeout"
+        );
+        assert_eq!(
+            cause(DatabaseErrorKind::Unknown, "deadlock detected"),
+            "deadlock"
+        );
+        assert_eq!(
+            cause(
+                DatabaseErrorKind::Unknown,
+                "canceling statement due to statement timeout"
+            ),
+            "statement_timeout"
+        );
+        assert_eq!(
+            cause(DatabaseErrorKind::ClosedConnection, "closed"),
+            "database_unavailable"
+        );
+        assert_eq!(
+            cause(
+                DatabaseErrorKind::SerializationFailure,
+                "could not serialize"
+            ),
+            "database"
+        );
+        assert_eq!(retry_cause(&ApplyError::BrakeContended), "brake_contended");
     }
 
     #[test]

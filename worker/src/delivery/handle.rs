@@ -3,6 +3,7 @@
 
 use super::disposition::{
     Class, Disposition, after_failure, classify_apply, classify_parse, database_unavailable,
+    retry_cause,
 };
 use super::forward;
 use crate::apply::{Applier, Outcome};
@@ -147,6 +148,9 @@ impl Handler {
                         meta.retry_count,
                         &self.topology,
                     );
+                    if matches!(disposition, Disposition::Retry { .. }) {
+                        self.metrics.count_retry(retry_cause(&error));
+                    }
                     self.settle(d, &meta, disposition).await;
                 }
             }
@@ -203,7 +207,12 @@ impl Handler {
                             self.transient_streak.fetch_add(1, Ordering::Relaxed);
                         }
                         tracing::warn!(error = %e, ?class, "apply failed");
-                        after_failure(class, e.to_string(), meta.retry_count, &self.topology)
+                        let next =
+                            after_failure(class, e.to_string(), meta.retry_count, &self.topology);
+                        if matches!(next, Disposition::Retry { .. }) {
+                            self.metrics.count_retry(retry_cause(&e));
+                        }
+                        next
                     }
                 }
             }

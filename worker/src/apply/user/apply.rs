@@ -6,7 +6,7 @@ use super::store::{self, FinalUser, Key};
 use crate::apply::audit::{self, AuditRow};
 use crate::apply::locks::{self, LockSet};
 use crate::apply::version::Version;
-use crate::apply::{Item, Outcome, Rules};
+use crate::apply::{ApplyError, Item, Outcome, Rules};
 use crate::brake::{self, Budget};
 use crate::changes::plan::{Cause, PlannedChange, user_changes};
 use diesel_async::AsyncPgConnection;
@@ -65,7 +65,7 @@ pub async fn apply(
     conn: &mut AsyncPgConnection,
     items: &[Item<'_>],
     rules: &Rules<'_>,
-) -> diesel::QueryResult<(Vec<Outcome>, Vec<PlannedChange>)> {
+) -> Result<(Vec<Outcome>, Vec<PlannedChange>), ApplyError> {
     let mut outcomes = vec![Outcome::Ignored; items.len()];
     let mut changes = Vec::new();
     if items.is_empty() {
@@ -86,7 +86,21 @@ pub async fn apply(
     let mut audits: Vec<AuditRow> = Vec::new();
     // The deprovisioning brake's budget per organization, read when its first deactivation in
     // this batch comes up; and the deactivations it holds back.
-    let mut budgets: BTreeMap<String, Budget> = BTreeMap::new();
+    let mut budgets: BTreeMap<String, OrgBudget> = BTreeMap::new();
+    if let Some(settings) = rules.brake.filter(|_| rules.strict_brake) {
+        // Under the lock from the start: every organization this batch may deactivate users
+        // of, in order (every transaction takes brake locks in this order, after its entity
+        // locks and before the outbox's).
+        let orgs: BTreeSet<&str> = items
+            .iter()
+            .filter(|i| may_deactivate(i))
+            .map(|i| i.organization_id)
+            .collect();
+        for org in orgs {
+            let budget = brake::store::budget(conn, org, &settings).await?;
+            budgets.insert(org.to_owned(), OrgBudget::Locked(budget));
+        }
+    }
     let mut held: Vec<brake::store::HeldEvent> = Vec::new();
     // Users erased by this batch: their earlier audit rows lose the personal fields.
     let mut erased: Vec<Key> = Vec::new();
@@ -111,10 +125,14 @@ pub async fn apply(
                     let budget = match budgets.entry(key.0.clone()) {
                         std::collections::btree_map::Entry::Occupied(b) => b.into_mut(),
                         std::collections::btree_map::Entry::Vacant(v) => {
-                            v.insert(brake::store::budget(conn, &key.0, &settings).await?)
+                            v.insert(OrgBudget::Unlocked {
+                                budget: brake::store::budget_unlocked(conn, &key.0, &settings)
+                                    .await?,
+                                passed: 0,
+                            })
                         }
                     };
-                    if !budget.take() {
+                    if !budget.take()? {
                         held.push(held_event(item, &key, current));
                         *outcome = Outcome::Held;
                         continue;
@@ -156,6 +174,18 @@ pub async fn apply(
         .map(|(key, (state, dir))| FinalUser::new(key, state, dir.as_deref(), stored.get(key)))
         .collect();
     store::write_users(conn, &finals).await?;
+    // Deactivations passed on an unlocked read are confirmed under the brake lock, taken last
+    // (organizations in order) and held only until the commit that follows.
+    if let Some(settings) = rules.brake {
+        for (org, budget) in &budgets {
+            if let OrgBudget::Unlocked { passed, .. } = budget
+                && *passed > 0
+                && !brake::store::confirm(conn, org, &settings, *passed).await?
+            {
+                return Err(ApplyError::BrakeContended);
+            }
+        }
+    }
     audit::write(conn, &audits).await?;
     super::erasure::scrub(conn, &erased).await?;
     if !held.is_empty() {
@@ -167,6 +197,42 @@ pub async fn apply(
         brake::store::hold(conn, &held).await?;
     }
     Ok((outcomes, changes))
+}
+
+/// An organization's brake budget within a batch: on an unlocked read while far from the
+/// threshold (confirmed at the end), or under the organization's brake lock once near it.
+enum OrgBudget {
+    Unlocked { budget: Budget, passed: i64 },
+    Locked(Budget),
+}
+
+impl OrgBudget {
+    /// Whether one more deactivation may pass; `false` holds it (and every later one). An
+    /// unlocked read without room sends the batch back ([`ApplyError::BrakeContended`]) to run
+    /// under the brake lock from its start: only a locked read may hold.
+    fn take(&mut self) -> Result<bool, ApplyError> {
+        match self {
+            Self::Unlocked { budget, passed } => {
+                if budget.take_unlocked() {
+                    *passed += 1;
+                    Ok(true)
+                } else {
+                    Err(ApplyError::BrakeContended)
+                }
+            }
+            Self::Locked(budget) => Ok(budget.take()),
+        }
+    }
+}
+
+/// Whether the event may deactivate its user (a deletion, or a user event that does not say
+/// the user is active).
+fn may_deactivate(item: &Item<'_>) -> bool {
+    match &item.event.event {
+        Event::UserDeleted(_) => true,
+        Event::UserCreated(u) | Event::UserUpdated(u) => u.active != Some(true),
+        _ => false,
+    }
 }
 
 /// The stored form of a deactivation the brake holds.
