@@ -237,6 +237,9 @@ impl Syncer {
                 break;
             }
         }
+        // Deactivations are stamped with this: any event about a user that occurred while the
+        // listing ran (a user created after its pages were read) is newer and wins.
+        let listing_started = chrono::Utc::now();
         let mut listing = Listing::new("users", self.max_pages);
         let mut seen: HashSet<String> = HashSet::new();
         let mut token: Option<String> = None;
@@ -284,12 +287,12 @@ impl Syncer {
             let mut conn = self.pool.get().await?;
             store::active_users(&mut conn, org, dir, single_directory).await?
         };
-        let now = chrono::Utc::now();
         let gone: Vec<_> = active
             .iter()
             .filter(|(id, _)| !seen.contains(id))
             .map(|(id, version)| {
-                let (eid, body) = snapshot::deactivation_event(org, dir, id, version, now);
+                let (eid, body) =
+                    snapshot::deactivation_event(org, dir, id, version, listing_started);
                 (eid, body, shared::EventType::UserDeleted.as_str())
             })
             .collect();
