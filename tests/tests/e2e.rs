@@ -48,6 +48,20 @@ async fn shuffled_stream_with_duplicates_reaches_the_modelled_end_state() {
     }
     assert_eq!(got.memberships, corpus.expected.memberships);
     assert_eq!(got.roles, corpus.expected.roles);
+    // No fault injected: no event may have gone to a retry tier (our own locks included).
+    for w in &stack.workers {
+        let m = testkit::metrics(&stack.client, &format!("http://127.0.0.1:{}", w.port))
+            .await
+            .unwrap();
+        let retries: Vec<&str> = m
+            .lines()
+            .filter(|l| l.starts_with("scim_worker_retries_total{"))
+            .collect();
+        assert!(!retries.is_empty(), "the retries counter is exported: {m}");
+        for line in retries {
+            assert!(line.ends_with(" 0"), "retried under plain load: {line}");
+        }
+    }
     let ignored = stack
         .count("SELECT count(*) AS n FROM processed_events WHERE outcome = 'ignored'")
         .await
