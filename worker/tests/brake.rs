@@ -10,42 +10,23 @@ mod support;
 use serde_json::json;
 use std::time::Duration;
 use support::dlq::worker_cmd;
+use support::user_event;
 use testkit::env::Env;
 use testkit::wait_until;
 use testkit::worker::*;
 
-/// An event of `org` about user `i`: `kind` (`user_created`, …), its id suffix, time and data.
-fn event(
-    org: &str,
-    i: usize,
-    kind: &str,
-    suffix: &str,
-    at: &str,
-    data: serde_json::Value,
-) -> Vec<u8> {
-    let mut data = data;
-    data["id"] = format!("diruser_{org}_{i:03}").into();
-    data["organization_id"] = org.into();
-    serde_json::to_vec(&json!({
-        "id": format!("evt_{org}_{suffix}{i:03}"), "type": format!("organization.directory.{kind}"),
-        "object": "DirectoryUser", "spec_version": "1", "environment_id": "env_1",
-        "organization_id": org, "occurred_at": at, "data": data
-    }))
-    .unwrap()
-}
-
 fn created(org: &str, i: usize) -> Vec<u8> {
     let data = json!({"active": true, "email": format!("u{i}@{org}.example"), "given_name": "User", "family_name": format!("N{i}")});
-    event(org, i, "user_created", "c", "2026-01-01T10:00:00Z", data)
+    user_event(org, i, "user_created", "c", "2026-01-01T10:00:00Z", data)
 }
 
 fn renamed(org: &str, i: usize) -> Vec<u8> {
     let data = json!({"active": true, "email": format!("u{i}@{org}.example"), "given_name": "Renamed", "family_name": format!("N{i}")});
-    event(org, i, "user_updated", "r", "2026-01-01T12:00:00Z", data)
+    user_event(org, i, "user_updated", "r", "2026-01-01T12:00:00Z", data)
 }
 
 fn deleted(org: &str, i: usize) -> Vec<u8> {
-    event(
+    user_event(
         org,
         i,
         "user_deleted",

@@ -11,31 +11,26 @@ mod support;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use support::parsed;
+use support::{parsed, user_event};
 use testkit::db::TestDb;
 use worker::apply::{Applier, Outcome};
 use worker::brake::BrakeSettings;
 use worker::role_mapping::RoleMapping;
 
-fn event(org: &str, i: usize, kind: &str, at: &str, data: serde_json::Value) -> Vec<u8> {
-    let mut data = data;
-    data["id"] = format!("diruser_{org}_{i:04}").into();
-    data["organization_id"] = org.into();
-    serde_json::to_vec(&json!({
-        "id": format!("evt_{org}_{kind}_{i:04}"), "type": format!("organization.directory.{kind}"),
-        "object": "DirectoryUser", "spec_version": "1", "environment_id": "env_1",
-        "organization_id": org, "occurred_at": at, "data": data
-    }))
-    .unwrap()
-}
-
 fn created(org: &str, i: usize) -> Vec<u8> {
     let data = json!({"active": true, "email": format!("u{i}@{org}.example")});
-    event(org, i, "user_created", "2026-01-01T10:00:00Z", data)
+    user_event(org, i, "user_created", "c", "2026-01-01T10:00:00Z", data)
 }
 
 fn deleted(org: &str, i: usize) -> Vec<u8> {
-    event(org, i, "user_deleted", "2026-01-01T11:00:00Z", json!({}))
+    user_event(
+        org,
+        i,
+        "user_deleted",
+        "d",
+        "2026-01-01T11:00:00Z",
+        json!({}),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

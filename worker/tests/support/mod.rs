@@ -21,6 +21,27 @@ pub fn parsed(body: &[u8]) -> (MessageMeta, WebhookEvent) {
     (meta, event)
 }
 
+/// A user event of `org` about user `i`: `kind` (`user_created`, …), its id suffix, time and
+/// data.
+pub fn user_event(
+    org: &str,
+    i: usize,
+    kind: &str,
+    suffix: &str,
+    at: &str,
+    data: serde_json::Value,
+) -> Vec<u8> {
+    let mut data = data;
+    data["id"] = format!("diruser_{org}_{i:03}").into();
+    data["organization_id"] = org.into();
+    serde_json::to_vec(&serde_json::json!({
+        "id": format!("evt_{org}_{suffix}{i:03}"), "type": format!("organization.directory.{kind}"),
+        "object": "DirectoryUser", "spec_version": "1", "environment_id": "env_1",
+        "organization_id": org, "occurred_at": at, "data": data
+    }))
+    .unwrap()
+}
+
 /// Runs a command (the worker binary, say) to its end and asserts that it succeeded, showing
 /// its stderr otherwise.
 pub async fn succeeded(
