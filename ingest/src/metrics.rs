@@ -72,6 +72,7 @@ pub const REQUESTS: &str = "scim_ingest_requests";
 pub const PUBLISH_SECONDS: &str = "scim_ingest_publish_seconds";
 pub const IN_FLIGHT: &str = "scim_ingest_in_flight";
 pub const BROKER_READY: &str = "scim_ingest_broker_ready";
+pub const URGENT: &str = "scim_ingest_urgent";
 
 pub struct Metrics {
     registry: Registry,
@@ -79,6 +80,8 @@ pub struct Metrics {
     pub publish_seconds: Histogram,
     pub in_flight: Gauge,
     pub broker_ready: Gauge,
+    /// Deprovisionings queued on the urgent path (also counted as `queued`).
+    pub urgent: Counter,
 }
 
 impl Default for Metrics {
@@ -119,12 +122,19 @@ impl Metrics {
             "1 while the broker connection and confirm channels are up",
             broker_ready.clone(),
         );
+        let urgent = Counter::default();
+        registry.register(
+            URGENT,
+            "Deprovisionings queued on the urgent path (also counted as queued)",
+            urgent.clone(),
+        );
         Self {
             registry,
             requests,
             publish_seconds,
             in_flight,
             broker_ready,
+            urgent,
         }
     }
 

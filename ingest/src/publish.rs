@@ -1,15 +1,16 @@
 //! From a verified webhook to a confirmed message: events go to the events exchange with their
-//! type as routing key; a signed body that is not an envelope goes to the dead-letter exchange
+//! type as routing key, deprovisionings to the urgent exchange (`shared::lane`); a signed body that is not an envelope goes to the dead-letter exchange
 //! with `x-dead-reason: malformed` (nothing signed is dropped).
 
 use crate::coalesce::Coalescer;
 use crate::state::AppState;
 use shared::amqp::{PublishError, mark_dead, properties};
-use shared::{DeadReason, EnvelopeHead, MessageMeta, Source, VerifiedWebhook};
+use shared::lane::{EnvelopeRoute, Lane, lane};
+use shared::{DeadReason, MessageMeta, Source, VerifiedWebhook};
 
 /// What was published.
 pub enum Published {
-    Event { event_id: String },
+    Event { event_id: String, urgent: bool },
     Malformed { reason: String },
 }
 
@@ -21,7 +22,7 @@ pub async fn publish(
     publisher: &Coalescer,
     hook: &VerifiedWebhook,
 ) -> Result<Published, PublishError> {
-    let envelope = serde_json::from_slice::<EnvelopeHead>(hook.body())
+    let envelope = serde_json::from_slice::<EnvelopeRoute>(hook.body())
         .map_err(|e| shared::envelope::json_error(&e))
         .and_then(|env| {
             if env.event_type.len() > SHORT_STRING_MAX || env.id.as_str().len() > SHORT_STRING_MAX {
@@ -40,9 +41,15 @@ pub async fn publish(
             }
             let meta =
                 MessageMeta::of_envelope(&env, Source::Webhook).with_webhook_id(hook.webhook_id());
+            let urgent = lane(&env.event_type, env.data) == Lane::Urgent;
+            let exchange = if urgent {
+                &state.urgent_exchange
+            } else {
+                &state.events_exchange
+            };
             publisher
                 .publish(
-                    &state.events_exchange,
+                    exchange,
                     &env.event_type,
                     hook.body().clone(),
                     properties(&meta),
@@ -51,6 +58,7 @@ pub async fn publish(
                 .await?;
             Ok(Published::Event {
                 event_id: env.id.into_inner(),
+                urgent,
             })
         }
         Err(reason) => {

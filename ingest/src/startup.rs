@@ -78,6 +78,7 @@ impl Application {
             verifier: Verifier::new(secrets.clone()).with_tolerance(config.tolerance_seconds),
             link: link.clone(),
             events_exchange: topology.exchange(),
+            urgent_exchange: topology.urgent_exchange(),
             dead_exchange: topology.dead_exchange(),
             metrics: Arc::clone(&metrics),
             confirm_timeout: config.confirm_timeout(),

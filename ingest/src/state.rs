@@ -13,6 +13,8 @@ pub struct AppState {
     pub link: BrokerLink,
     /// `{prefix}.events`, where verified events go (named once, not per request).
     pub events_exchange: String,
+    /// `{prefix}.events.urgent`, where deprovisionings go (`shared::lane`).
+    pub urgent_exchange: String,
     /// `{prefix}.events.dlx`, where signed bodies that are not envelopes go.
     pub dead_exchange: String,
     pub metrics: Arc<Metrics>,

@@ -215,9 +215,12 @@ async fn handle(
         .publish_seconds
         .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(Published::Event { event_id }) => {
+        Ok(Published::Event { event_id, urgent }) => {
             state.metrics.count(Outcome::Queued);
-            tracing::info!("webhook queued");
+            if urgent {
+                state.metrics.urgent.inc();
+            }
+            tracing::info!(urgent, "webhook queued");
             HttpResponse::Accepted().json(Answer::Queued {
                 status: "queued",
                 event_id: &event_id,

@@ -30,7 +30,17 @@ async fn each_fixture_is_published_byte_for_byte_with_contract_headers() {
         let d = &msg.delivery;
         assert_eq!(d.data, body, "{name}: body bytes");
         assert_eq!(d.routing_key.as_str(), parsed["type"].as_str().unwrap());
-        assert_eq!(d.exchange.as_str(), app.topology.exchange());
+        // Deprovisionings take the urgent path (`shared::lane`), the rest the events exchange.
+        let urgent = matches!(
+            parsed["type"].as_str(),
+            Some("organization.directory.user_deleted" | "organization.directory_disabled")
+        );
+        let exchange = if urgent {
+            app.topology.urgent_exchange()
+        } else {
+            app.topology.exchange()
+        };
+        assert_eq!(d.exchange.as_str(), exchange, "{name}");
         let p = &d.properties;
         assert_eq!(
             p.message_id().as_ref().unwrap().as_str(),
@@ -69,8 +79,13 @@ async fn each_fixture_is_published_byte_for_byte_with_contract_headers() {
             ]
         );
     }
-    // Also on the apply queue (the worker's input): 8 messages.
-    assert_eq!(app.tap.depth(&app.topology.apply_queue()).await.unwrap(), 8);
+    // Also on the worker's inputs: 6 on the apply queue, the 2 deprovisionings on the urgent.
+    assert_eq!(app.tap.depth(&app.topology.apply_queue()).await.unwrap(), 6);
+    assert_eq!(
+        app.tap.depth(&app.topology.urgent_queue()).await.unwrap(),
+        2
+    );
+    assert_eq!(app.metrics.urgent.get(), 2);
     app.stop().await;
 }
 

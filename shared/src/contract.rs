@@ -226,6 +226,14 @@ impl Topology {
     pub fn apply_queue(&self) -> String {
         format!("{}.events.apply", self.prefix)
     }
+    /// Fanout exchange of the urgent path (deprovisionings, `crate::lane`), and the quorum
+    /// queue of the same name bound to it.
+    pub fn urgent_exchange(&self) -> String {
+        format!("{}.events.urgent", self.prefix)
+    }
+    pub fn urgent_queue(&self) -> String {
+        format!("{}.events.urgent", self.prefix)
+    }
     /// Fanout dead-letter exchange.
     pub fn dead_exchange(&self) -> String {
         format!("{}.events.dlx", self.prefix)

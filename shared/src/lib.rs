@@ -11,6 +11,7 @@ pub mod envelope;
 pub mod event_data;
 pub mod event_type;
 pub mod ids;
+pub mod lane;
 pub mod redact;
 pub mod secret;
 pub mod verify;

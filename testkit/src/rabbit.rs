@@ -54,6 +54,16 @@ impl RabbitTap {
                 FieldTable::default(),
             )
             .await?;
+        // The urgent path too (a fanout exchange: every deprovisioning ingest publishes).
+        self.channel
+            .queue_bind(
+                name.into(),
+                topology.urgent_exchange().as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
         Ok(())
     }
 
@@ -111,7 +121,11 @@ pub async fn delete_topology(
 ) -> Result<(), lapin::Error> {
     let tap = RabbitTap::connect(url).await?;
     let ch = &tap.channel;
-    let mut queues: Vec<String> = vec![topology.apply_queue(), topology.dead_queue()];
+    let mut queues: Vec<String> = vec![
+        topology.apply_queue(),
+        topology.urgent_queue(),
+        topology.dead_queue(),
+    ];
     queues.extend(topology.tiers().iter().map(|t| topology.retry_queue(t)));
     queues.extend(extra_queues.iter().map(|q| (*q).to_owned()));
     for q in queues {
@@ -120,6 +134,7 @@ pub async fn delete_topology(
     }
     for x in [
         topology.exchange(),
+        topology.urgent_exchange(),
         topology.dead_exchange(),
         topology.retry_exchange(),
     ] {

@@ -180,10 +180,10 @@ fn manifests_match_the_binaries() {
             rights("scim-ingest"),
             [
                 "^$".to_owned(),
-                format!("^{p}\\.events(\\.dlx)?$"),
+                format!("^{p}\\.events(\\.dlx|\\.urgent)?$"),
                 "^$".to_owned()
             ],
-            "{overlay}: ingest may only publish to the events and dead-letter exchanges"
+            "{overlay}: ingest may only publish to the events, urgent and dead-letter exchanges"
         );
         let all = format!("^{p}\\..*");
         assert_eq!(rights("scim-worker"), [all.clone(), all.clone(), all]);
@@ -213,9 +213,17 @@ fn manifests_match_the_binaries() {
             .as_str()
             .unwrap()
             .to_owned();
+        // The apply and urgent queues share their arguments, so one policy covers both.
         assert_eq!(
             apply_policy,
-            format!("^{}$", topology.apply_queue().replace('.', r"\."))
+            format!(
+                "^{}\\.(apply|urgent)$",
+                topology.exchange().replace('.', r"\.")
+            )
+        );
+        assert_eq!(
+            [topology.apply_queue(), topology.urgent_queue()],
+            ["apply", "urgent"].map(|q| format!("{}.{q}", topology.exchange()))
         );
         assert_eq!(
             find(&docs, "Policy", "scim-apply")["spec"]["definition"]["dead-letter-exchange"],

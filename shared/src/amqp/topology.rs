@@ -124,12 +124,36 @@ async fn declare_on(
         AMQPValue::LongLongInt(DELIVERY_LIMIT),
     );
     let apply = topology.apply_queue();
-    channel = declare_quorum(connection, channel, &apply, apply_args, group).await?;
+    channel = declare_quorum(connection, channel, &apply, apply_args.clone(), group).await?;
     channel
         .queue_bind(
             apply.as_str().into(),
             exchange.as_str().into(),
             "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    // The urgent path: its own exchange and queue (same arguments as the apply queue), so a
+    // deprovisioning never queues behind bulk work. Its retries and dead letters go the same
+    // ways as the apply queue's (a retried copy comes back through `{prefix}.events`).
+    let urgent_exchange = topology.urgent_exchange();
+    channel
+        .exchange_declare(
+            urgent_exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    let urgent = topology.urgent_queue();
+    channel = declare_quorum(connection, channel, &urgent, apply_args, group).await?;
+    channel
+        .queue_bind(
+            urgent.as_str().into(),
+            urgent_exchange.as_str().into(),
+            "".into(),
             QueueBindOptions::default(),
             FieldTable::default(),
         )

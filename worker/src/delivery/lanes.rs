@@ -1,5 +1,7 @@
-//! The consume loop: `concurrency` lanes, each with its own channel and consumer (its share of
-//! the prefetch), taking a batch of deliveries at a time and settling it before the next. Because
+//! The consume loop: `concurrency` lanes on the apply queue, each with its own channel and
+//! consumer (its share of the prefetch), and one more on the urgent queue (deprovisionings,
+//! `shared::lane`), so that those never wait behind the apply queue's backlog; each takes a
+//! batch of deliveries at a time and settles it before the next. Because
 //! a lane's earlier deliveries are all settled when it finishes a batch, it acknowledges a whole
 //! applied batch with one `multiple` ack. Lanes re-subscribe after broker loss with a pause; on
 //! shutdown each lane cancels its consumer after the batch in hand (bounded by the timeout).
@@ -18,6 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 /// How long to wait for more deliveries to fill a batch.
 const BATCH_WAIT: Duration = Duration::from_millis(2);
+
+/// The urgent lane's prefetch and batch at most: deprovisionings come few at a time, and a
+/// small batch commits soon.
+const URGENT_PREFETCH: u16 = 32;
 
 /// What one delivery costs in memory beyond its body: lapin's delivery, its properties and the
 /// header table (generous; the contract's headers are a few hundred bytes).
@@ -96,6 +102,9 @@ pub async fn run(
     for lane in 0..settings.lanes() {
         lanes.spawn(run_lane(Lane {
             tag: format!("{tag}-{lane}"),
+            queue: handler.topology.apply_queue(),
+            prefetch: settings.lane_prefetch(),
+            batch: settings.lane_batch(),
             handler: Arc::clone(&handler),
             link: link.clone(),
             health: Arc::clone(&health),
@@ -103,6 +112,18 @@ pub async fn run(
             stop: stop.clone(),
         }));
     }
+    let urgent_prefetch = settings.lane_prefetch().min(URGENT_PREFETCH);
+    lanes.spawn(run_lane(Lane {
+        tag: format!("{tag}-urgent"),
+        queue: handler.topology.urgent_queue(),
+        prefetch: urgent_prefetch,
+        batch: settings.lane_batch().min(usize::from(urgent_prefetch)),
+        handler: Arc::clone(&handler),
+        link: link.clone(),
+        health: Arc::clone(&health),
+        settings: settings.clone(),
+        stop: stop.clone(),
+    }));
     stop.cancelled().await;
     tracing::info!("stopping: lanes finish the batches in hand");
     let drained = tokio::time::timeout(settings.shutdown_timeout, async {
@@ -117,6 +138,9 @@ pub async fn run(
 
 struct Lane {
     tag: String,
+    queue: String,
+    prefetch: u16,
+    batch: usize,
     handler: Arc<Handler>,
     link: BrokerLink,
     health: Arc<Health>,
@@ -126,15 +150,14 @@ struct Lane {
 
 impl Lane {
     async fn subscribe(&self) -> Result<(Channel, Consumer), String> {
-        let queue = self.handler.topology.apply_queue();
         let channel = self.link.open_channel().await.map_err(|e| e.to_string())?;
         channel
-            .basic_qos(self.settings.lane_prefetch(), BasicQosOptions::default())
+            .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
             .map_err(|e| e.to_string())?;
         let consumer = channel
             .basic_consume(
-                queue.as_str().into(),
+                self.queue.as_str().into(),
                 self.tag.as_str().into(),
                 BasicConsumeOptions::default(),
                 FieldTable::default(),
@@ -153,7 +176,7 @@ impl Lane {
     ) -> (Vec<lapin::message::Delivery>, bool) {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + BATCH_WAIT;
-        let size = self.settings.lane_batch();
+        let size = self.batch;
         while batch.len() < size {
             // What is buffered already is taken without arming a timer.
             let next = match consumer.next().now_or_never() {
@@ -202,10 +225,10 @@ async fn run_lane(lane: Lane) {
         };
         lane.health.lane_up();
         tracing::info!(
-            queue = %lane.handler.topology.apply_queue(),
+            queue = %lane.queue,
             lane = %lane.tag,
-            prefetch = lane.settings.lane_prefetch(),
-            batch = lane.settings.lane_batch(),
+            prefetch = lane.prefetch,
+            batch = lane.batch,
             worst_case_bytes = lane.settings.worst_case_bytes(),
             "consuming"
         );
