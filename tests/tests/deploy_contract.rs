@@ -203,6 +203,11 @@ fn manifests_match_the_binaries() {
             topology.apply_queue(),
             "{overlay}: KEDA queue"
         );
+        // A deprovisioning waiting in the urgent queue wakes a worker even at zero replicas.
+        let urgent = &find(&docs, "ScaledObject", "scim-worker")["spec"]["triggers"][1];
+        assert_eq!(urgent["metadata"]["queueName"], topology.urgent_queue());
+        assert_eq!(urgent["metadata"]["activationValue"], "0");
+        assert_eq!(urgent["authenticationRef"], trigger["authenticationRef"]);
         assert!(
             find(&docs, "ScaledObject", "scim-worker")["spec"]["minReplicaCount"]
                 .as_u64()
