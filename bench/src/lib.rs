@@ -19,6 +19,7 @@ pub mod report;
 pub mod sql_baseline;
 pub mod sql_same_writes;
 pub mod summary;
+pub mod tenants;
 
 use shared::amqp::properties;
 use shared::{MessageMeta, Source, Topology};

@@ -111,6 +111,12 @@ async fn main() -> anyhow::Result<()> {
         println!("push delivery (endpoint answers in 5 ms): {}", o.describe());
         return Ok(());
     }
+    if only == "tenants" {
+        for r in tenants(&secret).await? {
+            println!("| {} | {} | {} |", r.metric, r.value, r.note);
+        }
+        return Ok(());
+    }
 
     eprintln!(
         "B_pub: raw lapin publisher, persistent + mandatory, 256 confirms in flight, quorum queue (median of 3)"
@@ -151,6 +157,8 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let mut stack = Stack::new("bench").await?;
+    // The default configuration: the deprovisioning brake on.
+    stack.brake_off = false;
     // The application the stack's workers push changes to, answering in 5 ms.
     let app =
         testkit::receiver::Receiver::start_on(stack.push_port, SECRET, Duration::from_millis(5))
@@ -303,7 +311,8 @@ async fn main() -> anyhow::Result<()> {
         ingest_rss_kib: ingest_rss,
         worker_rss_kib: worker_rss,
     };
-    let rows = summary.rows();
+    let mut rows = summary.rows();
+    rows.extend(tenants(&secret).await?);
     println!("\n| metric | value | note |\n|---|---|---|");
     for r in &rows {
         println!("| {} | {} | {} |", r.metric, r.value, r.note);
@@ -317,6 +326,57 @@ async fn main() -> anyhow::Result<()> {
     let _ = tap.connection.close(200, "done".into()).await;
     stack.teardown().await;
     Ok(())
+}
+
+/// The tenants rows (`bench/src/tenants.rs`): the brake's cost on an update-heavy drain (on ÷
+/// off, same run) and deprovisionings overtaking 60,000 queued events of other organizations.
+async fn tenants(secret: &shared::WebhookSecret) -> anyhow::Result<Vec<bench::report::Row>> {
+    use bench::report::row;
+    eprintln!("tenants: update-heavy drain, brake at its default, then off");
+    let on = bench::tenants::drain(true).await?;
+    eprintln!(
+        "  brake on: {:.0} events/s, {} held, {} retries",
+        on.rate(),
+        on.held,
+        on.retries
+    );
+    let off = bench::tenants::drain(false).await?;
+    eprintln!(
+        "  brake off: {:.0} events/s, {} retries",
+        off.rate(),
+        off.retries
+    );
+    eprintln!("tenants: deprovisionings behind 60,000 queued events of other organizations");
+    let overtake = bench::tenants::overtake(secret, 60_000).await?;
+    eprintln!("  {}", overtake.describe());
+    Ok(vec![
+        row(
+            "update-heavy drain, brake on ÷ off",
+            format!(
+                "{:.2} ({:.0} ÷ {:.0} events/s)",
+                on.rate() / off.rate(),
+                on.rate(),
+                off.rate()
+            ),
+            "20 organizations × 1,500 users, then 50,000 updates / deactivations / deletions; target ≥ 0.9",
+        ),
+        row(
+            "retries under plain load",
+            format!(
+                "{} (brake on), {} (off), {} (overtake)",
+                on.retries, off.retries, overtake.retries
+            ),
+            "scim_worker_retries_total, every cause; target 0",
+        ),
+        row(
+            "deprovisioning 2xx → committed, behind a backlog",
+            format!(
+                "p50 {:.0} ms, p99 {:.0} ms (≥ {} queued)",
+                overtake.p50_ms, overtake.p99_ms, overtake.least_queued
+            ),
+            "20 user_deleted through ingest while 60,000 events of 19 other organizations drain; target p99 ≤ 1 s",
+        ),
+    ])
 }
 
 /// The onboarding row: `BENCH_PUSH_USERS` users (default 100,000: about 300,000 changes) to
@@ -342,6 +402,8 @@ async fn feed_only(secret: &shared::WebhookSecret) -> anyhow::Result<()> {
     let rate = var("BENCH_FEED_RATE", 500.0);
     let seconds = var("BENCH_FEED_SECONDS", 8.0);
     let mut stack = Stack::new("bench").await?;
+    // The default configuration: the deprovisioning brake on.
+    stack.brake_off = false;
     stack.start_ingest().await?;
     stack.start_worker().await?;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], stack.ingest_port));

@@ -108,6 +108,8 @@ pub async fn b_http(latency: Duration, requests: usize) -> anyhow::Result<f64> {
 pub async fn onboarding(users: usize, latency: Duration) -> anyhow::Result<Onboarding> {
     let b_http_per_s = b_http(latency, 500).await?;
     let mut stack = Stack::new("benchpush").await?;
+    // The default configuration: the deprovisioning brake on.
+    stack.brake_off = false;
     let receiver = Receiver::start_on(stack.push_port, SECRET, latency).await;
     let mut conn = AsyncPgConnection::establish(&stack.db.url).await?;
     conn.batch_execute(&onboarding_sql(users)).await?;

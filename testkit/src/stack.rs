@@ -37,6 +37,10 @@ pub struct Stack {
     /// Where the stack's workers push changes (`CHANGES_WEBHOOK_URL`): the Node example
     /// application listens there when a suite runs it; signed with [`SECRET`].
     pub push_port: u16,
+    /// Workers start with the deprovisioning brake off (the default here: the suites'
+    /// corpora deactivate whole organizations on purpose; the brake has suites of its own).
+    /// The bench sets it to `false` to measure the default configuration.
+    pub brake_off: bool,
 }
 
 /// The pull API token the stacks' workers accept.
@@ -86,6 +90,7 @@ impl Stack {
             api_port: free_port(),
             api_holder: None,
             push_port: free_port(),
+            brake_off: true,
         })
     }
 
@@ -161,9 +166,9 @@ impl Stack {
         env.push(("CHANGES_WEBHOOK_SECRET".into(), SECRET.into()));
         env.push(("WORKER_RETRY_TIERS".into(), "1s,3s,10s".into()));
         env.push(("DATABASE_POOL_SIZE".into(), "8".into()));
-        // Off: the corpora deactivate whole organizations on purpose (the brake has its own
-        // suite, worker/tests/brake.rs).
-        env.push(("DEPROVISION_BRAKE_PERCENT".into(), "0".into()));
+        if self.brake_off {
+            env.push(("DEPROVISION_BRAKE_PERCENT".into(), "0".into()));
+        }
         env.extend(tuning_env("WORKER_"));
         env.extend(tuning_env("DATABASE_POOL_SIZE"));
         env.extend(tuning_env("CHANGES_WEBHOOK_"));
