@@ -120,6 +120,7 @@ fn message(topology: &Topology, body: &[u8]) -> Message {
         .with_webhook_id(format!("msg_{}", env.id.as_str()));
     let exchange = match lane(&env.event_type, env.data) {
         Lane::Urgent => topology.urgent_exchange(),
+        Lane::Bulk => topology.bulk_exchange(),
         Lane::Apply => topology.exchange(),
     };
     (

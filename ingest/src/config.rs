@@ -57,6 +57,16 @@ pub struct Config {
     #[arg(long, env = "INGEST_PUBLISH_LINGER_MICROS", default_value_t = 2000)]
     pub publish_linger_micros: u64,
 
+    /// Events a second each organization may send to the apply queue from this instance; past
+    /// it (and its burst), to the bulk queue (`ingest/src/fair.rs`). 0 sends every event of an
+    /// organization past its burst to bulk.
+    #[arg(long, env = "INGEST_FAIR_RATE", default_value_t = 50)]
+    pub fair_rate: u32,
+
+    /// Events an organization may send at once to the apply queue before its rate applies.
+    #[arg(long, env = "INGEST_FAIR_BURST", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
+    pub fair_burst: u32,
+
     /// `Retry-After` seconds sent with 503.
     #[arg(long, env = "INGEST_RETRY_AFTER_SECONDS", default_value_t = 5)]
     pub retry_after_seconds: u32,

@@ -6,6 +6,7 @@
 
 pub mod coalesce;
 pub mod config;
+pub mod fair;
 pub mod health;
 pub mod metrics;
 pub mod publish;

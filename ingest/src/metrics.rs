@@ -73,6 +73,7 @@ pub const PUBLISH_SECONDS: &str = "scim_ingest_publish_seconds";
 pub const IN_FLIGHT: &str = "scim_ingest_in_flight";
 pub const BROKER_READY: &str = "scim_ingest_broker_ready";
 pub const URGENT: &str = "scim_ingest_urgent";
+pub const BULK: &str = "scim_ingest_bulk";
 
 pub struct Metrics {
     registry: Registry,
@@ -82,6 +83,8 @@ pub struct Metrics {
     pub broker_ready: Gauge,
     /// Deprovisionings queued on the urgent path (also counted as `queued`).
     pub urgent: Counter,
+    /// Events past their organization's fair share, queued on the bulk queue (also `queued`).
+    pub bulk: Counter,
 }
 
 impl Default for Metrics {
@@ -128,6 +131,12 @@ impl Metrics {
             "Deprovisionings queued on the urgent path (also counted as queued)",
             urgent.clone(),
         );
+        let bulk = Counter::default();
+        registry.register(
+            BULK,
+            "Events past their organization's fair share, queued on the bulk queue (also counted as queued)",
+            bulk.clone(),
+        );
         Self {
             registry,
             requests,
@@ -135,6 +144,7 @@ impl Metrics {
             in_flight,
             broker_ready,
             urgent,
+            bulk,
         }
     }
 

@@ -1,5 +1,6 @@
 //! From a verified webhook to a confirmed message: events go to the events exchange with their
-//! type as routing key, deprovisionings to the urgent exchange (`shared::lane`); a signed body that is not an envelope goes to the dead-letter exchange
+//! type as routing key, deprovisionings to the urgent exchange and an organization's events past
+//! its fair share to the bulk exchange (`shared::lane`, `crate::fair`); a signed body that is not an envelope goes to the dead-letter exchange
 //! with `x-dead-reason: malformed` (nothing signed is dropped).
 
 use crate::coalesce::Coalescer;
@@ -7,10 +8,11 @@ use crate::state::AppState;
 use shared::amqp::{PublishError, mark_dead, properties};
 use shared::lane::{EnvelopeRoute, Lane, lane};
 use shared::{DeadReason, MessageMeta, Source, VerifiedWebhook};
+use std::time::Instant;
 
 /// What was published.
 pub enum Published {
-    Event { event_id: String, urgent: bool },
+    Event { event_id: String, lane: Lane },
     Malformed { reason: String },
 }
 
@@ -41,11 +43,16 @@ pub async fn publish(
             }
             let meta =
                 MessageMeta::of_envelope(&env, Source::Webhook).with_webhook_id(hook.webhook_id());
-            let urgent = lane(&env.event_type, env.data) == Lane::Urgent;
-            let exchange = if urgent {
-                &state.urgent_exchange
-            } else {
-                &state.events_exchange
+            let lane = match (lane(&env.event_type, env.data), &env.organization_id) {
+                (Lane::Apply, Some(org)) if !state.fair.admit(org.as_str(), Instant::now()) => {
+                    Lane::Bulk
+                }
+                (lane, _) => lane,
+            };
+            let exchange = match lane {
+                Lane::Apply => &state.events_exchange,
+                Lane::Urgent => &state.urgent_exchange,
+                Lane::Bulk => &state.bulk_exchange,
             };
             publisher
                 .publish(
@@ -58,7 +65,7 @@ pub async fn publish(
                 .await?;
             Ok(Published::Event {
                 event_id: env.id.into_inner(),
-                urgent,
+                lane,
             })
         }
         Err(reason) => {

@@ -79,6 +79,8 @@ impl Application {
             link: link.clone(),
             events_exchange: topology.exchange(),
             urgent_exchange: topology.urgent_exchange(),
+            bulk_exchange: topology.bulk_exchange(),
+            fair: crate::fair::FairShare::new(config.fair_rate, config.fair_burst),
             dead_exchange: topology.dead_exchange(),
             metrics: Arc::clone(&metrics),
             confirm_timeout: config.confirm_timeout(),

@@ -15,6 +15,10 @@ pub struct AppState {
     pub events_exchange: String,
     /// `{prefix}.events.urgent`, where deprovisionings go (`shared::lane`).
     pub urgent_exchange: String,
+    /// `{prefix}.events.bulk`, where an organization's events past its fair share go.
+    pub bulk_exchange: String,
+    /// Each organization's share of the apply queue.
+    pub fair: crate::fair::FairShare,
     /// `{prefix}.events.dlx`, where signed bodies that are not envelopes go.
     pub dead_exchange: String,
     pub metrics: Arc<Metrics>,

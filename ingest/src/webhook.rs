@@ -215,12 +215,14 @@ async fn handle(
         .publish_seconds
         .observe(started.elapsed().as_secs_f64());
     match result {
-        Ok(Published::Event { event_id, urgent }) => {
+        Ok(Published::Event { event_id, lane }) => {
             state.metrics.count(Outcome::Queued);
-            if urgent {
-                state.metrics.urgent.inc();
-            }
-            tracing::info!(urgent, "webhook queued");
+            match lane {
+                shared::lane::Lane::Urgent => state.metrics.urgent.inc(),
+                shared::lane::Lane::Bulk => state.metrics.bulk.inc(),
+                shared::lane::Lane::Apply => 0,
+            };
+            tracing::info!(?lane, "webhook queued");
             HttpResponse::Accepted().json(Answer::Queued {
                 status: "queued",
                 event_id: &event_id,

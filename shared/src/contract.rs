@@ -234,6 +234,14 @@ impl Topology {
     pub fn urgent_queue(&self) -> String {
         format!("{}.events.urgent", self.prefix)
     }
+    /// Fanout exchange of bulk work (an organization over its fair share, sync snapshots),
+    /// and its quorum queue of the same name.
+    pub fn bulk_exchange(&self) -> String {
+        format!("{}.events.bulk", self.prefix)
+    }
+    pub fn bulk_queue(&self) -> String {
+        format!("{}.events.bulk", self.prefix)
+    }
     /// Fanout dead-letter exchange.
     pub fn dead_exchange(&self) -> String {
         format!("{}.events.dlx", self.prefix)

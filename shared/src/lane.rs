@@ -1,7 +1,9 @@
 //! Which queue an event goes to, decided where it is first parsed (ingest): deprovisionings
 //! take the urgent path (`{prefix}.events.urgent`, `docs/architecture.md`, "Urgent path") so
-//! that a customer's offboarding never waits behind other customers' bulk work; everything
-//! else the apply queue. The apply path tolerates any arrival order, so overtaking is safe.
+//! that a customer's offboarding never waits behind other customers' bulk work; an
+//! organization sending faster than its fair share (an onboarding burst), and our own sync
+//! snapshots, the bulk queue (`{prefix}.events.bulk`, "Fair share"); everything else the apply
+//! queue. The apply path tolerates any arrival order, so overtaking is safe.
 
 use crate::envelope::EnvelopeOf;
 use crate::event_type::EventType;
@@ -79,6 +81,8 @@ pub enum Lane {
     Apply,
     /// `{prefix}.events.urgent` → the queue of the same name.
     Urgent,
+    /// `{prefix}.events.bulk` → the queue of the same name.
+    Bulk,
 }
 
 /// The lane of an event: a user's deletion, a user update that says `active: false`, and a

@@ -54,16 +54,18 @@ impl RabbitTap {
                 FieldTable::default(),
             )
             .await?;
-        // The urgent path too (a fanout exchange: every deprovisioning ingest publishes).
-        self.channel
-            .queue_bind(
-                name.into(),
-                topology.urgent_exchange().as_str().into(),
-                "".into(),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        // The urgent and bulk paths too (fanout exchanges: everything ingest publishes there).
+        for x in [topology.urgent_exchange(), topology.bulk_exchange()] {
+            self.channel
+                .queue_bind(
+                    name.into(),
+                    x.as_str().into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         Ok(())
     }
 
@@ -124,6 +126,7 @@ pub async fn delete_topology(
     let mut queues: Vec<String> = vec![
         topology.apply_queue(),
         topology.urgent_queue(),
+        topology.bulk_queue(),
         topology.dead_queue(),
     ];
     queues.extend(topology.tiers().iter().map(|t| topology.retry_queue(t)));
@@ -135,6 +138,7 @@ pub async fn delete_topology(
     for x in [
         topology.exchange(),
         topology.urgent_exchange(),
+        topology.bulk_exchange(),
         topology.dead_exchange(),
         topology.retry_exchange(),
     ] {

@@ -180,10 +180,10 @@ fn manifests_match_the_binaries() {
             rights("scim-ingest"),
             [
                 "^$".to_owned(),
-                format!("^{p}\\.events(\\.dlx|\\.urgent)?$"),
+                format!("^{p}\\.events(\\.dlx|\\.urgent|\\.bulk)?$"),
                 "^$".to_owned()
             ],
-            "{overlay}: ingest may only publish to the events, urgent and dead-letter exchanges"
+            "{overlay}: ingest may only publish to the events, urgent, bulk and dead-letter exchanges"
         );
         let all = format!("^{p}\\..*");
         assert_eq!(rights("scim-worker"), [all.clone(), all.clone(), all]);
@@ -208,6 +208,10 @@ fn manifests_match_the_binaries() {
         assert_eq!(urgent["metadata"]["queueName"], topology.urgent_queue());
         assert_eq!(urgent["metadata"]["activationValue"], "0");
         assert_eq!(urgent["authenticationRef"], trigger["authenticationRef"]);
+        // An onboarding burst lands in the bulk queue: it scales the workers like the apply queue.
+        let bulk = &find(&docs, "ScaledObject", "scim-worker")["spec"]["triggers"][2];
+        assert_eq!(bulk["metadata"]["queueName"], topology.bulk_queue());
+        assert_eq!(bulk["metadata"]["value"], trigger["metadata"]["value"]);
         assert!(
             find(&docs, "ScaledObject", "scim-worker")["spec"]["minReplicaCount"]
                 .as_u64()
@@ -218,17 +222,21 @@ fn manifests_match_the_binaries() {
             .as_str()
             .unwrap()
             .to_owned();
-        // The apply and urgent queues share their arguments, so one policy covers both.
+        // The apply, urgent and bulk queues share their arguments: one policy covers them.
         assert_eq!(
             apply_policy,
             format!(
-                "^{}\\.(apply|urgent)$",
+                "^{}\\.(apply|urgent|bulk)$",
                 topology.exchange().replace('.', r"\.")
             )
         );
         assert_eq!(
-            [topology.apply_queue(), topology.urgent_queue()],
-            ["apply", "urgent"].map(|q| format!("{}.{q}", topology.exchange()))
+            [
+                topology.apply_queue(),
+                topology.urgent_queue(),
+                topology.bulk_queue()
+            ],
+            ["apply", "urgent", "bulk"].map(|q| format!("{}.{q}", topology.exchange()))
         );
         assert_eq!(
             find(&docs, "Policy", "scim-apply")["spec"]["definition"]["dead-letter-exchange"],

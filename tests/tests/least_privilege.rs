@@ -53,7 +53,7 @@ fn ingest_rights(prefix: &str) -> [String; 3] {
     let p = regex_escape(prefix);
     [
         "^$".to_owned(),
-        format!("^{p}\\.events(\\.dlx|\\.urgent)?$"),
+        format!("^{p}\\.events(\\.dlx|\\.urgent|\\.bulk)?$"),
         "^$".to_owned(),
     ]
 }

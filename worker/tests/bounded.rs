@@ -129,7 +129,13 @@ async fn with_the_database_away_a_batch_goes_to_its_retry_tier_as_a_whole() {
         .url
         .replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port()));
     assert_ne!(url, db.url, "the worker goes through the proxy");
-    let w = spawn_worker(&broker.prefix, &url, &["--batch-size", "200"]).await;
+    // Batches of 200 (a byte budget that lets each lane hold them): 400 events are 2 batches.
+    let w = spawn_worker(
+        &broker.prefix,
+        &url,
+        &["--batch-size", "200", "--max-inflight-bytes", "4294967296"],
+    )
+    .await;
     for i in 0..20 {
         broker
             .publish(&user(i, "First", "2026-01-01T10:00:00Z"))

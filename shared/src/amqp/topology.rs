@@ -138,26 +138,31 @@ async fn declare_on(
     // The urgent path: its own exchange and queue (same arguments as the apply queue), so a
     // deprovisioning never queues behind bulk work. Its retries and dead letters go the same
     // ways as the apply queue's (a retried copy comes back through `{prefix}.events`).
-    let urgent_exchange = topology.urgent_exchange();
-    channel
-        .exchange_declare(
-            urgent_exchange.as_str().into(),
-            ExchangeKind::Fanout,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-    let urgent = topology.urgent_queue();
-    channel = declare_quorum(connection, channel, &urgent, apply_args, group).await?;
-    channel
-        .queue_bind(
-            urgent.as_str().into(),
-            urgent_exchange.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    // The bulk queue likewise: an organization over its fair share and sync snapshots, so
+    // that one organization's burst does not queue in front of everyone else's provisioning.
+    for (x, q) in [
+        (topology.urgent_exchange(), topology.urgent_queue()),
+        (topology.bulk_exchange(), topology.bulk_queue()),
+    ] {
+        channel
+            .exchange_declare(
+                x.as_str().into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        channel = declare_quorum(connection, channel, &q, apply_args.clone(), group).await?;
+        channel
+            .queue_bind(
+                q.as_str().into(),
+                x.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
 
     // The dead-letter queue: an explicit, unreachable delivery limit (RabbitMQ 4 gives quorum
     // queues a default of 20, and each `dlq list` returns what it held), and it dead-letters into

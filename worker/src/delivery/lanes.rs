@@ -1,6 +1,8 @@
 //! The consume loop: `concurrency` lanes on the apply queue, each with its own channel and
-//! consumer (its share of the prefetch), and one more on the urgent queue (deprovisionings,
-//! `shared::lane`), so that those never wait behind the apply queue's backlog; each takes a
+//! consumer (its share of the prefetch), as many on the bulk queue (an organization's events
+//! past its fair share, sync snapshots), and one on the urgent queue (deprovisionings,
+//! `shared::lane`): neither the urgent nor the apply queue ever waits behind the bulk queue's
+//! backlog, and the bulk queue has the whole worker when nothing else comes. Each lane takes a
 //! batch of deliveries at a time and settles it before the next. Because
 //! a lane's earlier deliveries are all settled when it finishes a batch, it acknowledges a whole
 //! applied batch with one `multiple` ack. Lanes re-subscribe after broker loss with a pause; on
@@ -50,6 +52,12 @@ impl ConsumeSettings {
         self.concurrency.max(1)
     }
 
+    /// Every lane that holds deliveries: the apply and bulk lanes and the urgent one. The byte
+    /// budget is shared out between all of them.
+    fn all_lanes(&self) -> usize {
+        self.lanes() * 2 + 1
+    }
+
     /// Each lane's prefetch: its share of the total (never less than one batch), lowered so
     /// that every lane's share of the largest messages fits the byte budget (never below one).
     /// RabbitMQ bounds unacknowledged deliveries by count only, so this is what bounds them in
@@ -59,7 +67,7 @@ impl ConsumeSettings {
         let per_delivery = self
             .max_message_bytes
             .saturating_add(DELIVERY_OVERHEAD_BYTES);
-        let lanes = u64::try_from(self.lanes()).unwrap_or(u64::MAX);
+        let lanes = u64::try_from(self.all_lanes()).unwrap_or(u64::MAX);
         let fits = self.max_inflight_bytes / lanes / per_delivery.max(1);
         let lane = u64::try_from(share).unwrap_or(u64::MAX).min(fits).max(1);
         u16::try_from(lane).unwrap_or(u16::MAX)
@@ -71,9 +79,9 @@ impl ConsumeSettings {
     }
 
     /// The most bytes of deliveries this worker can hold unacknowledged (every lane's prefetch
-    /// of the largest messages).
+    /// of the largest messages; the urgent lane's is never more than the others').
     pub fn worst_case_bytes(&self) -> u64 {
-        let lanes = u64::try_from(self.lanes()).unwrap_or(u64::MAX);
+        let lanes = u64::try_from(self.all_lanes()).unwrap_or(u64::MAX);
         lanes
             .saturating_mul(u64::from(self.lane_prefetch()))
             .saturating_mul(
@@ -100,17 +108,22 @@ pub async fn run(
     health.tick();
     let mut lanes = JoinSet::new();
     for lane in 0..settings.lanes() {
-        lanes.spawn(run_lane(Lane {
-            tag: format!("{tag}-{lane}"),
-            queue: handler.topology.apply_queue(),
-            prefetch: settings.lane_prefetch(),
-            batch: settings.lane_batch(),
-            handler: Arc::clone(&handler),
-            link: link.clone(),
-            health: Arc::clone(&health),
-            settings: settings.clone(),
-            stop: stop.clone(),
-        }));
+        for (kind, queue) in [
+            ("", handler.topology.apply_queue()),
+            ("bulk-", handler.topology.bulk_queue()),
+        ] {
+            lanes.spawn(run_lane(Lane {
+                tag: format!("{tag}-{kind}{lane}"),
+                queue,
+                prefetch: settings.lane_prefetch(),
+                batch: settings.lane_batch(),
+                handler: Arc::clone(&handler),
+                link: link.clone(),
+                health: Arc::clone(&health),
+                settings: settings.clone(),
+                stop: stop.clone(),
+            }));
+        }
     }
     let urgent_prefetch = settings.lane_prefetch().min(URGENT_PREFETCH);
     lanes.spawn(run_lane(Lane {
@@ -296,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn prefetch_is_shared_between_lanes_but_holds_a_batch() {
+    fn prefetch_is_shared_between_a_queues_lanes_but_holds_a_batch() {
         assert_eq!(settings(1000, 4, 200).lane_prefetch(), 250);
         assert_eq!(settings(100, 4, 200).lane_prefetch(), 200);
         assert_eq!(settings(10, 0, 1).lane_prefetch(), 10);
@@ -310,13 +323,14 @@ mod tests {
             max_inflight_bytes: 64 * MIB,
             ..settings(2000, 4, 500)
         };
-        // 64 MiB over 4 lanes of (1 MiB + overhead) messages: 15 each.
-        assert_eq!(budget.lane_prefetch(), 15);
-        assert_eq!(budget.lane_batch(), 15);
+        // 64 MiB over 9 lanes (4 apply, 4 bulk, 1 urgent) of (1 MiB + overhead) messages: 7
+        // each.
+        assert_eq!(budget.lane_prefetch(), 7);
+        assert_eq!(budget.lane_batch(), 7);
         assert!(budget.worst_case_bytes() <= 64 * MIB);
         // Small messages: the count bound is the tighter one.
         let small = ConsumeSettings {
-            max_message_bytes: 16 * 1024,
+            max_message_bytes: 4 * 1024,
             ..budget.clone()
         };
         assert_eq!(small.lane_prefetch(), 500);
@@ -339,8 +353,8 @@ mod tests {
                         max_message_bytes: message,
                         ..settings(2000, lanes, 500)
                     };
-                    let one_each =
-                        u64::try_from(lanes).unwrap_or(1) * (message + DELIVERY_OVERHEAD_BYTES);
+                    let one_each = u64::try_from(lanes * 2 + 1).unwrap_or(1)
+                        * (message + DELIVERY_OVERHEAD_BYTES);
                     if one_each <= mib * MIB {
                         assert!(s.worst_case_bytes() <= mib * MIB, "{lanes} {mib} {message}");
                     }

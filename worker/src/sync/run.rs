@@ -142,7 +142,9 @@ impl Syncer {
         org: &str,
     ) -> Result<(), SyncError> {
         let channel = self.link.channel().map_err(PublishError::from)?;
-        let exchange = self.topology.exchange();
+        // Snapshots are bulk work (a first sync publishes one per user): they never queue in
+        // front of other organizations' webhooks (`shared::lane`).
+        let exchange = self.topology.bulk_exchange();
         let publishes = events.iter().map(|(id, body, event_type)| {
             let meta =
                 MessageMeta::event(id.as_str(), *event_type, Some(org.to_owned()), Source::Sync);

@@ -1,7 +1,10 @@
-//! The urgent path over the real binaries: a deprovisioning signed and sent to ingest while
-//! 20,000 events of another organization wait in the apply queue is applied long before that
-//! backlog (it overtakes it: most of the backlog is still queued when it commits), exactly
-//! once; a deprovisioning that cannot be applied is dead-lettered like any event.
+//! Tenants sharing a deployment, over the real binaries (one scenario at a time):
+//! - the urgent path: a deprovisioning signed and sent to ingest while 20,000 events of another
+//!   organization wait in the apply queue is applied long before that backlog (most of it is
+//!   still queued when it commits), exactly once; one that cannot be applied is dead-lettered;
+//! - fair share: an organization's onboarding burst sent through ingest goes past its share to
+//!   the bulk queue, and another organization's provisioning sent after the burst is applied
+//!   before most of it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,6 +17,8 @@ use testkit::RabbitTap;
 use testkit::stack::{Delivery, Stack, send_all};
 
 const BACKLOG: usize = 20_000;
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn user_event(id: &str, org: Option<&str>, kind: &str, data: serde_json::Value) -> Vec<u8> {
     let mut body = json!({
@@ -32,7 +37,7 @@ async fn send(stack: &Stack, bodies: Vec<Vec<u8>>) {
         &stack.client,
         &stack.webhook_url(),
         bodies,
-        4,
+        32,
         Arc::new(Delivery::default()),
     )
     .await
@@ -41,6 +46,7 @@ async fn send(stack: &Stack, bodies: Vec<Vec<u8>>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deprovisioning_overtakes_another_organizations_backlog() {
+    let _serial = SERIAL.lock().await;
     let mut stack = Stack::new("urgent").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
@@ -165,6 +171,76 @@ async fn a_deprovisioning_overtakes_another_organizations_backlog() {
     .await
     .unwrap();
     assert_eq!(testkit::sample(&m, "scim_ingest_urgent_total"), Some(2.0));
+    drop(old);
+    stack.teardown().await;
+}
+
+const BURST: usize = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_organizations_provisioning_overtakes_an_onboarding_burst() {
+    let _serial = SERIAL.lock().await;
+    let mut stack = Stack::new("fair").await.unwrap();
+    stack.start_worker().await.unwrap();
+    stack.start_ingest().await.unwrap();
+    // The worker away, organization A's directory is connected: 10,000 user_created at once.
+    let mut old = stack.workers.pop().unwrap();
+    old.terminate(Duration::from_secs(10)).await;
+    let burst: Vec<Vec<u8>> = (0..BURST)
+        .map(|i| {
+            user_event(
+                &format!("evt_a_{i:05}"),
+                Some("org_a"),
+                "user_created",
+                json!({"id": format!("diruser_a{i:05}"), "organization_id": "org_a",
+                       "email": format!("a{i}@example.com"), "active": true}),
+            )
+        })
+        .collect();
+    send(&stack, burst).await;
+    let m = testkit::metrics(
+        &stack.client,
+        &format!("http://127.0.0.1:{}", stack.ingest_port),
+    )
+    .await
+    .unwrap();
+    let bulk = testkit::sample(&m, "scim_ingest_bulk_total").unwrap_or(0.0);
+    eprintln!("organization A's burst: {bulk} of {BURST} past its share (bulk queue)");
+    assert!(
+        bulk >= (BURST / 2) as f64,
+        "most of the burst goes to the bulk queue: {bulk}"
+    );
+    // A worker again, and organization B provisions a user.
+    stack.start_worker().await.unwrap();
+    let created = user_event(
+        "evt_b_created",
+        Some("org_b"),
+        "user_created",
+        json!({"id": "diruser_b1", "organization_id": "org_b", "email": "b1@example.com", "active": true}),
+    );
+    send(&stack, vec![created]).await;
+    let active = "SELECT count(*) AS n FROM directory_users WHERE directory_user_id = 'diruser_b1' AND active";
+    assert!(
+        testkit::wait_until(Duration::from_secs(60), || async {
+            stack.count(active).await.unwrap_or(0) == 1
+        })
+        .await,
+        "B's user is provisioned"
+    );
+    let a_done = stack
+        .count("SELECT count(*) AS n FROM processed_events WHERE organization_id = 'org_a'")
+        .await
+        .unwrap();
+    eprintln!("organization A's events applied when B's user was: {a_done} of {BURST}");
+    assert!(
+        (a_done as usize) < BURST / 2,
+        "B's provisioning waited for {a_done} of A's {BURST} events"
+    );
+    // The burst still arrives whole, each event once.
+    stack
+        .wait_processed(BURST + 1, Duration::from_secs(180))
+        .await
+        .unwrap();
     drop(old);
     stack.teardown().await;
 }
