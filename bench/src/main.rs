@@ -111,6 +111,19 @@ async fn main() -> anyhow::Result<()> {
         println!("push delivery (endpoint answers in 5 ms): {}", o.describe());
         return Ok(());
     }
+    if only == "brake" {
+        for brake in [true, false] {
+            let d = bench::tenants::drain(brake).await?;
+            println!(
+                "brake {}: {:.0} events/s, {} held, {} retries",
+                if brake { "on" } else { "off" },
+                d.rate(),
+                d.held,
+                d.retries
+            );
+        }
+        return Ok(());
+    }
     if only == "tenants" {
         for r in tenants(&secret).await? {
             println!("| {} | {} | {} |", r.metric, r.value, r.note);
@@ -349,6 +362,9 @@ async fn tenants(secret: &shared::WebhookSecret) -> anyhow::Result<Vec<bench::re
     eprintln!("tenants: deprovisionings behind 60,000 queued events of other organizations");
     let overtake = bench::tenants::overtake(secret, 60_000).await?;
     eprintln!("  {}", overtake.describe());
+    eprintln!("tenants: other organizations' provisioning during a 100,000-event burst");
+    let fair = bench::tenants::fair(secret, 100_000).await?;
+    eprintln!("  {}", fair.describe());
     Ok(vec![
         row(
             "update-heavy drain, brake on ÷ off",
@@ -375,6 +391,14 @@ async fn tenants(secret: &shared::WebhookSecret) -> anyhow::Result<Vec<bench::re
                 overtake.p50_ms, overtake.p99_ms, overtake.least_queued
             ),
             "20 user_deleted through ingest while 60,000 events of 19 other organizations drain; target p99 ≤ 1 s",
+        ),
+        row(
+            "provisioning during another organization's burst, 2xx → committed",
+            format!(
+                "p50 {:.0} ms, max {:.0} ms (≥ {} of {} queued)",
+                fair.p50_ms, fair.max_ms, fair.queued, fair.burst
+            ),
+            "5 user_created of other organizations through ingest while a 100,000-event onboarding (routed as ingest routes it) drains",
         ),
     ])
 }

@@ -4,7 +4,10 @@
 //!   the same drain with `DEPROVISION_BRAKE_PERCENT=0`, in the same run;
 //! - **deprovisioning under backlog**: 20 deprovisionings sent through ingest, spread over the
 //!   first seconds of a drain of 60,000 queued events of other organizations: 2xx → committed;
-//! - retries under plain load (`scim_worker_retries_total`, every cause), for both.
+//! - **fair share**: another organization's `user_created` sent through ingest while a worker
+//!   drains a 100,000-event onboarding burst, routed as ingest routes one (its first
+//!   `INGEST_FAIR_BURST` events to the apply queue, the rest to the bulk queue): 2xx → committed;
+//! - retries under plain load (`scim_worker_retries_total`, every cause), for all of them.
 
 use crate::baseline::{Message, pipelined};
 use diesel_async::AsyncConnection;
@@ -285,36 +288,7 @@ pub async fn overtake(secret: &shared::WebhookSecret, backlog: usize) -> anyhow:
     let ids: Vec<String> = (0..DEPROVISIONINGS)
         .map(|u| format!("evt_off_d{u}"))
         .collect();
-    let poll_ids = ids.clone();
-    let db_url = stack.db.url.clone();
-    let poller = tokio::spawn(async move {
-        let mut seen: std::collections::HashMap<String, Instant> = Default::default();
-        let mut conn = diesel_async::AsyncPgConnection::establish(&db_url).await?;
-        let deadline = Instant::now() + Duration::from_secs(300);
-        while seen.len() < poll_ids.len() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "deprovisionings not applied in 300 s"
-            );
-            #[derive(diesel::QueryableByName)]
-            struct Id {
-                #[diesel(sql_type = diesel::sql_types::Text)]
-                event_id: String,
-            }
-            let rows: Vec<Id> = diesel_async::RunQueryDsl::load(
-                diesel::sql_query("SELECT event_id FROM processed_events WHERE event_id = ANY($1)")
-                    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&poll_ids),
-                &mut conn,
-            )
-            .await?;
-            let now = Instant::now();
-            for r in rows {
-                seen.entry(r.event_id).or_insert(now);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok::<_, anyhow::Error>(seen)
-    });
+    let poller = tokio::spawn(seen_at(stack.db.url.clone(), ids.clone()));
     let mut sent = Vec::new();
     let mut least_queued = u32::MAX;
     for (u, id) in ids.iter().enumerate() {
@@ -349,6 +323,144 @@ pub async fn overtake(secret: &shared::WebhookSecret, backlog: usize) -> anyhow:
         p50_ms: crate::percentile(&ms, 0.50),
         p99_ms: crate::percentile(&ms, 0.99),
         max_ms: ms.last().copied().unwrap_or(f64::NAN),
+        retries: retries(&stack).await,
+    };
+    stack.teardown().await;
+    Ok(result)
+}
+
+/// Another organization's provisioning during a burst.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Fair {
+    pub burst: usize,
+    /// The burst's events still queued (apply + bulk) when the provisioning was answered.
+    pub queued: u32,
+    pub p50_ms: f64,
+    pub max_ms: f64,
+    pub burst_done_at_commit: i64,
+    pub retries: f64,
+}
+
+impl Fair {
+    pub fn describe(&self) -> String {
+        format!(
+            "5 user_created of other organizations with {} of a {}-event burst queued: 2xx → committed p50 {:.0} ms, max {:.0} ms ({} of the burst applied by the last); {} retries",
+            self.queued,
+            self.burst,
+            self.p50_ms,
+            self.max_ms,
+            self.burst_done_at_commit,
+            self.retries
+        )
+    }
+}
+
+/// Waits until every id is in `processed_events`, polling every 20 ms: when each was first
+/// seen.
+async fn seen_at(
+    db_url: String,
+    ids: Vec<String>,
+) -> anyhow::Result<std::collections::HashMap<String, Instant>> {
+    let mut seen: std::collections::HashMap<String, Instant> = Default::default();
+    let mut conn = diesel_async::AsyncPgConnection::establish(&db_url).await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while seen.len() < ids.len() {
+        anyhow::ensure!(Instant::now() < deadline, "events not applied in 300 s");
+        #[derive(diesel::QueryableByName)]
+        struct Id {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            event_id: String,
+        }
+        let rows: Vec<Id> = diesel_async::RunQueryDsl::load(
+            diesel::sql_query("SELECT event_id FROM processed_events WHERE event_id = ANY($1)")
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&ids),
+            &mut conn,
+        )
+        .await?;
+        let now = Instant::now();
+        for r in rows {
+            seen.entry(r.event_id).or_insert(now);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(seen)
+}
+
+/// 5 `user_created` of 5 other organizations through ingest, one every 200 ms, while a worker
+/// drains a `burst`-event onboarding of one organization queued as ingest queues one.
+pub async fn fair(secret: &shared::WebhookSecret, burst: usize) -> anyhow::Result<Fair> {
+    let mut stack = Stack::new("fair").await?;
+    stack.brake_off = false;
+    stack.declare_topology().await?;
+    stack.start_ingest().await?;
+    let bodies: Vec<Vec<u8>> = (0..burst)
+        .map(|i| {
+            user_body(
+                &format!("evt_burst_{i:07}"),
+                "org_onboarding",
+                i,
+                "user_created",
+                true,
+                &[],
+                0,
+            )
+        })
+        .collect();
+    // As ingest routes a burst: the organization's allowance to the apply queue, the rest bulk.
+    let allowance = 500.min(burst);
+    publish(&stack.amqp, &stack.topology, &bodies[..allowance]).await?;
+    let mut bulk = stack.topology.clone();
+    let conn = shared::amqp::connect(&stack.amqp, "bench-fair").await?;
+    let ch = conn.create_channel().await?;
+    ch.confirm_select(ConfirmSelectOptions::default()).await?;
+    let rest = &bodies[allowance..];
+    pipelined(&ch, rest.len(), 256, |i| {
+        let (_, key, body, props) = message(&bulk, &rest[i]);
+        (bulk.bulk_exchange(), key, body, props)
+    })
+    .await?;
+    let _ = conn.close(200, "done".into()).await;
+    bulk = stack.topology.clone();
+    let tap = testkit::RabbitTap::connect(&stack.amqp).await?;
+    stack.start_worker().await?;
+    let ids: Vec<String> = (0..5).map(|k| format!("evt_other_{k}")).collect();
+    let poller = tokio::spawn(seen_at(stack.db.url.clone(), ids.clone()));
+    let mut sent = Vec::new();
+    let mut queued = u32::MAX;
+    for (k, id) in ids.iter().enumerate() {
+        let org = format!("org_other{k}");
+        let body = user_body(id, &org, k, "user_created", true, &[], 0);
+        let mut req = stack.client.post(stack.webhook_url()).body(body.clone());
+        for (h, v) in testkit::signed_headers(secret, &format!("msg_{id}"), &body) {
+            req = req.header(h, v);
+        }
+        let answer = req.send().await?;
+        anyhow::ensure!(answer.status().is_success(), "{}", answer.status());
+        sent.push((id.clone(), Instant::now()));
+        let depth = tap.depth(&bulk.apply_queue()).await? + tap.depth(&bulk.bulk_queue()).await?;
+        queued = queued.min(depth);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let seen = poller.await??;
+    let burst_done_at_commit = stack
+        .count(
+            "SELECT count(*) AS n FROM processed_events WHERE organization_id = 'org_onboarding'",
+        )
+        .await
+        .unwrap_or(-1);
+    let mut ms: Vec<f64> = sent
+        .iter()
+        .filter_map(|(id, at)| {
+            Some(seen.get(id)?.saturating_duration_since(*at).as_secs_f64() * 1000.0)
+        })
+        .collect();
+    ms.sort_by(f64::total_cmp);
+    let result = Fair {
+        burst,
+        queued,
+        p50_ms: crate::percentile(&ms, 0.5),
+        max_ms: ms.last().copied().unwrap_or(f64::NAN),
+        burst_done_at_commit,
         retries: retries(&stack).await,
     };
     stack.teardown().await;

@@ -116,6 +116,14 @@ async fn postgres_unreachable_for_seconds_mid_stream() {
     proxy.cut().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     proxy.restore().await.unwrap();
+    // The stream reader's first subscription (from `first`, made on the empty stream before
+    // the sender starts) has been seen to receive nothing in 2 of about 30 runs of this
+    // scenario, with no broker failure; its silence check replaced it within 3 s. Cause not
+    // found (README, "Stream reader"): at most one such resubscription, never two.
+    let mut apps = apps;
+    for app in &mut apps {
+        app.silent_allowed = 1;
+    }
     finish(stack, &corpus, sender, apps).await;
     let _ = proxy;
 }

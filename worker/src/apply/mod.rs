@@ -113,6 +113,8 @@ pub struct Rules<'a> {
     /// Read the brake's budget under its lock from the first deactivation (after a batch
     /// found its unlocked read contended), instead of optimistically.
     pub strict_brake: bool,
+    /// The last counts per organization, for the optimistic read (`crate::brake::cache`).
+    pub brake_cache: &'a crate::brake::cache::BudgetCache,
 }
 
 /// Applies events; cheap to clone.
@@ -122,6 +124,7 @@ pub struct Applier {
     mapping: Arc<RoleMapping>,
     hard_delete: bool,
     brake: BrakeSettings,
+    brake_cache: Arc<crate::brake::cache::BudgetCache>,
     /// Counts committed changes (`scim_changes_written_total`), when the worker runs.
     written: Option<prometheus_client::metrics::counter::Counter>,
 }
@@ -141,6 +144,7 @@ impl Applier {
             mapping,
             hard_delete,
             brake: BrakeSettings::OFF,
+            brake_cache: Arc::default(),
             written: None,
         }
     }
@@ -180,6 +184,7 @@ impl Applier {
             hard_delete: self.hard_delete,
             brake: self.brake.enabled().then_some(self.brake),
             strict_brake: false,
+            brake_cache: &self.brake_cache,
         }
     }
 

@@ -9,10 +9,12 @@
 //!
 //! - [`budget`]: the pure decision (how many may pass, when to hold);
 //! - [`store`]: the budget read inside the apply transaction, holding, listing;
+//! - [`cache`]: the last counts per organization, for the optimistic read;
 //! - [`ops`]: `worker brake list | show | release | discard`;
 //! - [`gauges`]: the per-organization metrics.
 
 pub mod budget;
+pub mod cache;
 pub mod cli;
 pub mod gauges;
 pub mod ops;

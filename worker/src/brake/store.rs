@@ -1,6 +1,7 @@
 //! The brake's tables: `deprovision_brakes` (engaged, released) and `held_events`.
 
 use super::budget::{BrakeSettings, Budget};
+use super::cache::Counts;
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Double, Jsonb, Nullable, Text, Timestamptz};
@@ -24,45 +25,46 @@ pub struct HeldEvent {
 /// until the transaction ends), so two transactions deactivating users of one organization
 /// count one after the other. This lock comes after the entity locks and before the outbox's
 /// commit-order lock, the same order in every transaction. Used when the unlocked read
-/// ([`budget_unlocked`]) found the organization near its threshold or engaged.
+/// ([`counts_unlocked`]) found the organization near its threshold or engaged.
 pub async fn budget(
     conn: &mut AsyncPgConnection,
     org: &str,
     settings: &BrakeSettings,
 ) -> diesel::QueryResult<Budget> {
     lock(conn, org).await?;
-    let row = counts(conn, org, settings).await?;
-    Ok(Budget::new(settings, row.engaged, row.active, row.recent))
+    let c = counts(conn, org, settings).await?;
+    Ok(Budget::new(settings, c.engaged, c.active, c.recent))
 }
 
-/// The budget of `org` as last committed, without the lock: a batch far from the threshold
-/// passes its deactivations on it and confirms them at its end ([`confirm`]).
-pub async fn budget_unlocked(
+/// The counts of `org` as last committed, without the lock: a batch far from the threshold
+/// passes its deactivations on them and confirms them at its end ([`confirm`]).
+pub async fn counts_unlocked(
     conn: &mut AsyncPgConnection,
     org: &str,
     settings: &BrakeSettings,
-) -> diesel::QueryResult<Budget> {
-    let row = counts(conn, org, settings).await?;
-    Ok(Budget::new(settings, row.engaged, row.active, row.recent))
+) -> diesel::QueryResult<Counts> {
+    counts(conn, org, settings).await
 }
 
 /// At the end of a batch that passed `passed` deactivations of `org` on an unlocked read:
 /// takes the organization's brake lock (held briefly: the batch commits right after) and
 /// checks that the batch stayed within the budget given everything committed before it.
+/// Returns the verdict and the counts as they will be once the batch commits.
 pub async fn confirm(
     conn: &mut AsyncPgConnection,
     org: &str,
     settings: &BrakeSettings,
     passed: i64,
-) -> diesel::QueryResult<bool> {
+) -> diesel::QueryResult<(bool, Counts)> {
     lock(conn, org).await?;
-    let row = counts(conn, org, settings).await?;
-    Ok(super::budget::confirms(
-        settings,
-        row.engaged,
-        row.active,
-        row.recent,
-        passed,
+    let c = counts(conn, org, settings).await?;
+    let ok = super::budget::confirms(settings, c.engaged, c.active, c.recent, passed);
+    Ok((
+        ok,
+        Counts {
+            recent: c.recent + passed,
+            ..c
+        },
     ))
 }
 
@@ -78,7 +80,7 @@ async fn lock(conn: &mut AsyncPgConnection, org: &str) -> diesel::QueryResult<()
 }
 
 #[derive(QueryableByName)]
-struct Counts {
+struct CountsRow {
     #[diesel(sql_type = diesel::sql_types::Bool)]
     engaged: bool,
     #[diesel(sql_type = BigInt)]
@@ -94,7 +96,7 @@ async fn counts(
     org: &str,
     settings: &BrakeSettings,
 ) -> diesel::QueryResult<Counts> {
-    diesel::sql_query(
+    let row: CountsRow = diesel::sql_query(
         "WITH b AS (SELECT engaged_at, released_at FROM deprovision_brakes WHERE organization_id = $1) \
          SELECT (EXISTS (SELECT 1 FROM b WHERE engaged_at IS NOT NULL) \
                  OR EXISTS (SELECT 1 FROM held_events WHERE organization_id = $1)) AS engaged, \
@@ -107,7 +109,12 @@ async fn counts(
     .bind::<Text, _>(org)
     .bind::<Double, _>(settings.window.as_secs_f64())
     .get_result(conn)
-    .await
+    .await?;
+    Ok(Counts {
+        engaged: row.engaged,
+        active: row.active,
+        recent: row.recent,
+    })
 }
 
 /// Stores held events (in order) and marks their organizations engaged.

@@ -23,10 +23,6 @@ use tokio_util::sync::CancellationToken;
 /// How long to wait for more deliveries to fill a batch.
 const BATCH_WAIT: Duration = Duration::from_millis(2);
 
-/// The urgent lane's prefetch and batch at most: deprovisionings come few at a time, and a
-/// small batch commits soon.
-const URGENT_PREFETCH: u16 = 32;
-
 /// What one delivery costs in memory beyond its body: lapin's delivery, its properties and the
 /// header table (generous; the contract's headers are a few hundred bytes).
 pub const DELIVERY_OVERHEAD_BYTES: u64 = 4096;
@@ -79,7 +75,7 @@ impl ConsumeSettings {
     }
 
     /// The most bytes of deliveries this worker can hold unacknowledged (every lane's prefetch
-    /// of the largest messages; the urgent lane's is never more than the others').
+    /// of the largest messages).
     pub fn worst_case_bytes(&self) -> u64 {
         let lanes = u64::try_from(self.all_lanes()).unwrap_or(u64::MAX);
         lanes
@@ -125,12 +121,13 @@ pub async fn run(
             }));
         }
     }
-    let urgent_prefetch = settings.lane_prefetch().min(URGENT_PREFETCH);
+    // A lone deprovisioning is a batch of one (a lane takes what is delivered, waiting at most
+    // 2 ms); many at once (an organization offboarding) go in full batches.
     lanes.spawn(run_lane(Lane {
         tag: format!("{tag}-urgent"),
         queue: handler.topology.urgent_queue(),
-        prefetch: urgent_prefetch,
-        batch: settings.lane_batch().min(usize::from(urgent_prefetch)),
+        prefetch: settings.lane_prefetch(),
+        batch: settings.lane_batch(),
         handler: Arc::clone(&handler),
         link: link.clone(),
         health: Arc::clone(&health),

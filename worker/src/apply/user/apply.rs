@@ -125,9 +125,18 @@ pub async fn apply(
                     let budget = match budgets.entry(key.0.clone()) {
                         std::collections::btree_map::Entry::Occupied(b) => b.into_mut(),
                         std::collections::btree_map::Entry::Vacant(v) => {
+                            let now = std::time::Instant::now();
+                            let c = match rules.brake_cache.get(&key.0, now) {
+                                Some(c) => c,
+                                None => {
+                                    let c = brake::store::counts_unlocked(conn, &key.0, &settings)
+                                        .await?;
+                                    rules.brake_cache.put(&key.0, c, now);
+                                    c
+                                }
+                            };
                             v.insert(OrgBudget::Unlocked {
-                                budget: brake::store::budget_unlocked(conn, &key.0, &settings)
-                                    .await?,
+                                budget: Budget::new(&settings, c.engaged, c.active, c.recent),
                                 passed: 0,
                             })
                         }
@@ -180,9 +189,13 @@ pub async fn apply(
         for (org, budget) in &budgets {
             if let OrgBudget::Unlocked { passed, .. } = budget
                 && *passed > 0
-                && !brake::store::confirm(conn, org, &settings, *passed).await?
             {
-                return Err(ApplyError::BrakeContended);
+                let (ok, after) = brake::store::confirm(conn, org, &settings, *passed).await?;
+                // What the next batch reads optimistically (this one commits right after).
+                rules.brake_cache.put(org, after, std::time::Instant::now());
+                if !ok {
+                    return Err(ApplyError::BrakeContended);
+                }
             }
         }
     }
