@@ -60,9 +60,15 @@ fn group_body(org: &str, g: usize) -> Vec<u8> {
 }
 
 /// The setup (groups, then every user created) and the update phase of `orgs` organizations
-/// of `users` users: 85 % updates (groups and profile change), 10 % deactivations
-/// (`active: false`), 5 % deletions, on random users.
-pub fn update_heavy(orgs: usize, users: usize, updates: usize) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+/// of `users` users, on random users: `deprovisions` percent of the events deprovision (two
+/// thirds deactivations, `active: false`, one third deletions), the rest are updates (groups
+/// and profile change; an update of a deactivated user reactivates it).
+pub fn update_heavy(
+    orgs: usize,
+    users: usize,
+    updates: usize,
+    deprovisions: u32,
+) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut rng = StdRng::seed_from_u64(30);
     let names: Vec<String> = (0..orgs).map(|o| format!("org_t{o:03}")).collect();
     let mut setup = Vec::new();
@@ -92,9 +98,10 @@ pub fn update_heavy(orgs: usize, users: usize, updates: usize) -> (Vec<Vec<u8>>,
         let u = rng.random_range(0..users);
         let id = format!("evt_{org}_u{i:06}");
         let groups = pick(&mut rng);
-        let body = match rng.random_range(0..100) {
-            0..85 => user_body(&id, org, u, "user_updated", true, &groups, i),
-            85..95 => user_body(&id, org, u, "user_updated", false, &groups, i),
+        let roll = rng.random_range(0..300u32);
+        let body = match roll {
+            r if r >= deprovisions * 3 => user_body(&id, org, u, "user_updated", true, &groups, i),
+            r if r >= deprovisions => user_body(&id, org, u, "user_updated", false, &groups, i),
             _ => serde_json::to_vec(&json!({
                 "spec_version": "1", "id": id, "type": "organization.directory.user_deleted",
                 "occurred_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
@@ -172,6 +179,8 @@ async fn retries(stack: &Stack) -> f64 {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Drain {
     pub brake: bool,
+    /// Percent of the update phase that deprovisions.
+    pub deprovisions: u32,
     pub events: usize,
     pub seconds: f64,
     pub retries: f64,
@@ -184,9 +193,11 @@ impl Drain {
     }
 }
 
-/// The update-heavy drain with the brake at its default (`brake`) or off.
-pub async fn drain(brake: bool) -> anyhow::Result<Drain> {
-    let (setup, phase) = update_heavy(20, 1500, 50_000);
+/// The update-heavy drain with the brake at its default (`brake`) or off, `deprovisions`
+/// percent of its events deprovisioning: 5 keeps every organization far from the brake's
+/// threshold (about 8 % of its users in the window, against 20 %); 15 brings them to it.
+pub async fn drain(brake: bool, deprovisions: u32) -> anyhow::Result<Drain> {
+    let (setup, phase) = update_heavy(20, 1500, 50_000, deprovisions);
     let mut stack = Stack::new(if brake { "brakeon" } else { "brakeoff" }).await?;
     stack.brake_off = !brake;
     stack.declare_topology().await?;
@@ -205,6 +216,7 @@ pub async fn drain(brake: bool) -> anyhow::Result<Drain> {
     let seconds = started.elapsed().as_secs_f64();
     let drain = Drain {
         brake,
+        deprovisions,
         events: phase.len(),
         seconds,
         retries: retries(&stack).await,
