@@ -111,36 +111,31 @@ async fn main() -> anyhow::Result<()> {
         println!("push delivery (endpoint answers in 5 ms): {}", o.describe());
         return Ok(());
     }
-    if only == "brake" {
-        for deprovisions in [5, 15] {
-            for brake in [true, false] {
-                let d = bench::tenants::drain(brake, deprovisions).await?;
-                println!(
-                    "{deprovisions} % deprovisioning, brake {}: {:.0} events/s, {} held, {} retries",
-                    if brake { "on" } else { "off" },
-                    d.rate(),
-                    d.held,
-                    d.retries
-                );
-            }
-        }
+    if only == "e2e" {
+        // The end-to-end row alone, with the default configuration.
+        let mut stack = Stack::new("benche2e").await?;
+        stack.brake_off = false;
+        let _app = testkit::receiver::Receiver::start_on(
+            stack.push_port,
+            SECRET,
+            Duration::from_millis(5),
+        )
+        .await;
+        stack.declare_topology().await?;
+        stack.start_worker().await?;
+        let tap = testkit::RabbitTap::connect(&url).await?;
+        let run =
+            bench::pipeline::measure(&mut stack, &tap, &secret, cpu::find_process("beam.smp"))
+                .await?;
+        println!(
+            "end to end sustained (default configuration): {:.0} webhooks/s",
+            run.best_rate()
+        );
+        println!("burst: {}", run.burst.describe());
+        stack.teardown().await;
         return Ok(());
     }
-    if only == "fair" {
-        println!(
-            "{}",
-            bench::tenants::fair(&secret, 100_000).await?.describe()
-        );
-        println!(
-            "{}",
-            bench::tenants::overtake(&secret, 60_000).await?.describe()
-        );
-        return Ok(());
-    }
-    if only == "tenants" {
-        for r in tenants(&secret).await? {
-            println!("| {} | {} | {} |", r.metric, r.value, r.note);
-        }
+    if bench::tenants::only(&only, &secret).await? {
         return Ok(());
     }
 
@@ -338,7 +333,7 @@ async fn main() -> anyhow::Result<()> {
         worker_rss_kib: worker_rss,
     };
     let mut rows = summary.rows();
-    rows.extend(tenants(&secret).await?);
+    rows.extend(bench::tenants::rows(&secret).await?);
     println!("\n| metric | value | note |\n|---|---|---|");
     for r in &rows {
         println!("| {} | {} | {} |", r.metric, r.value, r.note);
@@ -352,88 +347,6 @@ async fn main() -> anyhow::Result<()> {
     let _ = tap.connection.close(200, "done".into()).await;
     stack.teardown().await;
     Ok(())
-}
-
-/// The tenants rows (`bench/src/tenants.rs`): the brake's cost on an update-heavy drain (on ÷
-/// off, same run) and deprovisionings overtaking 60,000 queued events of other organizations.
-async fn tenants(secret: &shared::WebhookSecret) -> anyhow::Result<Vec<bench::report::Row>> {
-    use bench::report::row;
-    eprintln!("tenants: update-heavy drain (5 % deprovisioning), brake at its default, then off");
-    let on = bench::tenants::drain(true, 5).await?;
-    eprintln!(
-        "  brake on: {:.0} events/s, {} held, {} retries",
-        on.rate(),
-        on.held,
-        on.retries
-    );
-    let off = bench::tenants::drain(false, 5).await?;
-    eprintln!(
-        "  brake off: {:.0} events/s, {} retries",
-        off.rate(),
-        off.retries
-    );
-    eprintln!("tenants: the same at 15 % deprovisioning (organizations at the brake's threshold)");
-    let near_on = bench::tenants::drain(true, 15).await?;
-    let near_off = bench::tenants::drain(false, 15).await?;
-    eprintln!(
-        "  brake on: {:.0} events/s ({} held), off: {:.0} events/s",
-        near_on.rate(),
-        near_on.held,
-        near_off.rate()
-    );
-    eprintln!("tenants: deprovisionings behind 60,000 queued events of other organizations");
-    let overtake = bench::tenants::overtake(secret, 60_000).await?;
-    eprintln!("  {}", overtake.describe());
-    eprintln!("tenants: other organizations' provisioning during a 100,000-event burst");
-    let fair = bench::tenants::fair(secret, 100_000).await?;
-    eprintln!("  {}", fair.describe());
-    Ok(vec![
-        row(
-            "update-heavy drain, brake on ÷ off",
-            format!(
-                "{:.2} ({:.0} ÷ {:.0} events/s)",
-                on.rate() / off.rate(),
-                on.rate(),
-                off.rate()
-            ),
-            "20 organizations × 1,500 users, then 50,000 updates, 5 % of them deprovisioning (far from the threshold); target ≥ 0.9",
-        ),
-        row(
-            "the same, organizations at the brake's threshold",
-            format!(
-                "{:.2} ({:.0} ÷ {:.0} events/s, {} held)",
-                near_on.rate() / near_off.rate(),
-                near_on.rate(),
-                near_off.rate(),
-                near_on.held
-            ),
-            "15 % deprovisioning: batches near the threshold count under the lock, one after the other (by design)",
-        ),
-        row(
-            "retries under plain load",
-            format!(
-                "{} (brake on), {} (off), {} (overtake)",
-                on.retries, off.retries, overtake.retries
-            ),
-            "scim_worker_retries_total, every cause; target 0",
-        ),
-        row(
-            "deprovisioning 2xx → committed, behind a backlog",
-            format!(
-                "p50 {:.0} ms, p99 {:.0} ms (≥ {} queued)",
-                overtake.p50_ms, overtake.p99_ms, overtake.least_queued
-            ),
-            "20 user_deleted through ingest while 60,000 events of 19 other organizations drain; target p99 ≤ 1 s",
-        ),
-        row(
-            "provisioning during another organization's burst, 2xx → committed",
-            format!(
-                "p50 {:.0} ms, max {:.0} ms (≥ {} of {} queued)",
-                fair.p50_ms, fair.max_ms, fair.queued, fair.burst
-            ),
-            "5 user_created of other organizations through ingest while a 100,000-event onboarding (routed as ingest routes it) drains",
-        ),
-    ])
 }
 
 /// The onboarding row: `BENCH_PUSH_USERS` users (default 100,000: about 300,000 changes) to

@@ -32,6 +32,24 @@ fn user_event(id: &str, org: Option<&str>, kind: &str, data: serde_json::Value) 
     serde_json::to_vec(&body).unwrap()
 }
 
+/// Waits until `sql` counts 1 (the event's effect is committed), then returns how many of
+/// `org`'s events were applied by then.
+async fn applied_of_when(stack: &Stack, sql: &str, what: &str, org: &str) -> i64 {
+    assert!(
+        testkit::wait_until(Duration::from_secs(60), || async {
+            stack.count(sql).await.unwrap_or(0) == 1
+        })
+        .await,
+        "{what}"
+    );
+    stack
+        .count(&format!(
+            "SELECT count(*) AS n FROM processed_events WHERE organization_id = '{org}'"
+        ))
+        .await
+        .unwrap()
+}
+
 async fn send(stack: &Stack, bodies: Vec<Vec<u8>>) {
     send_all(
         &stack.client,
@@ -125,17 +143,7 @@ async fn a_deprovisioning_overtakes_another_organizations_backlog() {
     );
     send(&stack, vec![deleted, orphan]).await;
     let inactive = "SELECT count(*) AS n FROM directory_users WHERE directory_user_id = 'diruser_b1' AND NOT active";
-    assert!(
-        testkit::wait_until(Duration::from_secs(60), || async {
-            stack.count(inactive).await.unwrap_or(0) == 1
-        })
-        .await,
-        "the deprovisioning is applied"
-    );
-    let a_done = stack
-        .count("SELECT count(*) AS n FROM processed_events WHERE organization_id = 'org_a'")
-        .await
-        .unwrap();
+    let a_done = applied_of_when(&stack, inactive, "the deprovisioning is applied", "org_a").await;
     eprintln!(
         "organization A's events applied when B's deprovisioning committed: {a_done} of {BACKLOG}"
     );
@@ -220,17 +228,7 @@ async fn another_organizations_provisioning_overtakes_an_onboarding_burst() {
     );
     send(&stack, vec![created]).await;
     let active = "SELECT count(*) AS n FROM directory_users WHERE directory_user_id = 'diruser_b1' AND active";
-    assert!(
-        testkit::wait_until(Duration::from_secs(60), || async {
-            stack.count(active).await.unwrap_or(0) == 1
-        })
-        .await,
-        "B's user is provisioned"
-    );
-    let a_done = stack
-        .count("SELECT count(*) AS n FROM processed_events WHERE organization_id = 'org_a'")
-        .await
-        .unwrap();
+    let a_done = applied_of_when(&stack, active, "B's user is provisioned", "org_a").await;
     eprintln!("organization A's events applied when B's user was: {a_done} of {BURST}");
     assert!(
         (a_done as usize) < BURST / 2,

@@ -10,7 +10,7 @@ mod support;
 use serde_json::json;
 use std::time::Duration;
 use support::dlq::worker_cmd;
-use support::user_event;
+use support::{user_deleted, user_event};
 use testkit::env::Env;
 use testkit::wait_until;
 use testkit::worker::*;
@@ -23,17 +23,6 @@ fn created(org: &str, i: usize) -> Vec<u8> {
 fn renamed(org: &str, i: usize) -> Vec<u8> {
     let data = json!({"active": true, "email": format!("u{i}@{org}.example"), "given_name": "Renamed", "family_name": format!("N{i}")});
     user_event(org, i, "user_updated", "r", "2026-01-01T12:00:00Z", data)
-}
-
-fn deleted(org: &str, i: usize) -> Vec<u8> {
-    user_event(
-        org,
-        i,
-        "user_deleted",
-        "d",
-        "2026-01-01T11:00:00Z",
-        json!({}),
-    )
 }
 
 /// `user_deleted` events the worker counted as duplicates.
@@ -105,10 +94,10 @@ async fn thirty_deletions_of_fifty_hold_twenty_until_released_or_discarded() {
     // minimum of 10 lets all through), one org_a deletion delivered twice.
     for (org, n) in [("org_a", 30), ("org_c", 30), ("org_b", 5)] {
         for i in 0..n {
-            broker.publish(&deleted(org, i)).await;
+            broker.publish(&user_deleted(org, i)).await;
         }
     }
-    broker.publish(&deleted("org_a", 29)).await;
+    broker.publish(&user_deleted("org_a", 29)).await;
     assert!(
         wait_until(Duration::from_secs(30), || async {
             db.count("SELECT count(*) AS n FROM processed_events WHERE event_type = 'organization.directory.user_deleted'")
@@ -226,10 +215,10 @@ async fn thirty_deletions_of_fifty_hold_twenty_until_released_or_discarded() {
             .await,
         20
     );
-    broker.publish(&deleted("org_c", 25)).await;
+    broker.publish(&user_deleted("org_c", 25)).await;
 
     // After the release the window starts again: org_a's next deletion is applied.
-    broker.publish(&deleted("org_a", 40)).await;
+    broker.publish(&user_deleted("org_a", 40)).await;
     assert!(
         wait_until(Duration::from_secs(20), || async {
             active("org_a").await == 19
@@ -274,7 +263,7 @@ async fn percent_zero_turns_the_brake_off() {
         broker.publish(&created("org_z", i)).await;
     }
     for i in 0..20 {
-        broker.publish(&deleted("org_z", i)).await;
+        broker.publish(&user_deleted("org_z", i)).await;
     }
     assert!(
         wait_until(Duration::from_secs(30), || async {

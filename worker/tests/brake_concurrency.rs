@@ -11,7 +11,7 @@ mod support;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::Duration;
-use support::{parsed, user_event};
+use support::{parsed, user_deleted, user_event};
 use testkit::db::TestDb;
 use worker::apply::{Applier, Outcome};
 use worker::brake::BrakeSettings;
@@ -20,17 +20,6 @@ use worker::role_mapping::RoleMapping;
 fn created(org: &str, i: usize) -> Vec<u8> {
     let data = json!({"active": true, "email": format!("u{i}@{org}.example")});
     user_event(org, i, "user_created", "c", "2026-01-01T10:00:00Z", data)
-}
-
-fn deleted(org: &str, i: usize) -> Vec<u8> {
-    user_event(
-        org,
-        i,
-        "user_deleted",
-        "d",
-        "2026-01-01T11:00:00Z",
-        json!({}),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -66,10 +55,10 @@ async fn concurrent_batches_never_pass_more_than_the_budget() {
         tasks.spawn(async move {
             let mut bodies = Vec::new();
             for k in 0..10 {
-                bodies.push(deleted("org_near", b * 10 + k));
+                bodies.push(user_deleted("org_near", b * 10 + k));
             }
             for k in 0..5 {
-                bodies.push(deleted("org_far", b * 5 + k));
+                bodies.push(user_deleted("org_far", b * 5 + k));
             }
             let items: Vec<_> = bodies.iter().map(|b| parsed(b)).collect();
             applier.apply_batch(&items).await.unwrap()

@@ -102,38 +102,34 @@ pub async fn run(
         rand_tag()
     );
     health.tick();
+    // Per lane: its tag and queue. `concurrency` on the apply queue and as many on the bulk
+    // queue, then the urgent one: a lone deprovisioning is a batch of one (a lane takes what
+    // is delivered, waiting at most 2 ms); many at once (an organization offboarding) go in
+    // full batches.
+    let topology = &handler.topology;
+    let mut queues: Vec<(String, String)> = (0..settings.lanes())
+        .flat_map(|lane| {
+            [
+                (format!("{tag}-{lane}"), topology.apply_queue()),
+                (format!("{tag}-bulk-{lane}"), topology.bulk_queue()),
+            ]
+        })
+        .collect();
+    queues.push((format!("{tag}-urgent"), topology.urgent_queue()));
     let mut lanes = JoinSet::new();
-    for lane in 0..settings.lanes() {
-        for (kind, queue) in [
-            ("", handler.topology.apply_queue()),
-            ("bulk-", handler.topology.bulk_queue()),
-        ] {
-            lanes.spawn(run_lane(Lane {
-                tag: format!("{tag}-{kind}{lane}"),
-                queue,
-                prefetch: settings.lane_prefetch(),
-                batch: settings.lane_batch(),
-                handler: Arc::clone(&handler),
-                link: link.clone(),
-                health: Arc::clone(&health),
-                settings: settings.clone(),
-                stop: stop.clone(),
-            }));
-        }
+    for (tag, queue) in queues {
+        lanes.spawn(run_lane(Lane {
+            tag,
+            queue,
+            prefetch: settings.lane_prefetch(),
+            batch: settings.lane_batch(),
+            handler: Arc::clone(&handler),
+            link: link.clone(),
+            health: Arc::clone(&health),
+            settings: settings.clone(),
+            stop: stop.clone(),
+        }));
     }
-    // A lone deprovisioning is a batch of one (a lane takes what is delivered, waiting at most
-    // 2 ms); many at once (an organization offboarding) go in full batches.
-    lanes.spawn(run_lane(Lane {
-        tag: format!("{tag}-urgent"),
-        queue: handler.topology.urgent_queue(),
-        prefetch: settings.lane_prefetch(),
-        batch: settings.lane_batch(),
-        handler: Arc::clone(&handler),
-        link: link.clone(),
-        health: Arc::clone(&health),
-        settings: settings.clone(),
-        stop: stop.clone(),
-    }));
     stop.cancelled().await;
     tracing::info!("stopping: lanes finish the batches in hand");
     let drained = tokio::time::timeout(settings.shutdown_timeout, async {

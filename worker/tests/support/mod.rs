@@ -42,6 +42,18 @@ pub fn user_event(
     .unwrap()
 }
 
+/// `user_deleted` of `org`'s user `i` (at 11:00 on 2026-01-01).
+pub fn user_deleted(org: &str, i: usize) -> Vec<u8> {
+    user_event(
+        org,
+        i,
+        "user_deleted",
+        "d",
+        "2026-01-01T11:00:00Z",
+        serde_json::json!({}),
+    )
+}
+
 /// Runs a command (the worker binary, say) to its end and asserts that it succeeded, showing
 /// its stderr otherwise.
 pub async fn succeeded(
