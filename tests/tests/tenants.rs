@@ -32,9 +32,9 @@ fn user_event(id: &str, org: Option<&str>, kind: &str, data: serde_json::Value) 
     serde_json::to_vec(&body).unwrap()
 }
 
-/// Waits until `sql` counts 1 (the event's effect is committed), then returns how many of
-/// `org`'s events were applied by then.
-async fn applied_of_when(stack: &Stack, sql: &str, what: &str, org: &str) -> i64 {
+/// Waits until `sql` counts 1 (the event's effect is committed), then asserts that fewer than
+/// half of `org`'s `total` events were applied by then: the event overtook them.
+async fn overtook(stack: &Stack, sql: &str, what: &str, org: &str, total: usize) {
     assert!(
         testkit::wait_until(Duration::from_secs(60), || async {
             stack.count(sql).await.unwrap_or(0) == 1
@@ -42,12 +42,17 @@ async fn applied_of_when(stack: &Stack, sql: &str, what: &str, org: &str) -> i64
         .await,
         "{what}"
     );
-    stack
+    let done = stack
         .count(&format!(
             "SELECT count(*) AS n FROM processed_events WHERE organization_id = '{org}'"
         ))
         .await
-        .unwrap()
+        .unwrap();
+    eprintln!("{what}: {done} of {org}'s {total} events applied by then");
+    assert!(
+        (done as usize) < total / 2,
+        "{what} only after {done} of {org}'s {total} events"
+    );
 }
 
 async fn send(stack: &Stack, bodies: Vec<Vec<u8>>) {
@@ -143,14 +148,14 @@ async fn a_deprovisioning_overtakes_another_organizations_backlog() {
     );
     send(&stack, vec![deleted, orphan]).await;
     let inactive = "SELECT count(*) AS n FROM directory_users WHERE directory_user_id = 'diruser_b1' AND NOT active";
-    let a_done = applied_of_when(&stack, inactive, "the deprovisioning is applied", "org_a").await;
-    eprintln!(
-        "organization A's events applied when B's deprovisioning committed: {a_done} of {BACKLOG}"
-    );
-    assert!(
-        (a_done as usize) < BACKLOG / 2,
-        "the deprovisioning overtook the backlog: {a_done} of {BACKLOG} applied before it"
-    );
+    overtook(
+        &stack,
+        inactive,
+        "the deprovisioning is applied",
+        "org_a",
+        BACKLOG,
+    )
+    .await;
 
     // Everything else still arrives, each event once; the orphan is dead-lettered.
     stack
@@ -228,12 +233,7 @@ async fn another_organizations_provisioning_overtakes_an_onboarding_burst() {
     );
     send(&stack, vec![created]).await;
     let active = "SELECT count(*) AS n FROM directory_users WHERE directory_user_id = 'diruser_b1' AND active";
-    let a_done = applied_of_when(&stack, active, "B's user is provisioned", "org_a").await;
-    eprintln!("organization A's events applied when B's user was: {a_done} of {BURST}");
-    assert!(
-        (a_done as usize) < BURST / 2,
-        "B's provisioning waited for {a_done} of A's {BURST} events"
-    );
+    overtook(&stack, active, "B's user is provisioned", "org_a", BURST).await;
     // The burst still arrives whole, each event once.
     stack
         .wait_processed(BURST + 1, Duration::from_secs(180))
