@@ -55,6 +55,16 @@ async fn overtook(stack: &Stack, sql: &str, what: &str, org: &str, total: usize)
     );
 }
 
+/// Organization B's user `diruser_b1`, created.
+fn b_created() -> Vec<u8> {
+    user_event(
+        "evt_b_created",
+        Some("org_b"),
+        "user_created",
+        json!({"id": "diruser_b1", "organization_id": "org_b", "email": "b1@example.com", "active": true}),
+    )
+}
+
 async fn send(stack: &Stack, bodies: Vec<Vec<u8>>) {
     send_all(
         &stack.client,
@@ -73,13 +83,7 @@ async fn a_deprovisioning_overtakes_another_organizations_backlog() {
     let mut stack = Stack::new("urgent").await.unwrap();
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
-    let created = user_event(
-        "evt_b_created",
-        Some("org_b"),
-        "user_created",
-        json!({"id": "diruser_b1", "organization_id": "org_b", "email": "b1@example.com", "active": true}),
-    );
-    send(&stack, vec![created]).await;
+    send(&stack, vec![b_created()]).await;
     stack
         .wait_processed(1, Duration::from_secs(30))
         .await
@@ -225,13 +229,7 @@ async fn another_organizations_provisioning_overtakes_an_onboarding_burst() {
     );
     // A worker again, and organization B provisions a user.
     stack.start_worker().await.unwrap();
-    let created = user_event(
-        "evt_b_created",
-        Some("org_b"),
-        "user_created",
-        json!({"id": "diruser_b1", "organization_id": "org_b", "email": "b1@example.com", "active": true}),
-    );
-    send(&stack, vec![created]).await;
+    send(&stack, vec![b_created()]).await;
     let active = "SELECT count(*) AS n FROM directory_users WHERE directory_user_id = 'diruser_b1' AND active";
     overtook(&stack, active, "B's user is provisioned", "org_a", BURST).await;
     // The burst still arrives whole, each event once.
