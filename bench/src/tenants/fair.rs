@@ -1,7 +1,7 @@
 //! Other organizations' provisioning while one organization's onboarding burst drains.
 
 use super::corpus::{message, user_body};
-use super::{publish, retries, seen_at};
+use super::{post_signed, publish, retries, seen_at};
 use crate::baseline::pipelined;
 use lapin::options::ConfirmSelectOptions;
 use std::time::{Duration, Instant};
@@ -56,18 +56,17 @@ pub async fn fair(secret: &shared::WebhookSecret, burst: usize) -> anyhow::Resul
     // As ingest routes a burst: the organization's allowance to the apply queue, the rest bulk.
     let allowance = 500.min(burst);
     publish(&stack.amqp, &stack.topology, &bodies[..allowance]).await?;
-    let mut bulk = stack.topology.clone();
+    let topology = stack.topology.clone();
     let conn = shared::amqp::connect(&stack.amqp, "bench-fair").await?;
     let ch = conn.create_channel().await?;
     ch.confirm_select(ConfirmSelectOptions::default()).await?;
     let rest = &bodies[allowance..];
     pipelined(&ch, rest.len(), 256, |i| {
-        let (_, key, body, props) = message(&bulk, &rest[i]);
-        (bulk.bulk_exchange(), key, body, props)
+        let (_, key, body, props) = message(&topology, &rest[i]);
+        (topology.bulk_exchange(), key, body, props)
     })
     .await?;
     let _ = conn.close(200, "done".into()).await;
-    bulk = stack.topology.clone();
     let tap = testkit::RabbitTap::connect(&stack.amqp).await?;
     stack.start_worker().await?;
     let ids: Vec<String> = (0..5).map(|k| format!("evt_other_{k}")).collect();
@@ -77,14 +76,10 @@ pub async fn fair(secret: &shared::WebhookSecret, burst: usize) -> anyhow::Resul
     for (k, id) in ids.iter().enumerate() {
         let org = format!("org_other{k}");
         let body = user_body(id, &org, k, "user_created", true, &[], 0);
-        let mut req = stack.client.post(stack.webhook_url()).body(body.clone());
-        for (h, v) in testkit::signed_headers(secret, &format!("msg_{id}"), &body) {
-            req = req.header(h, v);
-        }
-        let answer = req.send().await?;
-        anyhow::ensure!(answer.status().is_success(), "{}", answer.status());
+        post_signed(&stack, secret, id, body).await?;
         sent.push((id.clone(), Instant::now()));
-        let depth = tap.depth(&bulk.apply_queue()).await? + tap.depth(&bulk.bulk_queue()).await?;
+        let depth =
+            tap.depth(&topology.apply_queue()).await? + tap.depth(&topology.bulk_queue()).await?;
         queued = queued.min(depth);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

@@ -46,6 +46,22 @@ pub(super) async fn retries(stack: &Stack) -> f64 {
     total
 }
 
+/// Sends `body` to the stack's ingest, signed as Scalekit signs, and requires a 2xx.
+pub(super) async fn post_signed(
+    stack: &Stack,
+    secret: &shared::WebhookSecret,
+    id: &str,
+    body: Vec<u8>,
+) -> anyhow::Result<()> {
+    let mut req = stack.client.post(stack.webhook_url()).body(body.clone());
+    for (k, v) in testkit::signed_headers(secret, &format!("msg_{id}"), &body) {
+        req = req.header(k, v);
+    }
+    let answer = req.send().await?;
+    anyhow::ensure!(answer.status().is_success(), "{}", answer.status());
+    Ok(())
+}
+
 /// Waits until every id is in `processed_events`, polling every 20 ms: when each was first
 /// seen.
 pub(super) async fn seen_at(

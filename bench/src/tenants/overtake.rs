@@ -1,7 +1,7 @@
 //! Deprovisionings through ingest while other organizations' events are queued.
 
 use super::corpus::user_body;
-use super::{processed, publish, retries, seen_at};
+use super::{post_signed, processed, publish, retries, seen_at};
 use serde_json::json;
 use std::time::{Duration, Instant};
 use testkit::stack::Stack;
@@ -87,12 +87,7 @@ pub async fn overtake(secret: &shared::WebhookSecret, backlog: usize) -> anyhow:
             "organization_id": org, "object": "DirectoryUser",
             "data": {"id": format!("diruser_{org}_{u:05}"), "organization_id": org}
         }))?;
-        let mut req = stack.client.post(stack.webhook_url()).body(body.clone());
-        for (k, v) in testkit::signed_headers(secret, &format!("msg_{id}"), &body) {
-            req = req.header(k, v);
-        }
-        let answer = req.send().await?;
-        anyhow::ensure!(answer.status().is_success(), "{}", answer.status());
+        post_signed(&stack, secret, id, body).await?;
         sent.push((id.clone(), Instant::now()));
         least_queued = least_queued.min(tap.depth(&stack.topology.apply_queue()).await?);
         tokio::time::sleep(Duration::from_millis(150)).await;
