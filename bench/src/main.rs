@@ -98,6 +98,14 @@ async fn processed(db: Db) -> i64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     build_binaries().await?;
+    let autovacuum =
+        bench::server::autovacuum_on(&format!("{}/postgres", testkit::postgres_base_url())).await?;
+    let result = run().await;
+    autovacuum.restore().await;
+    result
+}
+
+async fn run() -> anyhow::Result<()> {
     let machine = machine();
     eprintln!("machine: {machine}");
     let url = testkit::amqp_url();
@@ -112,28 +120,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     if only == "e2e" {
-        // The end-to-end row alone, with the default configuration.
-        let mut stack = Stack::new("benche2e").await?;
-        stack.brake_off = false;
-        let _app = testkit::receiver::Receiver::start_on(
-            stack.push_port,
-            SECRET,
-            Duration::from_millis(5),
-        )
-        .await;
-        stack.declare_topology().await?;
-        stack.start_worker().await?;
-        let tap = testkit::RabbitTap::connect(&url).await?;
-        let run =
-            bench::pipeline::measure(&mut stack, &tap, &secret, cpu::find_process("beam.smp"))
-                .await?;
-        println!(
-            "end to end sustained (default configuration): {:.0} webhooks/s",
-            run.best_rate()
-        );
-        println!("burst: {}", run.burst.describe());
-        stack.teardown().await;
-        return Ok(());
+        return bench::defaults::e2e_only(&secret).await;
     }
     if bench::tenants::only(&only, &secret).await? {
         return Ok(());

@@ -70,7 +70,7 @@ fn burst_applied() -> String {
 /// Waits until the apply queue is empty and every change is published, then 3 s more.
 async fn settle(stack: &Stack, tap: &RabbitTap) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    while tap.depth(&stack.topology.apply_queue()).await? > 0 {
+    while tap.queued(&stack.topology).await? > 0 {
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(300),
             "the worker did not drain"
@@ -106,8 +106,9 @@ pub async fn measure(
             .with_all("postgres", &cpu::find_processes("postgres"))
             .with("generator", Some(std::process::id()))
     };
-    eprintln!("end to end: ingest + worker + change feed; the apply queue must stay flat");
-    let queue = stack.topology.apply_queue();
+    eprintln!(
+        "end to end: ingest + worker + change feed; the queued events (apply, urgent and bulk queues) must stay flat"
+    );
     let Stepped { steps, best } = e2e::step_up(
         "e2e",
         &watch,
@@ -115,7 +116,7 @@ pub async fn measure(
         ingest::WEBHOOK_PATH,
         secret,
         50_000_000,
-        || async { Ok(Some(tap.depth(&queue).await?)) },
+        || async { Ok(Some(tap.queued(&stack.topology).await?)) },
     )
     .await?;
     let max = best.as_ref().map_or(250.0, |b| b.accepted_per_s);

@@ -97,6 +97,20 @@ impl RabbitTap {
         shared::amqp::queue_depth(&self.channel, queue).await
     }
 
+    /// Events waiting to be applied: ready messages in the apply, urgent and bulk queues
+    /// together (an organization past its fair share is queued on the bulk one).
+    pub async fn queued(&self, topology: &Topology) -> Result<u32, lapin::Error> {
+        let mut n = 0u32;
+        for q in [
+            topology.apply_queue(),
+            topology.urgent_queue(),
+            topology.bulk_queue(),
+        ] {
+            n = n.saturating_add(self.depth(&q).await?);
+        }
+        Ok(n)
+    }
+
     /// Waits until a queue holds `n` ready messages (or the timeout passes); returns the last depth.
     pub async fn wait_depth(
         &self,

@@ -41,6 +41,8 @@ pub struct Stack {
     /// corpora deactivate whole organizations on purpose; the brake has suites of its own).
     /// The bench sets it to `false` to measure the default configuration.
     pub brake_off: bool,
+    /// Workers started with no push endpoint (`CHANGES_WEBHOOK_URL` unset).
+    pub push_off: bool,
 }
 
 /// The pull API token the stacks' workers accept.
@@ -91,6 +93,7 @@ impl Stack {
             api_holder: None,
             push_port: free_port(),
             brake_off: true,
+            push_off: false,
         })
     }
 
@@ -162,8 +165,10 @@ impl Stack {
         };
         env.push(("CHANGES_API_LISTEN".into(), format!("127.0.0.1:{api_port}")));
         env.push(("CHANGES_API_TOKENS".into(), API_TOKEN.into()));
-        env.push(("CHANGES_WEBHOOK_URL".into(), self.push_url()));
-        env.push(("CHANGES_WEBHOOK_SECRET".into(), SECRET.into()));
+        if !self.push_off {
+            env.push(("CHANGES_WEBHOOK_URL".into(), self.push_url()));
+            env.push(("CHANGES_WEBHOOK_SECRET".into(), SECRET.into()));
+        }
         env.push(("WORKER_RETRY_TIERS".into(), "1s,3s,10s".into()));
         env.push(("DATABASE_POOL_SIZE".into(), "8".into()));
         if self.brake_off {
