@@ -18,7 +18,8 @@ import netpol
 
 ROOT = pathlib.Path(__file__).resolve().parent
 K8S_VERSION = "1.33.0"
-CUSTOM_GROUPS = {"keda.sh", "rabbitmq.com", "monitoring.coreos.com", "cert-manager.io"}
+CUSTOM_GROUPS = {"keda.sh", "rabbitmq.com", "monitoring.coreos.com", "cert-manager.io",
+                 "postgresql.cnpg.io"}
 
 
 def render(overlay: pathlib.Path) -> list:
@@ -58,10 +59,6 @@ def validate(doc: dict) -> list:
     return []
 
 
-# Pods that policies may name but that this deploy does not run (a database run elsewhere).
-EXTERNAL_PODS = {("app.kubernetes.io/name", "scim-postgres")}
-
-
 def pod_templates(docs: list) -> dict:
     """Pod labels by owner: the workloads' pod templates, and the RabbitMQ pods, which the
     cluster operator labels `app.kubernetes.io/name: <cluster>` besides the cluster's own labels
@@ -79,6 +76,12 @@ def pod_templates(docs: list) -> dict:
                         .get("template", {}).get("metadata", {}).get("labels", {}))
             own = d["metadata"].get("labels", {}) or {}
             out[name] = {**labels, **own, **(override or {})}
+        elif d["kind"] == "Cluster" and d["apiVersion"].startswith("postgresql.cnpg.io/"):
+            # CloudNativePG labels its instances with the cluster's name and passes on the
+            # inherited labels.
+            labels = {"cnpg.io/cluster": d["metadata"]["name"], "cnpg.io/podRole": "instance"}
+            inherited = d["spec"].get("inheritedMetadata", {}).get("labels", {}) or {}
+            out[name] = {**labels, **inherited}
     return out
 
 
@@ -87,7 +90,7 @@ selects = netpol.selects
 
 def check_network_policies(docs: list) -> list:
     """Every policy selects pods that exist; the default-deny selects every workload's pods;
-    a peer naming pods in this namespace names pods that exist (or a known external one)."""
+    a peer naming pods in this namespace names pods that exist."""
     pods = pod_templates(docs)
     workloads = {n: l for n, l in pods.items() if not n.startswith("RabbitmqCluster/")}
     failures = []
@@ -107,8 +110,6 @@ def check_network_policies(docs: list) -> list:
                     if "podSelector" not in peer or "namespaceSelector" in peer:
                         continue
                     sel = peer["podSelector"]
-                    if any(selects(sel, dict([e])) for e in EXTERNAL_PODS):
-                        continue
                     if not any(selects(sel, l) for l in pods.values()):
                         failures.append(f"{name}: {direction} peer {sel} matches no pod template")
     return failures

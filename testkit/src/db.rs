@@ -23,12 +23,18 @@ impl TestDb {
 
     /// A fresh migrated database called `name` (lower case letters, digits and `_`).
     pub async fn named(name: &str) -> anyhow::Result<Self> {
-        let mut conn =
-            AsyncPgConnection::establish(&format!("{}/postgres", postgres_base_url())).await?;
+        let base = postgres_base_url();
+        Self::on(&format!("{base}/postgres"), name, format!("{base}/{name}")).await
+    }
+
+    /// A fresh migrated database `name` on another server: created over `admin_url`, reached
+    /// (and migrated) at `url`. [`TestDb::drop_db`] drops only on the machine's server (a
+    /// server of a test's own goes away with the test).
+    pub async fn on(admin_url: &str, name: &str, url: String) -> anyhow::Result<Self> {
+        let mut conn = AsyncPgConnection::establish(admin_url).await?;
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await?;
-        let url = format!("{}/{name}", postgres_base_url());
         worker::db::migrate::run(&url).await?;
         Ok(Self {
             name: name.to_owned(),

@@ -5,6 +5,8 @@
 //! - [`env`]: a database and a broker topology created and finished together;
 //! - [`worker`] / [`ingest`]: the real binaries' libraries started in-process on port 0;
 //! - [`procs`] / [`stack`]: the real binaries as processes, a whole deployment per test;
+//! - [`node`] / [`cluster`]: RabbitMQ nodes of a test's own; [`pg_pair`]: a PostgreSQL primary
+//!   and standby of a test's own;
 //! - here: service URLs, unique prefixes, signed webhook headers, the sample events,
 //!   [`wait_until`], [`metrics`] / [`sample`]; [`TcpProxy`] to cut connections; [`RabbitTap`]
 //!   to watch a test's exchange; [`receiver`] an application's endpoint for pushed changes.
@@ -19,6 +21,7 @@ pub mod env;
 pub mod feed;
 pub mod ingest;
 pub mod node;
+pub mod pg_pair;
 pub mod procs;
 mod proxy;
 mod rabbit;

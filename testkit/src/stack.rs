@@ -43,7 +43,14 @@ pub struct Stack {
     pub brake_off: bool,
     /// Workers started with no push endpoint (`CHANGES_WEBHOOK_URL` unset).
     pub push_off: bool,
+    /// `WORKER_RETRY_TIERS` of the stack's topology and workers (short ones by default).
+    retry_tiers: &'static str,
 }
+
+/// The retry tiers of the stacks, short for quick suites.
+const SHORT_TIERS: &str = "1s,3s,10s";
+/// The worker's default retry tiers.
+const DEFAULT_TIERS: &str = "5s,30s,5m,30m";
 
 /// The pull API token the stacks' workers accept.
 pub const API_TOKEN: &str = "tok_stack_0123456789abcdefghijklmnopqrstu";
@@ -71,6 +78,26 @@ impl Stack {
     pub async fn new(tag: &str) -> anyhow::Result<Self> {
         let prefix = unique_prefix(tag);
         let db = TestDb::named(&prefix.to_lowercase()).await?;
+        Self::with_db(prefix, db)
+    }
+
+    /// A stack whose database lives on a PostgreSQL pair of the test's own: the harness and the
+    /// binaries reach whichever server is read-write; the binaries with `worker_url_params`
+    /// added to their `DATABASE_URL` (e.g. `sslmode=require`).
+    pub async fn on_pair(
+        tag: &str,
+        pair: &crate::pg_pair::PgPair,
+        worker_url_params: &str,
+    ) -> anyhow::Result<Self> {
+        let prefix = unique_prefix(tag);
+        let name = prefix.to_lowercase();
+        let db = TestDb::on(&pair.url("postgres"), &name, pair.url(&name)).await?;
+        let mut stack = Self::with_db(prefix, db)?;
+        stack.worker_db_url = format!("{}&{worker_url_params}", stack.db.url);
+        Ok(stack)
+    }
+
+    fn with_db(prefix: String, db: TestDb) -> anyhow::Result<Self> {
         Ok(Self {
             topology: Topology::new(prefix.clone()).with_tiers(vec![
                 shared::RetryTier::new("1s", Duration::from_secs(1)),
@@ -94,6 +121,7 @@ impl Stack {
             push_port: free_port(),
             brake_off: true,
             push_off: false,
+            retry_tiers: SHORT_TIERS,
         })
     }
 
@@ -115,7 +143,7 @@ impl Stack {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.common_env())
             .env("DATABASE_URL", &self.worker_db_url)
-            .env("WORKER_RETRY_TIERS", "1s,3s,10s")
+            .env("WORKER_RETRY_TIERS", self.retry_tiers)
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -169,7 +197,7 @@ impl Stack {
             env.push(("CHANGES_WEBHOOK_URL".into(), self.push_url()));
             env.push(("CHANGES_WEBHOOK_SECRET".into(), SECRET.into()));
         }
-        env.push(("WORKER_RETRY_TIERS".into(), "1s,3s,10s".into()));
+        env.push(("WORKER_RETRY_TIERS".into(), self.retry_tiers.into()));
         env.push(("DATABASE_POOL_SIZE".into(), "8".into()));
         if self.brake_off {
             env.push(("DEPROVISION_BRAKE_PERCENT".into(), "0".into()));
@@ -190,6 +218,35 @@ impl Stack {
         }
         self.workers.push(p);
         Ok(())
+    }
+
+    /// The worker's default retry tiers (5 s, 30 s, 5 min, 30 min) instead of the short ones:
+    /// for scenarios whose outage outlasts the short tiers. Call before starting anything.
+    pub fn default_retry_tiers(&mut self) {
+        self.retry_tiers = DEFAULT_TIERS;
+        self.topology = Topology::new(self.prefix.clone()).with_tiers(vec![
+            shared::RetryTier::new("5s", Duration::from_secs(5)),
+            shared::RetryTier::new("30s", Duration::from_secs(30)),
+            shared::RetryTier::new("5m", Duration::from_secs(300)),
+            shared::RetryTier::new("30m", Duration::from_secs(1800)),
+        ]);
+    }
+
+    /// Every `scim_worker_retries_total` sample of the stack's live workers, summed (events
+    /// sent to a retry tier, every cause).
+    pub async fn worker_retries(&self) -> f64 {
+        let mut total = 0.0;
+        for w in &self.workers {
+            let base = format!("http://127.0.0.1:{}", w.port);
+            if let Ok(m) = crate::metrics(&self.client, &base).await {
+                total += m
+                    .lines()
+                    .filter(|l| l.starts_with("scim_worker_retries_total{"))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum::<f64>();
+            }
+        }
+        total
     }
 
     /// The pull API, as an application in the cluster would reach it.

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod corpus;
 pub mod feed_check;
+pub mod monitor;
 pub mod prometheus;
 pub mod promql;
 pub mod scenario;

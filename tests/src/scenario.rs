@@ -16,8 +16,12 @@ pub struct Sender {
 
 /// Starts sending the corpus (10 % duplicates, shuffled by `seed`) in the background.
 pub fn send(stack: &Stack, corpus: &Corpus, seed: u64) -> Sender {
+    send_bodies(stack, delivery_order(&corpus.events, 0.10, seed))
+}
+
+/// Starts sending these bodies in the background (part of a corpus's delivery order).
+pub fn send_bodies(stack: &Stack, bodies: Vec<Vec<u8>>) -> Sender {
     crate::logs();
-    let bodies = delivery_order(&corpus.events, 0.10, seed);
     let client = stack.client.clone();
     let url = stack.webhook_url();
     let stats = Arc::new(Delivery::default());

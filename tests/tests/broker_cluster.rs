@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use testkit::cluster::Cluster;
 use testkit::stack::Stack;
 use tests::corpus::generate;
+use tests::monitor::Monitor;
 use tests::scenario::{finish, send, wait_progress};
-use tokio::sync::Mutex;
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -28,68 +28,6 @@ enum Fault {
     StopConnectedNode,
     /// A minority node frozen (SIGSTOP): it neither answers nor refuses; then thawed.
     PauseMinority,
-}
-
-/// Samples, every 100 ms: ingest's readiness and the number of events applied.
-struct Monitor {
-    samples: Arc<Mutex<Vec<(Instant, bool, i64)>>>,
-    stop: tokio_util::sync::CancellationToken,
-}
-
-impl Monitor {
-    fn start(stack: &Stack) -> Self {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = tokio_util::sync::CancellationToken::new();
-        let (out, token) = (Arc::clone(&samples), stop.clone());
-        let ready_url = format!("http://127.0.0.1:{}/readyz", stack.ingest_port);
-        let client = stack.client.clone();
-        let db_url = stack.db.url.clone();
-        tokio::spawn(async move {
-            let db = testkit::db::TestDb {
-                name: String::new(),
-                url: db_url,
-            };
-            while !token.is_cancelled() {
-                let ready = client
-                    .get(&ready_url)
-                    .timeout(Duration::from_millis(500))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success());
-                let applied = db
-                    .try_count("SELECT count(*) AS n FROM processed_events")
-                    .await
-                    .unwrap_or(-1);
-                out.lock().await.push((Instant::now(), ready, applied));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        });
-        Self { samples, stop }
-    }
-
-    /// (seconds ingest was not ready, the longest the applied count stood still after `fault`
-    /// while events were still to apply).
-    async fn finish(self, fault: Instant) -> (f64, f64) {
-        self.stop.cancel();
-        let samples = self.samples.lock().await.clone();
-        let unready = samples
-            .windows(2)
-            .filter(|w| !w[0].1)
-            .map(|w| (w[1].0 - w[0].0).as_secs_f64())
-            .sum();
-        let total = samples.iter().map(|s| s.2).max().unwrap_or(0);
-        let mut longest = 0.0f64;
-        let mut since: Option<(Instant, i64)> = None;
-        for s in samples.iter().filter(|s| s.0 >= fault && s.2 >= 0) {
-            match since {
-                Some((t, n)) if s.2 == n && n < total => {
-                    longest = longest.max((s.0 - t).as_secs_f64());
-                }
-                _ => since = Some((s.0, s.2)),
-            }
-        }
-        (unready, longest)
-    }
 }
 
 async fn scenario(cluster: &mut Cluster, fault: Fault, seed: u64) {

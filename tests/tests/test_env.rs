@@ -1,21 +1,11 @@
 //! The test command ignores the caller's own configuration: every variable a binary reads
-//! (`env = "…"` on a configuration field) is one that `scripts/test` unsets before the suites
-//! run, so a shell with `AMQP_PREFIX=newcomer` exported runs the same tests as CI.
+//! (`tests::env_names`) is one that `scripts/test` unsets before the suites run, so a shell with `AMQP_PREFIX=newcomer` exported runs the same tests as CI.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
-
 /// The patterns of `scripts/test`'s `case` that unsets variables (`AMQP_*`, `HARD_DELETE`, …).
 fn unset_patterns() -> Vec<String> {
-    let script = std::fs::read_to_string(root().join("scripts/test")).expect("scripts/test");
+    let script = std::fs::read_to_string(tests::root().join("scripts/test")).expect("scripts/test");
     let start = script.find("case \"$var\" in").expect("the unset loop");
     let body = &script[start..];
     let end = body.find(')').expect("the end of the pattern list");
@@ -27,40 +17,15 @@ fn unset_patterns() -> Vec<String> {
         .collect()
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            rust_files(&p, out);
-        } else if p.extension().is_some_and(|x| x == "rs") {
-            out.push(p);
-        }
-    }
-}
-
-/// Every `env = "NAME"` in the binaries' sources.
+/// Every variable the binaries read (from their command-line definitions, and the few read
+/// outside them), but `RUST_LOG` and `POD_NAME`: the log filter is the caller's to set, and the
+/// pod name only names connections.
 fn read_variables() -> Vec<String> {
-    let mut files = Vec::new();
-    for krate in ["ingest", "worker", "shared", "change-feed", "example-app"] {
-        rust_files(&root().join(krate).join("src"), &mut files);
-    }
-    let mut vars = Vec::new();
-    for f in files {
-        let text = std::fs::read_to_string(&f).expect("a source file");
-        for part in text.split("env = \"").skip(1) {
-            if let Some(name) = part.split('"').next()
-                && !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-            {
-                vars.push(name.to_owned());
-            }
-        }
-    }
+    let mut vars: Vec<String> = ["ingest", "worker"]
+        .into_iter()
+        .flat_map(tests::env_names)
+        .filter(|v| v != "RUST_LOG" && v != "POD_NAME")
+        .collect();
     vars.sort();
     vars.dedup();
     vars

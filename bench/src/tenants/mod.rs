@@ -37,18 +37,7 @@ pub(super) async fn processed(stack: &Stack) -> i64 {
 
 /// Every `scim_worker_retries_total` sample of the stack's workers, summed.
 pub(super) async fn retries(stack: &Stack) -> f64 {
-    let mut total = 0.0;
-    for w in &stack.workers {
-        let base = format!("http://127.0.0.1:{}", w.port);
-        if let Ok(m) = testkit::metrics(&stack.client, &base).await {
-            total += m
-                .lines()
-                .filter(|l| l.starts_with("scim_worker_retries_total{"))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>();
-        }
-    }
-    total
+    stack.worker_retries().await
 }
 
 /// Sends `body` to the stack's ingest, signed as Scalekit signs, and requires a 2xx.
