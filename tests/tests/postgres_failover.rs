@@ -143,6 +143,13 @@ async fn start(
     )
 }
 
+/// A crashed primary (`kill -9`), its standby promoted 2 s later.
+async fn kill_and_promote(pair: &PgPair) {
+    pair.primary.kill9();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    pair.standby.promote().unwrap();
+}
+
 async fn applied(stack: &Stack) -> i64 {
     stack
         .count("SELECT count(*) AS n FROM processed_events")
@@ -158,11 +165,7 @@ async fn scenario(fault: Fault, seed: u64) {
     let mut non_2xx_down = 0;
     let fault_at = Instant::now();
     match fault {
-        Fault::KillAndPromote => {
-            r.pair.primary.kill9();
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            r.pair.standby.promote().unwrap();
-        }
+        Fault::KillAndPromote => kill_and_promote(&r.pair).await,
         Fault::Switchover => {
             r.pair.primary.stop_fast().unwrap();
             r.pair.standby.promote().unwrap();
@@ -275,19 +278,10 @@ async fn quiet(stack: &Stack, corpus: &Corpus) {
 async fn asynchronous(seed: u64) -> (i64, usize) {
     let (r, _) = start(Replication::Asynchronous, seed, None).await;
     let fault_at = Instant::now();
-    r.pair.primary.kill9();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    r.pair.standby.promote().unwrap();
-    let Running {
-        pair,
-        stack,
-        corpus,
-        sender,
-        apps,
-        monitor,
-    } = r;
-    let stats = std::sync::Arc::clone(&sender.stats);
-    sender.task.await.unwrap().unwrap();
+    kill_and_promote(&r.pair).await;
+    let (stack, corpus, apps, pair) = (r.stack, r.corpus, r.apps, r.pair);
+    let stats = std::sync::Arc::clone(&r.sender.stats);
+    r.sender.task.await.unwrap().unwrap();
     quiet(&stack, &corpus).await;
     let retries = stack.worker_retries().await;
     let processed = applied(&stack).await;
@@ -340,7 +334,7 @@ async fn asynchronous(seed: u64) -> (i64, usize) {
         );
         app.stop().await.unwrap();
     }
-    let (_, without_progress_s) = monitor.finish(fault_at).await;
+    let (_, without_progress_s) = r.monitor.finish(fault_at).await;
     let measured = Measured {
         without_progress_s,
         retries,
