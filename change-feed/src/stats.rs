@@ -13,6 +13,7 @@ struct Counters {
     silent: AtomicU64,
     broker_failures: AtomicU64,
     checks: AtomicU64,
+    suspected: AtomicU64,
 }
 
 impl FeedStats {
@@ -32,6 +33,11 @@ impl FeedStats {
     pub fn silence_checks(&self) -> u64 {
         self.0.checks.load(Ordering::Relaxed)
     }
+    /// Checks that found the feed past the subscription with nothing arrived (looked at again
+    /// a period later: silent only if still so; most turn out deliveries a moment behind).
+    pub fn suspected_silences(&self) -> u64 {
+        self.0.suspected.load(Ordering::Relaxed)
+    }
 }
 
 impl FeedStats {
@@ -46,5 +52,8 @@ impl FeedStats {
     }
     pub(crate) fn count_check(&self) {
         self.0.checks.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_suspected(&self) {
+        self.0.suspected.fetch_add(1, Ordering::Relaxed);
     }
 }

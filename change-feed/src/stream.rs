@@ -23,9 +23,10 @@ pub struct FeedConfig {
     /// Shown in the RabbitMQ dashboard.
     pub connection_name: String,
     /// With no delivery for this long, look at the stream's newest change: if it is past the
-    /// last one applied, the subscription has gone silent (a reader left on a stream member
-    /// that stopped receiving, or waiting at an offset a restarted member reused) and is
-    /// replaced by a fresh one, from a little before the last applied change's commit time.
+    /// last one applied, and still is at the next look a period later with nothing arrived in
+    /// between, the subscription has gone silent (a reader left on a stream member that
+    /// stopped receiving, or waiting at an offset a restarted member reused) and is replaced
+    /// by a fresh one, from a little before the last applied change's commit time.
     pub check_silence_after: Duration,
     /// What happened so far (shared: clone the config, read the same counters).
     pub stats: FeedStats,
@@ -219,6 +220,9 @@ async fn follow<A: Application>(
     config.stats.count_subscription();
     *made_subscription = true;
     let mut last_seq = position.map(|p| p.seq);
+    // The stream's newest `seq` as the last check saw it past `last_seq`, nothing having
+    // arrived since ([`silence`]).
+    let mut suspect: Option<i64> = None;
     let mut unknown = UnknownKinds::default();
     tracing::info!(stream = %config.stream, ?position, ?at, "following the change feed");
     let ended = loop {
@@ -227,19 +231,34 @@ async fn follow<A: Application>(
             _ = tokio::time::sleep(config.check_silence_after) => {
                 config.stats.count_check();
                 let newest = newest_seq(&connection, config).await?;
-                match (newest, last_seq) {
-                    (Some(newest_seq), last) if last.is_none_or(|l| newest_seq > l) => {
+                match silence(suspect, newest, last_seq) {
+                    Silence::No => {
+                        suspect = None;
+                        continue;
+                    }
+                    Silence::Suspected(newest_seq) => {
+                        config.stats.count_suspected();
+                        suspect = Some(newest_seq);
+                        continue;
+                    }
+                    Silence::Yes(newest_seq) => {
                         let since = match *last_committed {
                             Some(t) => ResumeAt::Time(t - RESUME_MARGIN_SECONDS),
                             None => ResumeAt::First,
                         };
-                        break Followed::Silent { last_seq: last.unwrap_or(0), newest_seq, since };
+                        break Followed::Silent {
+                            last_seq: last_seq.unwrap_or(0),
+                            newest_seq,
+                            since,
+                        };
                     }
-                    _ => continue,
                 }
             }
             next = consumer.next() => match next {
-                Some(d) => d?,
+                Some(d) => {
+                    suspect = None;
+                    d?
+                }
                 None => return Err(FeedError::Broker(lapin::Error::from(
                     lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed),
                 ))),
@@ -276,6 +295,35 @@ async fn follow<A: Application>(
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), close).await;
     Ok(ended)
+}
+
+/// What a silence check concludes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Silence {
+    /// The feed has nothing past what was applied: a quiet feed, not a silent subscription.
+    No,
+    /// The feed moved on while nothing arrived, seen once: the subscription's deliveries may
+    /// be on their way (a relay that paused — its database away — resumes just as the check
+    /// runs, and the check's own look at the stream sees the new changes first). Looked at
+    /// again after another quiet period.
+    Suspected(i64),
+    /// The feed had moved on at the previous check and nothing arrived since: silent.
+    Yes(i64),
+}
+
+/// The check's verdict from what the previous check suspected, the stream's newest `seq` and
+/// the last `seq` applied. A subscription is silent only when two checks in a row, a quiet
+/// period apart, find the feed past it with no delivery in between: reacting to the first
+/// one replaced live subscriptions whose deliveries were a moment behind (seen around every
+/// database outage: the relay's first publishes after a pause raced the check).
+fn silence(suspect: Option<i64>, newest: Option<i64>, last_seq: Option<i64>) -> Silence {
+    match newest {
+        Some(newest) if last_seq.is_none_or(|l| newest > l) => match suspect {
+            Some(_) => Silence::Yes(newest),
+            None => Silence::Suspected(newest),
+        },
+        _ => Silence::No,
+    }
 }
 
 /// The `seq` of the stream's newest change: a short subscription of its own from `last` (the
@@ -331,6 +379,20 @@ async fn newest_seq(
 mod tests {
     use super::*;
     use shared::changes::{ChangeKind, ChangePayload};
+
+    #[test]
+    fn a_subscription_is_silent_only_when_two_checks_in_a_row_find_the_feed_past_it() {
+        // A quiet feed: nothing past what was applied (or an empty stream).
+        assert_eq!(silence(None, Some(5), Some(5)), Silence::No);
+        assert_eq!(silence(None, None, None), Silence::No);
+        assert_eq!(silence(Some(9), Some(5), Some(5)), Silence::No);
+        // The feed moved on: suspected first (deliveries may be on their way) …
+        assert_eq!(silence(None, Some(9), Some(5)), Silence::Suspected(9));
+        assert_eq!(silence(None, Some(3), None), Silence::Suspected(3));
+        // … silent when the next check, nothing having arrived, still finds it past.
+        assert_eq!(silence(Some(9), Some(9), Some(5)), Silence::Yes(9));
+        assert_eq!(silence(Some(9), Some(12), Some(5)), Silence::Yes(12));
+    }
 
     #[test]
     fn re_published_changes_are_skipped_by_seq() {

@@ -22,9 +22,6 @@ pub struct RunningApp {
     pub converge_within: Duration,
     /// The stream reader's counters (the Rust application).
     pub stats: Option<change_feed::FeedStats>,
-    /// Silent resubscriptions [`crate::scenario::finish`] accepts (0 unless a scenario says
-    /// why it may see one).
-    pub silent_allowed: u64,
     runner: Runner,
 }
 
@@ -59,7 +56,6 @@ pub async fn start(amqp_url: &str, prefix: &str) -> anyhow::Result<RunningApp> {
         db,
         converge_within: Duration::from_secs(60),
         stats: Some(stats),
-        silent_allowed: 0,
         runner: Runner::InProcess { stop, task },
     })
 }
@@ -97,7 +93,6 @@ pub async fn start_python(stack: &Stack) -> anyhow::Result<RunningApp> {
         db,
         converge_within: Duration::from_secs(60),
         stats: None,
-        silent_allowed: 0,
         runner: Runner::Process(child),
     })
 }
@@ -140,7 +135,6 @@ pub async fn start_node(stack: &Stack, db_via: Option<u16>) -> anyhow::Result<Ru
         db,
         converge_within: Duration::from_secs(60),
         stats: None,
-        silent_allowed: 0,
         runner: Runner::Restartable {
             child: None,
             spawn: Box::new(spawn),

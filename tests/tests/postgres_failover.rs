@@ -117,13 +117,8 @@ async fn start(
     stack.start_worker().await.unwrap();
     stack.start_ingest().await.unwrap();
     let mut apps = tests::app::start_all(&stack).await.unwrap();
-    // The stream reader's subscription has been seen to go silent around a database outage
-    // (the relay paused): in the fault suite's PostgreSQL cut (2 of about 30 runs) and here in
-    // the primary's outage (1 of 4 runs); its silence check replaced it within seconds. Cause not
-    // found (README, "Stream readers"): at most one such resubscription, never two.
     for app in &mut apps {
         app.converge_within = Duration::from_secs(30);
-        app.silent_allowed = 1;
     }
     let monitor = Monitor::start(&stack);
     let mut bodies = delivery_order(&corpus.events, 0.10, seed);
