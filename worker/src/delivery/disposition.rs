@@ -5,7 +5,7 @@
 
 use crate::apply::{ApplyError, Outcome};
 use diesel::result::{DatabaseErrorKind, Error as DbError};
-use shared::{DeadReason, ParseError, Topology};
+use shared::{DeadReason, ParseError, RetryTier, Topology};
 
 /// Whether retrying can help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,9 +21,10 @@ pub enum Class {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Disposition {
     Ack(Outcome),
-    /// Publish to the retry tier at this index with `x-retry-count` = `retry_count`, then ack.
+    /// Publish to this retry tier with `x-retry-count` = `retry_count`, then ack. The tier
+    /// itself, as the topology has it: settling cannot find it missing.
     Retry {
-        tier: usize,
+        tier: RetryTier,
         retry_count: u32,
     },
     /// Publish to the dead-letter exchange, then ack.
@@ -130,8 +131,8 @@ pub fn after_failure(
     match class {
         Class::Permanent(reason) => Disposition::Dead { reason, error },
         Class::Transient => match topology.next_tier(retry_count) {
-            Some(_) => Disposition::Retry {
-                tier: usize::try_from(retry_count).unwrap_or(usize::MAX),
+            Some(tier) => Disposition::Retry {
+                tier: tier.clone(),
                 retry_count: retry_count.saturating_add(1),
             },
             None => Disposition::Dead {
@@ -302,14 +303,14 @@ mod tests {
         assert_eq!(
             after_failure(Class::Transient, "x".into(), 0, &t),
             Disposition::Retry {
-                tier: 0,
+                tier: t.tiers()[0].clone(),
                 retry_count: 1
             }
         );
         assert_eq!(
             after_failure(Class::Transient, "x".into(), 3, &t),
             Disposition::Retry {
-                tier: 3,
+                tier: t.tiers()[3].clone(),
                 retry_count: 4
             }
         );

@@ -234,21 +234,18 @@ impl Handler {
         let routing_key = delivery.routing_key.as_str();
         let forwarded = match &disposition {
             Disposition::Ack(_) => Ok(()),
-            Disposition::Retry { tier, retry_count } => match self.topology.tiers().get(*tier) {
-                Some(t) => {
-                    forward::to_retry(
-                        &self.link,
-                        &self.topology,
-                        t,
-                        *retry_count,
-                        routing_key,
-                        &delivery.data,
-                        &delivery.properties,
-                    )
-                    .await
-                }
-                None => Ok(()),
-            },
+            Disposition::Retry { tier, retry_count } => {
+                forward::to_retry(
+                    &self.link,
+                    &self.topology,
+                    tier,
+                    *retry_count,
+                    routing_key,
+                    &delivery.data,
+                    &delivery.properties,
+                )
+                .await
+            }
             Disposition::Dead { reason, error } => {
                 tracing::error!(%reason, %error, "dead-lettering event");
                 forward::to_dead(
