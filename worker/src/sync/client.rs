@@ -278,31 +278,17 @@ impl ScalekitClient {
             .with_max_times(self.config.max_retries)
             .build();
         let mut reauthed = false;
+        // Set for the one attempt right after a 401: it fetches a fresh token first.
+        let mut force = false;
         let mut attempts = 0;
         loop {
             attempts += 1;
-            match self.attempt::<T>(path, query, false).await? {
+            match self.attempt::<T>(path, query, force).await? {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Reauth if !reauthed => {
                     reauthed = true;
+                    force = true;
                     tracing::info!("Scalekit answered 401: refreshing the token once");
-                    match self.attempt::<T>(path, query, true).await? {
-                        Attempt::Done(v) => return Ok(v),
-                        Attempt::Reauth => {
-                            return Err(ClientError::Unauthorized(
-                                "401 after a fresh token".to_owned(),
-                            ));
-                        }
-                        Attempt::Retry { reason, after } => {
-                            let Some(d) = delays.next() else {
-                                return Err(ClientError::Exhausted {
-                                    attempts,
-                                    last: reason,
-                                });
-                            };
-                            tokio::time::sleep(after.map_or(d, |a| a.max(d))).await;
-                        }
-                    }
                 }
                 Attempt::Reauth => {
                     return Err(ClientError::Unauthorized(
@@ -310,6 +296,7 @@ impl ScalekitClient {
                     ));
                 }
                 Attempt::Retry { reason, after } => {
+                    force = false;
                     let Some(d) = delays.next() else {
                         return Err(ClientError::Exhausted {
                             attempts,
