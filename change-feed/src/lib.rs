@@ -12,6 +12,7 @@
 
 mod decode;
 mod handler;
+mod silence;
 mod stats;
 mod stream;
 
