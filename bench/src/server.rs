@@ -27,6 +27,15 @@ async fn admin(url: &str) -> anyhow::Result<AsyncPgConnection> {
     Ok(AsyncPgConnection::establish(url).await?)
 }
 
+/// Runs an `ALTER SYSTEM` statement and reloads the configuration.
+async fn set(conn: &mut AsyncPgConnection, statement: &str) -> anyhow::Result<()> {
+    diesel::sql_query(statement).execute(conn).await?;
+    diesel::sql_query("SELECT pg_reload_conf()")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Turns autovacuum on (`ALTER SYSTEM`, reload) if the server has it off, and says so.
 pub async fn autovacuum_on(admin_url: &str) -> anyhow::Result<Autovacuum> {
     let mut conn = admin(admin_url).await?;
@@ -38,12 +47,7 @@ pub async fn autovacuum_on(admin_url: &str) -> anyhow::Result<Autovacuum> {
         eprintln!(
             "PostgreSQL has autovacuum off; the bench turns it on for its run (every production server has it) and sets it back at the end"
         );
-        diesel::sql_query("ALTER SYSTEM SET autovacuum = on")
-            .execute(&mut conn)
-            .await?;
-        diesel::sql_query("SELECT pg_reload_conf()")
-            .execute(&mut conn)
-            .await?;
+        set(&mut conn, "ALTER SYSTEM SET autovacuum = on").await?;
     }
     Ok(Autovacuum {
         admin_url: admin_url.to_owned(),
@@ -59,13 +63,7 @@ impl Autovacuum {
         }
         let reset = async {
             let mut conn = admin(&self.admin_url).await?;
-            diesel::sql_query("ALTER SYSTEM RESET autovacuum")
-                .execute(&mut conn)
-                .await?;
-            diesel::sql_query("SELECT pg_reload_conf()")
-                .execute(&mut conn)
-                .await?;
-            anyhow::Ok(())
+            set(&mut conn, "ALTER SYSTEM RESET autovacuum").await
         };
         if let Err(error) = reset.await {
             eprintln!(

@@ -192,14 +192,7 @@ async fn scenario(fault: Fault, seed: u64) {
             r.pair.primary.start().unwrap();
         }
     }
-    let Running {
-        pair,
-        stack,
-        corpus,
-        sender,
-        apps,
-        monitor,
-    } = r;
+    let (pair, stack, corpus, sender, apps) = (r.pair, r.stack, r.corpus, r.sender, r.apps);
     let stats = std::sync::Arc::clone(&sender.stats);
     // Once the sender is done and everything is applied, the worker's retry count is final.
     stack
@@ -234,7 +227,7 @@ async fn scenario(fault: Fault, seed: u64) {
     assert_eq!(tap.depth(&stack.topology.dead_queue()).await.unwrap(), 0);
     eprintln!("{fault:?}:");
     finish(stack, &corpus, sender, apps).await.unwrap();
-    let (_, without_progress_s) = monitor.finish(fault_at).await;
+    let (_, without_progress_s) = r.monitor.finish(fault_at).await;
     Measured {
         without_progress_s,
         retries,
