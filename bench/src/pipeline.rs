@@ -158,7 +158,7 @@ pub async fn measure(
         BURST,
         BURST_BASE,
         || count(&db, &applied_sql),
-        Some(|| count(&db, worker::changes::relay::UNPUBLISHED_COUNT_SQL)),
+        Some(|| count(&db, worker::service::changes::relay::UNPUBLISHED_COUNT_SQL)),
     )
     .await?;
     eprintln!("  pipeline: {}", burst.describe());

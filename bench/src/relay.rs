@@ -26,7 +26,7 @@ use super::count;
 pub async fn after_drain(db_url: &str, watch: &Watched, events: u32) -> anyhow::Result<RelayDrain> {
     let mut conn = AsyncPgConnection::establish(db_url).await?;
     let written = count(&mut conn, "SELECT count(*) AS n FROM changes").await?;
-    let unpublished = worker::changes::relay::UNPUBLISHED_COUNT_SQL;
+    let unpublished = worker::service::changes::relay::UNPUBLISHED_COUNT_SQL;
     let backlog = count(&mut conn, unpublished).await?;
     let sample = watch.start();
     let started = Instant::now();
@@ -50,7 +50,7 @@ pub async fn after_drain(db_url: &str, watch: &Watched, events: u32) -> anyhow::
 /// Waits (up to `timeout`) until no change is unpublished; how many were when it started.
 pub async fn wait_published(db_url: &str, timeout: Duration) -> anyhow::Result<i64> {
     let mut conn = AsyncPgConnection::establish(db_url).await?;
-    let unpublished = worker::changes::relay::UNPUBLISHED_COUNT_SQL;
+    let unpublished = worker::service::changes::relay::UNPUBLISHED_COUNT_SQL;
     let backlog = count(&mut conn, unpublished).await?;
     let started = Instant::now();
     while count(&mut conn, unpublished).await? > 0 {

@@ -1,6 +1,6 @@
 //! B_sql's third part: the rows the worker writes for a batch of events, written the cheapest
 //! direct way — one statement per table over arrays (`unnest`), each kept prepared on the
-//! connection (the worker's own statement form, `worker::db::cached`), one transaction per
+//! connection (the worker's own statement form, `worker::service::db::cached`), one transaction per
 //! batch. Per event: a dedupe row, a user upsert, an audit row and its change-feed rows; a
 //! user's first event also writes a membership and a role.
 
@@ -8,7 +8,7 @@ use diesel::sql_types::{Array, Jsonb, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::{Value, json};
 use std::ops::Range;
-use worker::db::cached::cached;
+use worker::service::db::cached::cached;
 
 /// The change kinds event `i` makes: a user's first event provisions it (and grants its role
 /// and group), a later one updates its profile — 3 and 1 rows, 2 per event on average, as in

@@ -35,7 +35,7 @@ impl TestDb {
         diesel::sql_query(format!("CREATE DATABASE {name}"))
             .execute(&mut conn)
             .await?;
-        worker::db::migrate::run(&url).await?;
+        worker::service::db::migrate::run(&url).await?;
         Ok(Self {
             name: name.to_owned(),
             url,

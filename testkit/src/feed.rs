@@ -6,7 +6,7 @@ use shared::Topology;
 use shared::changes::{Change, UserState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use worker::changes::tail::{From, TailOptions, tail};
+use worker::ops::tail::{From, TailOptions, tail};
 
 /// Waits until no change in the test's outbox is unpublished.
 pub async fn wait_published(db: &TestDb, timeout: Duration) -> anyhow::Result<()> {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use worker::db::schema::{
+use worker::service::db::schema::{
     directories as d, directory_group_memberships as m, directory_groups as g,
     directory_users as u, user_roles as r,
 };

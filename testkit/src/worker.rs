@@ -9,7 +9,8 @@ use shared::{MessageMeta, Source, Topology, WebhookEvent};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use worker::Worker;
-use worker::config::{Cli, Command, RunArgs};
+use worker::cli::{Cli, Command};
+use worker::service::config::RunArgs;
 
 pub struct TestWorker {
     pub base: String,
@@ -17,7 +18,7 @@ pub struct TestWorker {
     pub api: Option<String>,
     pub stop: CancellationToken,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
-    pub metrics: std::sync::Arc<worker::metrics::Metrics>,
+    pub metrics: std::sync::Arc<worker::service::metrics::Metrics>,
 }
 
 impl TestWorker {

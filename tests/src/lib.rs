@@ -44,7 +44,7 @@ pub fn env_names(binary: &str) -> std::collections::BTreeSet<String> {
     let mut out = std::collections::BTreeSet::new();
     match binary {
         "ingest" => collect(&ingest::Config::command(), &mut out),
-        "worker" => collect(&worker::config::Cli::command(), &mut out),
+        "worker" => collect(&worker::cli::Cli::command(), &mut out),
         _ => {}
     }
     // Read directly: the log filter, the pod name used in connection names, and the broker's
@@ -67,15 +67,15 @@ pub fn exported_metrics() -> std::collections::BTreeSet<String> {
     // Labelled families only appear once they have a sample: give each one.
     let ingest = ingest::metrics::Metrics::new();
     ingest.count(ingest::metrics::Outcome::Queued);
-    let worker = worker::metrics::Metrics::new();
+    let worker = worker::service::metrics::Metrics::new();
     worker.count("organization.directory.user_created", "applied");
     worker.count_sync("ok");
-    let org = worker::metrics::OrgLabels {
+    let org = worker::service::metrics::OrgLabels {
         organization_id: "org_1".to_owned(),
     };
     worker.brake_engaged.get_or_create(&org).set(1);
     worker.brake_held.get_or_create(&org).set(1);
-    let endpoint = worker::metrics::EndpointLabels {
+    let endpoint = worker::service::metrics::EndpointLabels {
         endpoint: "default".to_owned(),
     };
     worker.push_delivered.get_or_create(&endpoint).inc();

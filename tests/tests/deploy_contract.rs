@@ -338,7 +338,7 @@ fn prod_speaks_tls_to_the_broker_and_the_database() {
         shared::amqp::check_url_list(&url).unwrap();
     }
     assert!(value("RABBITMQ_MANAGEMENT_URL_KEDA").starts_with("https://"));
-    worker::db::check_url(&database_url.replace(&pg_ca, "/dev/null"))
+    worker::service::db::check_url(&database_url.replace(&pg_ca, "/dev/null"))
         .expect_err("the CA file is checked at start-up (here: not a certificate)");
     let trigger = &find(&docs, "TriggerAuthentication", "scim-rabbitmq")["spec"]["secretTargetRef"];
     assert!(

@@ -4,23 +4,14 @@
 //! It must never ack a message before its change (with its dedupe row) is committed or its
 //! retry/dead-letter copy is confirmed by the broker, and never write users from anywhere but
 //! the apply path.
+//!
+//! Two wings: [`service`] (what `worker run` runs) and [`ops`] (operator commands), with the
+//! command line ([`cli`]) and the dispatch ([`commands`]) above both. `ops` imports `service`,
+//! never the reverse.
 
-pub mod apply;
-pub mod brake;
-pub mod changes;
+pub mod cli;
 pub mod commands;
-pub mod config;
-pub mod db;
-pub mod delivery;
-pub mod depth;
-pub mod dlq;
-pub mod endpoints;
-pub mod health;
-pub mod inspect;
-pub mod metrics;
-pub mod role_mapping;
-pub mod roles;
-pub mod startup;
-pub mod sync;
+pub mod ops;
+pub mod service;
 
-pub use startup::{StartError, Worker};
+pub use service::startup::{StartError, Worker};

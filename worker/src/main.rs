@@ -1,4 +1,4 @@
-use worker::config::Cli;
+use worker::cli::Cli;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

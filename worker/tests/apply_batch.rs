@@ -11,8 +11,8 @@ use support::apply::{applier, apply_all, corpora, truncate};
 use support::*;
 use testkit::db::TestDb;
 use testkit::tables;
-use worker::apply::Outcome;
-use worker::role_mapping::RoleMapping;
+use worker::service::apply::Outcome;
+use worker::service::role_mapping::RoleMapping;
 
 #[tokio::test]
 async fn batches_reach_the_same_end_state_in_any_order_and_split() {
@@ -157,7 +157,7 @@ struct Prepared {
 }
 
 /// The statements kept prepared on the applier's connection (its pool holds one).
-async fn prepared(a: &worker::apply::Applier) -> Vec<String> {
+async fn prepared(a: &worker::service::apply::Applier) -> Vec<String> {
     use diesel_async::RunQueryDsl;
     let mut conn = a.pool().get().await.unwrap();
     let rows: Vec<Prepared> =
@@ -171,8 +171,8 @@ async fn prepared(a: &worker::apply::Applier) -> Vec<String> {
 #[tokio::test]
 async fn batches_of_any_size_run_the_same_prepared_statements() {
     let db = TestDb::create().await;
-    let a = worker::apply::Applier::new(
-        worker::db::pool(&db.url, 1),
+    let a = worker::service::apply::Applier::new(
+        worker::service::db::pool(&db.url, 1),
         std::sync::Arc::new(RoleMapping::default()),
         false,
     );

@@ -12,8 +12,8 @@ use support::apply::{applier, apply_all, corpora, rows_naming, truncate};
 use support::*;
 use testkit::db::TestDb;
 use testkit::tables;
-use worker::apply::{Applier, Outcome};
-use worker::role_mapping::RoleMapping;
+use worker::service::apply::{Applier, Outcome};
+use worker::service::role_mapping::RoleMapping;
 
 #[tokio::test]
 async fn fixtures_in_order_reach_the_documented_end_state() {
@@ -58,13 +58,13 @@ async fn fixtures_in_order_reach_the_documented_end_state() {
     // One processed_events row per event, one audit row per change.
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
-    let processed: i64 = worker::db::schema::processed_events::table
+    let processed: i64 = worker::service::db::schema::processed_events::table
         .count()
         .get_result(&mut conn)
         .await
         .unwrap();
     assert_eq!(processed, 8);
-    let audits: i64 = worker::db::schema::audit_log::table
+    let audits: i64 = worker::service::db::schema::audit_log::table
         .count()
         .get_result(&mut conn)
         .await
@@ -199,7 +199,7 @@ async fn tombstones_and_reactivation() {
 /// An applier with `HARD_DELETE=true`.
 fn erasing_applier(db: &TestDb) -> Applier {
     Applier::new(
-        worker::db::pool(&db.url, 2),
+        worker::service::db::pool(&db.url, 2),
         Arc::new(RoleMapping::default()),
         true,
     )
@@ -275,7 +275,7 @@ async fn erasure_leaves_the_user_in_no_column_of_any_table() {
     apply_all(&a, std::slice::from_ref(&created)).await;
     // A dead-lettered event about her whose error quotes her, and a deactivation the brake held.
     let (meta, _) = parsed(&created);
-    worker::inspect::records::dead_lettered(
+    worker::service::records::dead_lettered(
         &mut conn,
         &meta,
         &created,
@@ -286,9 +286,9 @@ async fn erasure_leaves_the_user_in_no_column_of_any_table() {
     .unwrap();
     let mut body: serde_json::Value = serde_json::from_slice(&created).unwrap();
     body["data"]["family_name"] = "Aa Bb".into();
-    worker::brake::store::hold(
+    worker::service::brake::store::hold(
         &mut conn,
-        &[worker::brake::store::HeldEvent {
+        &[worker::service::brake::store::HeldEvent {
             event_id: "evt_held".to_owned(),
             organization_id: "org_1".to_owned(),
             event_type: "organization.directory.user_updated".to_owned(),
@@ -317,7 +317,7 @@ async fn erasure_leaves_the_user_in_no_column_of_any_table() {
     // The apply transaction scrubbed what it reaches by index; the outbox waits for the pass.
     assert_eq!(rows_naming(&db, THE_USER).await, ["changes (3)"]);
     assert!(
-        worker::changes::prune::scrub_erased(&mut conn)
+        worker::service::changes::prune::scrub_erased(&mut conn)
             .await
             .unwrap()
             >= 1
@@ -338,7 +338,7 @@ async fn erasure_leaves_the_user_in_no_column_of_any_table() {
     );
     // A second pass finds nothing left to do.
     assert_eq!(
-        worker::changes::prune::scrub_erased(&mut conn)
+        worker::service::changes::prune::scrub_erased(&mut conn)
             .await
             .unwrap(),
         0
@@ -356,7 +356,7 @@ async fn unknown_types_are_ignored_and_recorded() {
     let mut conn = db.connect().await;
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
-    use worker::db::schema::processed_events as p;
+    use worker::service::db::schema::processed_events as p;
     let outcome: String = p::table
         .filter(p::event_id.eq("evt_u"))
         .select(p::outcome)
@@ -377,9 +377,9 @@ async fn replicas_migrating_together_do_not_race() {
         diesel::sql_query(sql).execute(&mut conn).await.unwrap();
     }
     let (a, b, c) = tokio::join!(
-        worker::db::migrate::run(&db.url),
-        worker::db::migrate::run(&db.url),
-        worker::db::migrate::run(&db.url)
+        worker::service::db::migrate::run(&db.url),
+        worker::service::db::migrate::run(&db.url),
+        worker::service::db::migrate::run(&db.url)
     );
     let runs = [a.unwrap(), b.unwrap(), c.unwrap()];
     let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))

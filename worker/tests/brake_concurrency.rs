@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use support::{parsed, user_deleted, user_event};
 use testkit::db::TestDb;
-use worker::apply::{Applier, Outcome};
-use worker::brake::BrakeSettings;
-use worker::role_mapping::RoleMapping;
+use worker::service::apply::{Applier, Outcome};
+use worker::service::brake::BrakeSettings;
+use worker::service::role_mapping::RoleMapping;
 
 fn created(org: &str, i: usize) -> Vec<u8> {
     let data = json!({"active": true, "email": format!("u{i}@{org}.example")});
@@ -31,7 +31,7 @@ async fn concurrent_batches_never_pass_more_than_the_budget() {
         min: 10,
     };
     let applier = Applier::new(
-        worker::db::pool(&db.url, 8),
+        worker::service::db::pool(&db.url, 8),
         Arc::new(RoleMapping::default()),
         false,
     )

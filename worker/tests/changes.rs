@@ -14,8 +14,8 @@ use testkit::env::Env;
 use testkit::feed::{check_against_tables, check_order, read_stream, wait_published};
 use testkit::wait_until;
 use testkit::worker::*;
-use worker::apply::Outcome;
-use worker::role_mapping::RoleMapping;
+use worker::service::apply::Outcome;
+use worker::service::role_mapping::RoleMapping;
 
 #[tokio::test]
 async fn each_event_writes_its_net_changes_once_and_nothing_else() {
@@ -254,11 +254,11 @@ async fn retention_prunes_only_what_is_old_enough() {
     .execute(&mut conn)
     .await
     .unwrap();
-    let retention = worker::changes::prune::Retention {
+    let retention = worker::service::changes::prune::Retention {
         changes: Duration::from_secs(30 * 86_400),
         processed_events: Duration::from_secs(35 * 86_400),
     };
-    let deleted = worker::changes::prune::run(&mut conn, &retention)
+    let deleted = worker::service::changes::prune::run(&mut conn, &retention)
         .await
         .unwrap();
     assert_eq!(deleted, 2, "one old published change, one old dedupe row");
@@ -360,7 +360,7 @@ async fn the_relay_samples_its_backlog_without_parallel_workers() {
         .unwrap();
     let explain = format!(
         "EXPLAIN {}",
-        worker::changes::relay::SAMPLE_SQL.replace("$1", "199800")
+        worker::service::changes::relay::SAMPLE_SQL.replace("$1", "199800")
     );
     let plan = async |conn: &mut diesel_async::AsyncPgConnection| -> String {
         diesel::sql_query(&explain)
@@ -375,18 +375,20 @@ async fn the_relay_samples_its_backlog_without_parallel_workers() {
     // What an ordinary connection plans here: the case the relay's session rules out.
     let plain_plan = plan(&mut plain).await;
     assert!(plain_plan.contains("Gather"), "precondition: {plain_plan}");
-    let settings = worker::changes::relay::RelaySettings {
+    let settings = worker::service::changes::relay::RelaySettings {
         database_url: db.url.clone(),
-        timeouts: worker::db::Timeouts::default(),
+        timeouts: worker::service::db::Timeouts::default(),
         batch: 100,
         poll: Duration::from_secs(1),
         confirm_timeout: Duration::from_secs(5),
-        retention: worker::changes::prune::Retention {
+        retention: worker::service::changes::prune::Retention {
             changes: Duration::from_secs(3600),
             processed_events: Duration::from_secs(3600),
         },
     };
-    let mut relay = worker::changes::relay::connect(&settings).await.unwrap();
+    let mut relay = worker::service::changes::relay::connect(&settings)
+        .await
+        .unwrap();
     let relay_plan = plan(&mut relay).await;
     assert!(!relay_plan.contains("Gather"), "{relay_plan}");
     assert!(relay_plan.contains("changes_pkey"), "{relay_plan}");

@@ -11,8 +11,8 @@ use testkit::env::Env;
 use testkit::fixture;
 use testkit::wait_until;
 use testkit::worker::*;
-use worker::dlq::message::Filter;
-use worker::dlq::{ReplayOptions, list, purge, replay};
+use worker::ops::dlq::message::Filter;
+use worker::ops::dlq::{ReplayOptions, list, purge, replay};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_dry_run_max_guard_and_purge_on_a_mixed_dlq_of_1000() {

@@ -10,8 +10,8 @@ use serde_json::json;
 use support::apply::applier;
 use support::parsed;
 use testkit::db::TestDb;
-use worker::apply::Outcome;
-use worker::role_mapping::RoleMapping;
+use worker::service::apply::Outcome;
+use worker::service::role_mapping::RoleMapping;
 
 fn user(i: usize, groups: &[String]) -> Vec<u8> {
     let groups: Vec<_> = groups.iter().map(|g| json!({"id": g, "name": g})).collect();

@@ -9,7 +9,7 @@ mod support;
 use serde_json::json;
 use support::apply::{applier, apply_all};
 use testkit::db::TestDb;
-use worker::role_mapping::RoleMapping;
+use worker::service::role_mapping::RoleMapping;
 
 const OLD: &str = "[default.by_group_name]\n\"Eng\" = \"engineer\"\n";
 const NEW: &str = "[default.by_group_name]\n\"Eng\" = \"developer\"\n\"Sales\" = \"seller\"\n";

@@ -11,8 +11,8 @@ use testkit::db::TestDb;
 use testkit::env::Env;
 use testkit::wait_until;
 use testkit::worker::*;
-use worker::sync::SyncError;
-use worker::sync::progress::Progress;
+use worker::service::sync::SyncError;
+use worker::service::sync::progress::Progress;
 
 const ORG: &str = "org_sync";
 const DIR: &str = "dir_sync";
@@ -287,7 +287,8 @@ async fn bad_credentials_surface_the_scalekit_error() {
             "wrong",
         ],
     );
-    let client = worker::sync::ScalekitClient::new(run.scalekit.client_config().unwrap()).unwrap();
+    let client =
+        worker::service::sync::ScalekitClient::new(run.scalekit.client_config().unwrap()).unwrap();
     let err = client.list_directories(ORG).await.unwrap_err().to_string();
     assert!(err.contains("invalid client credentials"), "{err}");
     assert!(err.contains("16"), "{err}");

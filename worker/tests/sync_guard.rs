@@ -13,8 +13,8 @@ use support::syncer::syncer;
 use testkit::env::Env;
 use testkit::wait_until;
 use testkit::worker::*;
-use worker::sync::progress::Progress;
-use worker::sync::{ClientError, Incomplete, SyncError};
+use worker::service::sync::progress::Progress;
+use worker::service::sync::{ClientError, Incomplete, SyncError};
 
 const ORG: &str = "org_guard";
 const DIR: &str = "dir_guard";

@@ -13,7 +13,7 @@ use support::syncer::syncer;
 use testkit::env::Env;
 use testkit::wait_until;
 use testkit::worker::*;
-use worker::sync::progress::Progress;
+use worker::service::sync::progress::Progress;
 
 const ORG: &str = "org_midlist";
 const DIR: &str = "dir_midlist";

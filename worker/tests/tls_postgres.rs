@@ -25,7 +25,7 @@ async fn ssl_of_own_connection(url: &str) -> Result<bool, String> {
         #[diesel(sql_type = diesel::sql_types::Bool)]
         ssl: bool,
     }
-    let mut conn = worker::db::establish(url)
+    let mut conn = worker::service::db::establish(url)
         .await
         .map_err(|e| e.to_string())?;
     let row: Ssl = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
@@ -119,7 +119,7 @@ async fn verify_full_and_verify_ca_check_the_certificate() {
         "{error}"
     );
     // What `worker migrate` and `worker run` say at start-up.
-    let migrate = worker::db::migrate::run(&url)
+    let migrate = worker::service::db::migrate::run(&url)
         .await
         .unwrap_err()
         .to_string();

@@ -11,7 +11,7 @@ use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::bb8::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use shared::{Event, Verifier, WebhookEvent, WebhookSecrets};
-use worker::db::cached::cached;
+use worker::service::db::cached::cached;
 
 struct State {
     verifier: Verifier,

@@ -3,11 +3,15 @@
 use super::{FIXTURES, fixture, parsed};
 use std::sync::Arc;
 use testkit::db::TestDb;
-use worker::apply::{Applier, Outcome};
-use worker::role_mapping::RoleMapping;
+use worker::service::apply::{Applier, Outcome};
+use worker::service::role_mapping::RoleMapping;
 
 pub fn applier(db: &TestDb, mapping: RoleMapping) -> Applier {
-    Applier::new(worker::db::pool(&db.url, 4), Arc::new(mapping), false)
+    Applier::new(
+        worker::service::db::pool(&db.url, 4),
+        Arc::new(mapping),
+        false,
+    )
 }
 
 pub async fn apply_all(a: &Applier, bodies: &[Vec<u8>]) -> Vec<Outcome> {

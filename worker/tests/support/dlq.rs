@@ -5,8 +5,8 @@ use shared::amqp::{mark_dead, properties, publish_confirmed};
 use shared::{DeadReason, MessageMeta, Source};
 use std::time::Duration;
 use testkit::worker::Broker;
-use worker::dlq::message::Filter;
-use worker::dlq::{ReplayOptions, list};
+use worker::ops::dlq::message::Filter;
+use worker::ops::dlq::{ReplayOptions, list};
 
 pub const TYPES: [&str; 4] = [
     "organization.directory.user_created",

@@ -5,7 +5,7 @@ use shared::amqp::BrokerLink;
 use std::time::Duration;
 use testkit::db::TestDb;
 use testkit::worker::{Broker, cli};
-use worker::sync::Syncer;
+use worker::service::sync::Syncer;
 
 /// A syncer (own client, so its own token cache) and the broker link it publishes on.
 pub async fn syncer(
@@ -24,11 +24,11 @@ pub async fn syncer(
         1,
     );
     assert!(link.wait_ready(Duration::from_secs(10)).await);
-    let s = worker::startup::syncer(
+    let s = worker::service::startup::syncer(
         &run.scalekit,
         &run.broker,
         link.clone(),
-        worker::db::pool(&db.url, 4),
+        worker::service::db::pool(&db.url, 4),
         tokio_util::sync::CancellationToken::new(),
     )
     .unwrap();
