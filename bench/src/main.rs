@@ -14,7 +14,7 @@ const P99_LIMIT_MS: f64 = 50.0;
 /// Events the worker drains (published into its queue beforehand by a raw publisher).
 const DRAIN_EVENTS: usize = 100_000;
 /// Events per transaction the worker takes with its defaults (4 lanes, the in-flight byte
-/// budget of 256 MiB over 1 MiB messages: README, "Memory"); B_sql writes the same batches.
+/// budget of 256 MiB over 1 MiB messages: `docs/worker.md`, "Memory"); B_sql writes the same batches.
 const WORKER_BATCH: usize = 63;
 
 fn machine() -> String {

@@ -1,4 +1,4 @@
-//! ingest configuration: environment variables, each also a `--flag` (the README's configuration table).
+//! ingest configuration: environment variables, each also a `--flag` (`docs/configuration.md`).
 
 use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
@@ -48,7 +48,7 @@ pub struct Config {
     #[arg(long, env = "INGEST_PUBLISH_CHANNELS", default_value_t = 2)]
     pub publish_channels: usize,
 
-    /// Most publishes an HTTP worker thread starts together (see README, "ingest").
+    /// Most publishes an HTTP worker thread starts together (see `docs/ingest.md`).
     #[arg(long, env = "INGEST_PUBLISH_BATCH_MAX", default_value_t = 256)]
     pub publish_batch_max: usize,
 

@@ -1,4 +1,4 @@
-//! Prometheus metrics of ingest (the README's "Metrics" table). One registry per application instance, so
+//! Prometheus metrics of ingest (`docs/operate.md`, metrics). One registry per application instance, so
 //! tests can run several in one process.
 
 use prometheus_client::encoding::EncodeLabelSet;

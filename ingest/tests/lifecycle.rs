@@ -1,4 +1,4 @@
-//! Graceful stop under load, and the README's curl example against the real server.
+//! Graceful stop under load, and the curl example of `docs/ingest.md` against the real server.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -1,5 +1,5 @@
 //! The dashboard and the alert rules query only metrics the binaries export (or RabbitMQ's
-//! own), and the dashboard shows the metrics the README names.
+//! own), and the dashboard shows the metrics `docs/operate.md` names.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

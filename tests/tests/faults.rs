@@ -115,7 +115,7 @@ async fn postgres_unreachable_for_seconds_mid_stream() {
     proxy.restore().await.unwrap();
     // The relay pauses while the database is away and resumes after: the stream reader's
     // silence check must not take the resumed deliveries for a silent subscription (it once
-    // did: README, "Stream readers"). `finish` requires none.
+    // did: `docs/consuming.md`, "Stream, any other language"). `finish` requires none.
     finish(stack, &corpus, sender, apps).await;
     let _ = proxy;
 }

@@ -1,4 +1,4 @@
-//! Prometheus metrics of the worker (the README's metrics tables); one registry per instance.
+//! Prometheus metrics of the worker (`docs/operate.md`, metrics); one registry per instance.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;

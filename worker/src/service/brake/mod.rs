@@ -1,4 +1,4 @@
-//! The deprovisioning brake: no mass lock-out by mistake (README, "The brake engaged — what to
+//! The deprovisioning brake: no mass lock-out by mistake (docs/worker.md, "The brake engaged — what to
 //! do"). Per organization, when the deactivations (and erasures) committed within
 //! `DEPROVISION_BRAKE_WINDOW` would pass `DEPROVISION_BRAKE_PERCENT` of its active users (and at
 //! least `DEPROVISION_BRAKE_MIN`), further deactivating events are **held**: stored in

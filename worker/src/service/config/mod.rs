@@ -1,6 +1,6 @@
 //! worker command line: one group of options per concern (broker, database, apply, consume,
 //! Scalekit), each subcommand flattening the groups it uses. Every option is also an environment
-//! variable (see the README's configuration table).
+//! variable (`docs/configuration.md`).
 
 mod groups;
 mod push;
