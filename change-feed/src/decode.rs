@@ -5,9 +5,9 @@ use shared::changes::Change;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError<E: std::error::Error + 'static> {
-    #[error("broker: {0}")]
+    #[error("broker")]
     Broker(#[from] lapin::Error),
-    #[error("application: {0}")]
+    #[error("application")]
     App(#[source] E),
     /// A message that is not a change of a known kind: the reader stops rather than skip it
     /// (a skipped change is a gap the application cannot see).
@@ -72,7 +72,7 @@ pub fn decode<E: std::error::Error + 'static>(
                 .ok()
                 .and_then(|h| h.seq),
             offset,
-            reason: error.to_string(),
+            reason: shared::Chain(&error).to_string(),
         }),
     }
 }

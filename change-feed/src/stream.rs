@@ -101,7 +101,7 @@ pub async fn run<A: Application>(
             Err(FeedError::Broker(error)) => {
                 config.stats.count_broker_failure();
                 let delay = delays.next().unwrap_or(MAX_RECONNECT_DELAY);
-                tracing::warn!(%error, ?delay, "change feed: broker failed; resuming");
+                tracing::warn!(error = %shared::Chain(&error), ?delay, "change feed: broker failed; resuming");
                 tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
                     _ = tokio::time::sleep(delay) => {}

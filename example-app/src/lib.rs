@@ -34,9 +34,9 @@ CREATE TABLE IF NOT EXISTS app_feed_position (
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] diesel::result::Error),
-    #[error("database connection: {0}")]
+    #[error("database connection")]
     Connect(#[from] diesel::ConnectionError),
 }
 

@@ -23,13 +23,13 @@ pub const WEBHOOK_PATH: &str = "/webhooks/scalekit";
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("broker TLS: {0}")]
+    #[error("broker TLS")]
     BrokerTls(#[from] shared::amqp::tls::TlsFilesError),
 }
 

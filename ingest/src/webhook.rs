@@ -240,7 +240,7 @@ async fn handle(
         Err(e) => {
             state.metrics.count(Outcome::BrokerUnavailable);
             state.link.report_failure();
-            tracing::error!(error = %e, "publish failed: answering 503");
+            tracing::error!(error = %shared::Chain(&e), "publish failed: answering 503");
             let mut resp = error(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", e);
             if let Ok(v) = header::HeaderValue::from_str(&state.retry_after_seconds.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

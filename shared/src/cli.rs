@@ -3,7 +3,6 @@
 //! the value, which may be a secret (clap's own message would quote it).
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use std::fmt::Write as _;
 
 /// The exit code of a configuration error (clap's, for usage errors too).
 pub const CONFIG_EXIT_CODE: i32 = 2;
@@ -28,18 +27,9 @@ pub fn exit_with(line: &str) -> ! {
 }
 
 /// An error and its causes on one line, a cause left out when the message before it already
-/// says it.
+/// says it ([`crate::Chain`]).
 pub fn one_line(e: &dyn std::error::Error) -> String {
-    let mut line = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !line.contains(&text) {
-            let _ = write!(line, ": {text}");
-        }
-        source = cause.source();
-    }
-    line.replace(['\n', '\r'], " ")
+    crate::Chain(e).to_string()
 }
 
 /// For a value clap could not parse: `VARIABLE (--flag): why`, without the value. `None` for

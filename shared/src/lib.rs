@@ -5,6 +5,7 @@
 //! `amqp` feature adds the one RabbitMQ adapter both binaries use (topology, confirmed publish).
 //! It must never hold secrets in a printable form, nor accept an unverified body as verified.
 
+pub mod chain;
 pub mod changes;
 pub mod contract;
 pub mod envelope;
@@ -23,6 +24,7 @@ pub mod cli;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 
+pub use chain::Chain;
 pub use contract::{DeadReason, MessageMeta, RetryTier, Source, Topology};
 pub use envelope::{Envelope, EnvelopeHead, EnvelopeOf, Event, ParseError, WebhookEvent};
 pub use event_data::{DirectoryData, GroupData, GroupRef, RoleRef, UserData, UserDeletedData};

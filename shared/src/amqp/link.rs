@@ -27,7 +27,7 @@ pub enum LinkError {
     Down,
     #[error("the broker is blocking publishers (resource alarm)")]
     Blocked,
-    #[error("broker error: {0}")]
+    #[error("broker error")]
     Broker(#[from] lapin::Error),
 }
 
@@ -243,7 +243,7 @@ async fn supervise(inner: Arc<Inner>) {
             Err(error) => {
                 inner.state.send_replace(LinkState::Connecting);
                 let delay = delays.next().unwrap_or(Duration::from_secs(5));
-                tracing::warn!(connection = %inner.name, %error, ?delay, "broker connect failed");
+                tracing::warn!(connection = %inner.name, error = %crate::Chain(&error), ?delay, "broker connect failed");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop.changed() => {}

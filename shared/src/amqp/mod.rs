@@ -28,7 +28,7 @@ pub async fn connect(url: &str, connection_name: &str) -> Result<lapin::Connecti
             Ok(Ok(connection)) => return Ok(connection),
             Ok(Err(e)) => {
                 if nodes.len() > 1 {
-                    tracing::warn!(node = %crate::redact::redact_url(node), error = %e, "broker node unreachable; trying the next");
+                    tracing::warn!(node = %crate::redact::redact_url(node), error = %crate::Chain(&e), "broker node unreachable; trying the next");
                 }
                 last = Some(e);
             }

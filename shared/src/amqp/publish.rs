@@ -20,7 +20,7 @@ pub enum PublishError {
     Returned(String),
     #[error("no confirm within {0:?}")]
     ConfirmTimeout(Duration),
-    #[error("broker error: {0}")]
+    #[error("broker error")]
     Broker(#[from] lapin::Error),
 }
 

@@ -13,7 +13,7 @@ pub const CLIENT_KEY_FILE: &str = "AMQP_CLIENT_KEY_FILE";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsFilesError {
-    #[error("{var} `{path}`: {source}")]
+    #[error("{var} `{path}`")]
     Read {
         var: &'static str,
         path: String,

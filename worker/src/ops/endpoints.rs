@@ -8,9 +8,9 @@ use std::io::Write;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointsCliError {
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] diesel::result::Error),
-    #[error("database connection: {0}")]
+    #[error("database connection")]
     Connect(#[from] diesel::ConnectionError),
     #[error("no endpoint named {0:?} (see `worker endpoints list`)")]
     Unknown(String),
@@ -20,9 +20,9 @@ pub enum EndpointsCliError {
     Pruned { oldest: i64 },
     #[error("--from-seq must be at least 1")]
     FromSeq,
-    #[error("writing the output: {0}")]
+    #[error("writing the output")]
     Output(#[from] std::io::Error),
-    #[error("writing JSON: {0}")]
+    #[error("writing JSON")]
     Json(#[from] serde_json::Error),
 }
 

@@ -140,7 +140,7 @@ pub async fn tail(
                 printed += 1;
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "not a change: skipped"),
+            Err(e) => tracing::warn!(error = %shared::Chain(&e), "not a change: skipped"),
         }
         delivery.acker.ack(BasicAckOptions::default()).await?;
     }

@@ -19,13 +19,13 @@ use std::path::Path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
-    #[error("cannot read role mapping file {path}: {source}")]
+    #[error("cannot read role mapping file {path}")]
     Read {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("role mapping file {path} is invalid: {source}")]
+    #[error("role mapping file {path} is invalid")]
     Parse {
         path: String,
         #[source]

@@ -13,11 +13,11 @@ const CHUNK: i64 = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BrakeError {
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] diesel::result::Error),
-    #[error("database pool: {0}")]
+    #[error("database pool")]
     Pool(#[from] PoolError),
-    #[error("applying released events: {0}")]
+    #[error("applying released events")]
     Apply(#[from] ApplyError),
     #[error("held event {event_id} is not a readable event: {reason}")]
     Corrupt { event_id: String, reason: String },

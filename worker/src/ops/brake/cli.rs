@@ -16,7 +16,7 @@ pub enum BrakeCliError {
     Mapping(#[from] MappingError),
     #[error("discarding held events cannot be undone: pass --yes")]
     NotConfirmed,
-    #[error("writing the output: {0}")]
+    #[error("writing the output")]
     Output(#[from] std::io::Error),
 }
 

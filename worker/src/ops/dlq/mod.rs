@@ -20,9 +20,9 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DlqError {
-    #[error("broker: {0}")]
+    #[error("broker")]
     Broker(#[from] lapin::Error),
-    #[error("publishing: {0}")]
+    #[error("publishing")]
     Publish(#[from] shared::amqp::PublishError),
     #[error("no message with event id {0} in the dead-letter queue")]
     NotFound(String),

@@ -10,7 +10,7 @@ use std::time::Duration;
 pub enum ApiError {
     #[error("management API address: {0}")]
     Address(String),
-    #[error("management API: {0}")]
+    #[error("management API")]
     Http(#[from] reqwest::Error),
 }
 

@@ -12,9 +12,9 @@ pub mod status;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] diesel::result::Error),
-    #[error("database connection: {0}")]
+    #[error("database connection")]
     Connect(#[from] diesel::ConnectionError),
 }
 

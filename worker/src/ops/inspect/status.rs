@@ -144,7 +144,7 @@ pub async fn collect(src: &Sources<'_>) -> Status {
     )
     .await
     .map_err(|_| format!("no connection within {REACH_TIMEOUT:?}"))
-    .and_then(|r| r.map_err(|e| e.to_string()));
+    .and_then(|r| r.map_err(|e| shared::Chain(&e).to_string()));
     let mut status = Status {
         checked_at: Utc::now(),
         database: Reach::from(&db),
@@ -161,7 +161,7 @@ pub async fn collect(src: &Sources<'_>) -> Status {
     {
         status.database = Reach {
             ok: false,
-            error: Some(e.to_string()),
+            error: Some(shared::Chain(&e).to_string()),
         };
     }
     status
@@ -179,7 +179,7 @@ async fn broker_part(src: &Sources<'_>) -> (Reach, Vec<QueueStatus>, String) {
         tokio::time::timeout(REACH_TIMEOUT, shared::amqp::connect(src.amqp_url, &name))
             .await
             .map_err(|_| format!("no connection within {REACH_TIMEOUT:?}"))
-            .and_then(|r| r.map_err(|e| e.to_string()));
+            .and_then(|r| r.map_err(|e| shared::Chain(&e).to_string()));
     let reach = Reach::from(&connection);
     let Ok(connection) = connection else {
         return (reach, Vec::new(), "broker unreachable".into());
@@ -187,7 +187,7 @@ async fn broker_part(src: &Sources<'_>) -> (Reach, Vec<QueueStatus>, String) {
     let api = ManagementApi::new(src.amqp_url, src.management_url);
     let mut rates = match &api {
         Ok(api) => format!("management API at {}", api.address()),
-        Err(e) => e.to_string(),
+        Err(e) => shared::Chain(&e).to_string(),
     };
     let mut queues = Vec::with_capacity(wanted.len());
     for (queue, role) in wanted {
@@ -204,7 +204,7 @@ async fn broker_part(src: &Sources<'_>) -> (Reach, Vec<QueueStatus>, String) {
             Ok(api) => match api.queue(&queue).await {
                 Ok(info) => Some(info),
                 Err(e) => {
-                    rates = format!("no rates: {e}");
+                    rates = format!("no rates: {}", shared::Chain(&e));
                     None
                 }
             },

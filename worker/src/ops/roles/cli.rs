@@ -12,7 +12,7 @@ pub enum RolesCliError {
     Roles(#[from] RolesError),
     #[error(transparent)]
     Mapping(#[from] MappingError),
-    #[error("writing the output: {0}")]
+    #[error("writing the output")]
     Output(#[from] std::io::Error),
 }
 

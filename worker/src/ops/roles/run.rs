@@ -15,9 +15,9 @@ const CHUNK: i64 = 500;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolesError {
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] diesel::result::Error),
-    #[error("database pool: {0}")]
+    #[error("database pool")]
     Pool(#[from] PoolError),
 }
 

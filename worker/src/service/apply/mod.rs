@@ -58,9 +58,9 @@ impl Outcome {
 /// Why an event could not be applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] diesel::result::Error),
-    #[error("database pool: {0}")]
+    #[error("database pool")]
     Pool(#[from] PoolError),
     #[error("event has no organization id")]
     MissingOrganization,

@@ -12,11 +12,11 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaderDbError {
-    #[error("database connection: {0}")]
+    #[error("database connection")]
     Connect(#[from] diesel::ConnectionError),
     #[error("no database connection within {0:?}")]
     Timeout(Duration),
-    #[error("database: {0}")]
+    #[error("database")]
     Query(#[from] diesel::result::Error),
 }
 

@@ -14,9 +14,9 @@ const LOCK_KEY: i64 = 0x7363_696d_2d6d_6967;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("cannot connect to the database: {0}")]
+    #[error("cannot connect to the database")]
     Connect(#[source] diesel::ConnectionError),
-    #[error("advisory lock: {0}")]
+    #[error("advisory lock")]
     Lock(#[source] diesel::result::Error),
     #[error("migration failed: {0}")]
     Migration(String),

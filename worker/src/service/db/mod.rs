@@ -72,10 +72,10 @@ pub async fn establish(url: &str) -> diesel::ConnectionResult<AsyncPgConnection>
 /// parameters make sense and their files hold certificates and keys. The message never holds
 /// the password.
 pub fn check_url(url: &str) -> Result<(), String> {
-    let (base, tls) = tls::split(url).map_err(|e| e.to_string())?;
+    let (base, tls) = tls::split(url).map_err(|e| shared::Chain(&e).to_string())?;
     base.parse::<tokio_postgres::Config>()
         .map_err(|e| format!("not a PostgreSQL URL: {}", shared::cli::one_line(&e)))?;
-    tls::client_config(&tls).map_err(|e| e.to_string())?;
+    tls::client_config(&tls).map_err(|e| shared::Chain(&e).to_string())?;
     Ok(())
 }
 

@@ -44,7 +44,7 @@ pub enum PgTlsError {
         path: String,
         reason: String,
     },
-    #[error("TLS set-up: {0}")]
+    #[error("TLS set-up")]
     Rustls(#[from] rustls::Error),
 }
 

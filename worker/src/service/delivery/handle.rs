@@ -121,7 +121,7 @@ impl Handler {
                         .acker
                         .ack(BasicAckOptions { multiple: true })
                         .await
-                        .map_err(|e| e.to_string()),
+                        .map_err(|e| shared::Chain(&e).to_string()),
                     None => Ok(true),
                 };
                 match acked {
@@ -140,12 +140,12 @@ impl Handler {
             // confirmed before its original is acked), instead of event by event with pauses
             // that would outlast the broker's consumer timeout.
             Err(error) if database_unavailable(&error) => {
-                tracing::warn!(%error, size = parsed.len(), "database unavailable; the batch goes to the retry tier");
+                tracing::warn!(error = %shared::Chain(&error), size = parsed.len(), "database unavailable; the batch goes to the retry tier");
                 self.transient_streak.fetch_add(1, Ordering::Relaxed);
                 for (d, (meta, _)) in parsed.into_iter().zip(items) {
                     let disposition = after_failure(
                         Class::Transient,
-                        error.to_string(),
+                        shared::Chain(&error).to_string(),
                         meta.retry_count,
                         &self.topology,
                     );
@@ -156,7 +156,7 @@ impl Handler {
                 }
             }
             Err(error) => {
-                tracing::warn!(%error, size = parsed.len(), "batch failed; applying its events one by one");
+                tracing::warn!(error = %shared::Chain(&error), size = parsed.len(), "batch failed; applying its events one by one");
                 for d in parsed {
                     self.handle(d).await;
                 }
@@ -184,7 +184,7 @@ impl Handler {
         let disposition = match WebhookEvent::parse(&delivery.data) {
             Err(e) => after_failure(
                 classify_parse(&e),
-                e.to_string(),
+                shared::Chain(&e).to_string(),
                 meta.retry_count,
                 &self.topology,
             ),
@@ -207,7 +207,7 @@ impl Handler {
                         if class == Class::Transient {
                             self.transient_streak.fetch_add(1, Ordering::Relaxed);
                         }
-                        tracing::warn!(error = %e, ?class, "apply failed");
+                        tracing::warn!(error = %shared::Chain(&e), ?class, "apply failed");
                         let next =
                             after_failure(class, e.to_string(), meta.retry_count, &self.topology);
                         if matches!(next, Disposition::Retry { .. }) {
@@ -264,7 +264,7 @@ impl Handler {
         if let Err(e) = forwarded {
             // The copy is not safe yet: give the original back to the queue, after a pause
             // that grows while forwarding keeps failing (no hot loop through the queue).
-            tracing::error!(error = %e, "could not forward; requeueing");
+            tracing::error!(error = %shared::Chain(&e), "could not forward; requeueing");
             self.link.report_failure();
             self.transient_streak.fetch_add(1, Ordering::Relaxed);
             self.pause_if_failing().await;
@@ -294,7 +294,7 @@ impl Handler {
             }
             // The broker will redeliver it; dedupe makes that harmless.
             Err(e) => {
-                tracing::warn!(error = %e, outcome, "ack failed; message will be redelivered")
+                tracing::warn!(error = %shared::Chain(&e), outcome, "ack failed; message will be redelivered")
             }
         }
     }
@@ -312,9 +312,9 @@ impl Handler {
             Ok(mut conn) => {
                 crate::service::records::dead_lettered(&mut conn, meta, body, reason, detail)
                     .await
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| shared::Chain(&e).to_string())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(shared::Chain(&e).to_string()),
         };
         if let Err(error) = recorded {
             tracing::warn!(%error, "could not record the dead-lettered event for `worker explain`");

@@ -156,11 +156,15 @@ struct Lane {
 
 impl Lane {
     async fn subscribe(&self) -> Result<(Channel, Consumer), String> {
-        let channel = self.link.open_channel().await.map_err(|e| e.to_string())?;
+        let channel = self
+            .link
+            .open_channel()
+            .await
+            .map_err(|e| shared::Chain(&e).to_string())?;
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| shared::Chain(&e).to_string())?;
         let consumer = channel
             .basic_consume(
                 self.queue.as_str().into(),
@@ -169,7 +173,7 @@ impl Lane {
                 FieldTable::default(),
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| shared::Chain(&e).to_string())?;
         Ok((channel, consumer))
     }
 
@@ -253,7 +257,7 @@ async fn run_lane(lane: Lane) {
                         }
                     }
                     Some(Err(error)) => {
-                        tracing::warn!(%error, lane = %lane.tag, "consumer failed; re-subscribing");
+                        tracing::warn!(error = %shared::Chain(&error), lane = %lane.tag, "consumer failed; re-subscribing");
                         break false;
                     }
                     None => {

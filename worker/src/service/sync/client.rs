@@ -56,7 +56,7 @@ pub enum ClientError {
     BodyTooLarge,
     #[error("invalid Scalekit environment URL: {0}")]
     Url(String),
-    #[error("HTTP client: {0}")]
+    #[error("HTTP client")]
     Http(#[from] reqwest::Error),
 }
 
@@ -237,7 +237,7 @@ impl ScalekitClient {
             Ok(r) => r,
             Err(e) if e.is_connect() || e.is_timeout() || e.is_request() => {
                 return Ok(Attempt::Retry {
-                    reason: e.to_string(),
+                    reason: shared::Chain(&e).to_string(),
                     after: None,
                 });
             }
@@ -257,7 +257,7 @@ impl ScalekitClient {
             }
             let err = api_error(resp).await;
             return Ok(Attempt::Retry {
-                reason: err.to_string(),
+                reason: shared::Chain(&err).to_string(),
                 after,
             });
         }

@@ -18,15 +18,15 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
-    #[error("Directory API: {0}")]
+    #[error("Directory API")]
     Client(#[from] ClientError),
-    #[error("incomplete listing, nothing deactivated: {0}")]
+    #[error("incomplete listing, nothing deactivated")]
     Incomplete(#[from] Incomplete),
-    #[error("publishing snapshot events: {0}")]
+    #[error("publishing snapshot events")]
     Publish(#[from] PublishError),
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] diesel::result::Error),
-    #[error("database pool: {0}")]
+    #[error("database pool")]
     Pool(#[from] PoolError),
     #[error("directory {0} is not one of the organization's directories")]
     UnknownDirectory(String),
@@ -195,7 +195,7 @@ impl Syncer {
             detail: result.as_ref().err().map(ToString::to_string),
         };
         if let Err(error) = records::sync_run(&mut lock_conn, &run).await {
-            tracing::warn!(%error, "could not record the sync run for `worker status`");
+            tracing::warn!(error = %shared::Chain(&error), "could not record the sync run for `worker status`");
         }
         let _ = unlock(&mut lock_conn, &key).await;
         result

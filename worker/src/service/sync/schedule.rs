@@ -58,7 +58,7 @@ async fn sync_one(syncer: &Syncer, metrics: &Metrics, req: &SyncRequest) {
         }
         Err(error) => {
             metrics.count_sync("failed");
-            tracing::error!(organization_id = %req.organization_id, %error, "sync failed; nothing was deactivated");
+            tracing::error!(organization_id = %req.organization_id, error = %shared::Chain(&error), "sync failed; nothing was deactivated");
         }
     }
 }
@@ -81,7 +81,7 @@ pub async fn run(
                 let orgs = match syncer.pool.get().await {
                     Ok(mut conn) => store::enabled_organizations(&mut conn).await.unwrap_or_default(),
                     Err(error) => {
-                        tracing::warn!(%error, "scheduled sync: database unavailable");
+                        tracing::warn!(error = %shared::Chain(&error), "scheduled sync: database unavailable");
                         continue;
                     }
                 };

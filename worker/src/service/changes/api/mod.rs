@@ -62,7 +62,10 @@ enum Look {
 }
 
 async fn look(pool: &Pool, p: &Params) -> Result<Look, String> {
-    let mut conn = pool.get().await.map_err(|e| e.to_string())?;
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|e| shared::Chain(&e).to_string())?;
     let mut query = c::table
         .filter(c::seq.gt(p.after))
         .order(c::seq)
@@ -75,7 +78,10 @@ async fn look(pool: &Pool, p: &Params) -> Result<Look, String> {
     if let Some(org) = &p.organization_id {
         query = query.filter(c::organization_id.eq(org));
     }
-    let rows: Vec<Row> = query.load(&mut conn).await.map_err(|e| e.to_string())?;
+    let rows: Vec<Row> = query
+        .load(&mut conn)
+        .await
+        .map_err(|e| shared::Chain(&e).to_string())?;
     // Read after the rows: a prune between the two reads shows here, so rows it took from
     // under this answer make it a 410, never a gap.
     #[derive(QueryableByName)]
@@ -87,7 +93,7 @@ async fn look(pool: &Pool, p: &Params) -> Result<Look, String> {
         .get_result(&mut conn)
         .await
         .optional()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| shared::Chain(&e).to_string())?;
     match pruned {
         Some(Pruned { pruned_through }) if p.after < pruned_through => Ok(Look::Expired {
             oldest_after: pruned_through,

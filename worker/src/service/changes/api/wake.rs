@@ -61,11 +61,11 @@ impl Wake {
         let mut conn = tokio::time::timeout(Duration::from_secs(5), connect)
             .await
             .map_err(|_| "no database connection within 5s".to_owned())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| shared::Chain(&e).to_string())?;
         diesel::sql_query(format!("LISTEN {NOTIFY_CHANNEL}"))
             .execute(&mut conn)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| shared::Chain(&e).to_string())?;
         // Anything committed while the listener was away is found by the first look of each
         // request; one wake now covers the gap for those already waiting.
         self.commits.send_modify(|n| *n += 1);

@@ -46,7 +46,7 @@ pub struct PushSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] diesel::result::Error),
     #[error(transparent)]
     Leader(#[from] crate::service::changes::leader::LeaderDbError),
@@ -78,13 +78,13 @@ pub fn spawn(
             {
                 Ok(runtime) => runtime.block_on(run(settings, metrics, stop)),
                 Err(error) => {
-                    tracing::error!(%error, "change delivery could not start its runtime")
+                    tracing::error!(error = %shared::Chain(&error), "change delivery could not start its runtime")
                 }
             }
             let _ = done.send(());
         });
     if let Err(error) = thread {
-        tracing::error!(%error, "change delivery could not start its thread");
+        tracing::error!(error = %shared::Chain(&error), "change delivery could not start its thread");
     }
     stopped
 }
@@ -94,7 +94,7 @@ pub fn spawn(
 pub async fn run(settings: PushSettings, metrics: Arc<Metrics>, stop: CancellationToken) {
     if settings.endpoints.is_empty() {
         if let Err(error) = term::retire_all(&settings).await {
-            tracing::warn!(%error, "could not retire unconfigured change endpoints");
+            tracing::warn!(error = %shared::Chain(&error), "could not retire unconfigured change endpoints");
         }
         return;
     }

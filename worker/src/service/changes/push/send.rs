@@ -24,7 +24,7 @@ pub struct Target {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("building the HTTP client: {0}")]
+#[error("building the HTTP client")]
 pub struct ClientError(#[from] reqwest::Error);
 
 impl Target {

@@ -81,7 +81,7 @@ pub struct RelaySettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("database: {0}")]
+    #[error("database")]
     Database(#[from] diesel::result::Error),
     #[error(transparent)]
     Leader(#[from] super::leader::LeaderDbError),
@@ -89,9 +89,9 @@ pub enum RelayError {
     BrokerStepTimeout(Duration),
     #[error("a relay round took longer than {0:?}")]
     RoundTimeout(Duration),
-    #[error("publishing: {0}")]
+    #[error("publishing")]
     Publish(#[from] PublishError),
-    #[error("broker: {0}")]
+    #[error("broker")]
     Broker(#[from] lapin::Error),
     #[error("outbox row {seq} is not a change: {reason}")]
     Corrupt { seq: i64, reason: String },
@@ -136,7 +136,7 @@ pub async fn run(
             Ok(Term::Ended) => settings.poll.max(Duration::from_millis(200)),
             Ok(Term::Stopped) => break,
             Err(error) => {
-                tracing::warn!(%error, "change relay stopped; retrying");
+                tracing::warn!(error = %shared::Chain(&error), "change relay stopped; retrying");
                 settings.poll.max(Duration::from_millis(200))
             }
         };
