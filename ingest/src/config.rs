@@ -138,7 +138,9 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
-        Config::try_parse_from(std::iter::once("ingest").chain(args.iter().copied()))
+        shared::cli::parse_without_env::<Config>(
+            std::iter::once("ingest").chain(args.iter().copied()),
+        )
     }
 
     #[test]

@@ -26,6 +26,29 @@ pub fn exit_with(line: &str) -> ! {
     std::process::exit(CONFIG_EXIT_CODE)
 }
 
+/// `command` with every `env = …` taken off (and off its subcommands'): what the command
+/// line alone means, whatever the process's environment holds. Tests parse through it
+/// ([`parse_without_env`]), so a variable exported in the shell cannot change a default.
+pub fn without_env(command: clap::Command) -> clap::Command {
+    let command = command.mut_args(|arg| arg.env(None::<&'static str>));
+    let names: Vec<String> = command
+        .get_subcommands()
+        .map(|s| s.get_name().to_owned())
+        .collect();
+    names
+        .into_iter()
+        .fold(command, |c, name| c.mut_subcommand(name, without_env))
+}
+
+/// Parses `args` (the first is the program's name) from the command line alone: no variable
+/// of the process's environment is read.
+pub fn parse_without_env<P: clap::Parser>(
+    args: impl IntoIterator<Item = impl Into<std::ffi::OsString> + Clone>,
+) -> Result<P, clap::Error> {
+    let matches = without_env(P::command()).try_get_matches_from(args)?;
+    P::from_arg_matches(&matches)
+}
+
 /// An error and its causes on one line, a cause left out when the message before it already
 /// says it ([`crate::Chain`]).
 pub fn one_line(e: &dyn std::error::Error) -> String {
@@ -78,7 +101,7 @@ fn env_of(command: &clap::Command, long: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{invalid_value_line, one_line};
+    use super::{invalid_value_line, one_line, parse_without_env};
     use clap::{CommandFactory, Parser};
 
     #[derive(Debug, Parser)]
@@ -134,5 +157,38 @@ mod tests {
         struct Outer(#[source] std::io::Error);
         let e = Outer(std::io::Error::other("inner\nsecond line"));
         assert_eq!(one_line(&e), "outer: inner second line");
+    }
+
+    #[derive(Debug, Parser)]
+    struct ReadsPath {
+        /// `PATH` is set in every test process.
+        #[arg(long, env = "PATH")]
+        search: Option<String>,
+        #[command(subcommand)]
+        sub: Option<Sub>,
+    }
+
+    #[derive(Debug, clap::Subcommand)]
+    enum Sub {
+        Run {
+            #[arg(long, env = "PATH", default_value = "none")]
+            search: String,
+        },
+    }
+
+    #[test]
+    fn without_env_reads_the_command_line_alone() {
+        assert!(
+            ReadsPath::try_parse_from(["demo"])
+                .unwrap()
+                .search
+                .is_some()
+        );
+        let alone: ReadsPath = parse_without_env(["demo"]).unwrap();
+        assert_eq!(alone.search, None);
+        let alone: ReadsPath = parse_without_env(["demo", "run"]).unwrap();
+        assert!(matches!(alone.sub, Some(Sub::Run { search }) if search == "none"));
+        let given: ReadsPath = parse_without_env(["demo", "--search", "/bin"]).unwrap();
+        assert_eq!(given.search.as_deref(), Some("/bin"));
     }
 }

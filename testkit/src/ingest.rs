@@ -4,7 +4,6 @@
 use crate::{
     OLD_SECRET, RabbitTap, SECRET, amqp_url, delete_topology, signed_headers, unique_prefix,
 };
-use clap::Parser;
 use ingest::{Application, Config};
 use shared::{Topology, WebhookSecret};
 use std::time::Duration;
@@ -38,7 +37,7 @@ pub fn config(prefix: &str, amqp: &str, extra: &[&str]) -> Config {
         "2000".to_owned(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    Config::try_parse_from(args).unwrap()
+    shared::cli::parse_without_env::<Config>(args).unwrap()
 }
 
 /// Starts ingest against `amqp` (the broker, or a proxy in front of it).

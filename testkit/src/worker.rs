@@ -2,7 +2,6 @@
 //! and a test's broker side: its topology, a publisher that publishes as ingest does, a tap.
 
 use crate::{RabbitTap, amqp_url, delete_topology, unique_prefix};
-use clap::Parser;
 use lapin::options::ConfirmSelectOptions;
 use shared::amqp::{declare_topology, properties, publish_confirmed};
 use shared::{MessageMeta, Source, Topology, WebhookEvent};
@@ -67,7 +66,10 @@ pub fn cli(prefix: &str, database_url: &str, extra: &[&str]) -> RunArgs {
         args.drain(i..i + 2);
     }
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    match Cli::try_parse_from(args).unwrap().into_command() {
+    match shared::cli::parse_without_env::<Cli>(args)
+        .unwrap()
+        .into_command()
+    {
         Command::Run(run) => run,
         other => panic!("not `worker run`: {other:?}"),
     }

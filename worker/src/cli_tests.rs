@@ -15,7 +15,7 @@ fn run_args(cli: Cli) -> RunArgs {
 
 #[test]
 fn defaults_and_subcommands() {
-    let cli = Cli::try_parse_from(["worker"]).unwrap();
+    let cli = shared::cli::parse_without_env::<Cli>(["worker"]).unwrap();
     assert!(cli.command.is_none());
     let run = run_args(cli);
     assert_eq!(run.consume.prefetch, 2000);
@@ -40,7 +40,7 @@ fn defaults_and_subcommands() {
         ["5s", "30s", "5m", "30m"]
     );
     let run = run_args(
-        Cli::try_parse_from([
+        shared::cli::parse_without_env::<Cli>([
             "worker",
             "run",
             "--migrate",
@@ -53,10 +53,11 @@ fn defaults_and_subcommands() {
     assert!(run.migrate);
     assert!(run.apply.hard_delete);
     assert_eq!(run.broker.retry_tiers.0[1].delay, Duration::from_secs(2));
-    assert!(Cli::try_parse_from(["worker", "--retry-tiers", "soon"]).is_err());
+    assert!(shared::cli::parse_without_env::<Cli>(["worker", "--retry-tiers", "soon"]).is_err());
     let printed = format!(
         "{:?}",
-        Cli::try_parse_from(["worker", "--database-url", "postgres://u:pw@h/db"]).unwrap()
+        shared::cli::parse_without_env::<Cli>(["worker", "--database-url", "postgres://u:pw@h/db"])
+            .unwrap()
     );
     assert!(!printed.contains("pw@"), "{printed}");
 }
@@ -96,18 +97,24 @@ fn each_subcommand_takes_only_its_options() {
     let sync = long(&["sync"]);
     assert!(sync.iter().any(|a| a == "scalekit-client-id"));
     assert!(!sync.iter().any(|a| a == "prefetch"), "{sync:?}");
-    let cli = Cli::try_parse_from(["worker", "dlq", "list", "--amqp-prefix", "p1"]).unwrap();
+    let cli =
+        shared::cli::parse_without_env::<Cli>(["worker", "dlq", "list", "--amqp-prefix", "p1"])
+            .unwrap();
     let Some(Command::Dlq(dlq)) = cli.command else {
         panic!("not dlq")
     };
     assert_eq!(dlq.command.broker().amqp_prefix, "p1");
     // Run options do not leak into subcommands.
-    assert!(Cli::try_parse_from(["worker", "migrate", "--prefetch", "5"]).is_err());
+    assert!(
+        shared::cli::parse_without_env::<Cli>(["worker", "migrate", "--prefetch", "5"]).is_err()
+    );
 }
 
 #[test]
 fn brake_commands() {
-    let parse = |args: &[&str]| Cli::try_parse_from(args).map(Cli::into_command);
+    let parse = |args: &[&str]| {
+        shared::cli::parse_without_env::<Cli>(args.iter().copied()).map(Cli::into_command)
+    };
     assert!(matches!(
         parse(&["worker", "brake", "discard", "--org", "org_1", "--yes"]),
         Ok(Command::Brake(BrakeArgs {
