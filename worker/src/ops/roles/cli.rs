@@ -3,7 +3,9 @@
 
 use super::run::{self, RolesError, UserRemap};
 use crate::ops::args::RolesCommand;
+use crate::service::apply::Applier;
 use crate::service::role_mapping::{MappingError, RoleMapping};
+use std::sync::Arc;
 use std::io::Write;
 
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +31,9 @@ pub async fn run(command: &RolesCommand) -> Result<(), RolesCliError> {
             "roles_apply_{}",
             chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ")
         );
-        run::apply(&pool, &mapping, org, &cause).await?
+        // Remapping roles deletes nobody: the hard-delete setting plays no part.
+        let applier = Applier::new(pool, Arc::new(mapping), false);
+        run::apply(&applier, org, &cause).await?
     } else {
         run::plan(&pool, &mapping, org).await?
     };

@@ -4,10 +4,10 @@
 //! in the change feed, in the same transaction. Without it a new mapping reaches a user only
 //! with their next event.
 //!
-//! - [`plan`]: the pure decision for one user;
+//! - the pure decision for one user and the transaction that applies it are the service's
+//!   (`crate::service::apply::user::remap`, `Applier::remap_roles`);
 //! - [`run`]: reading users in chunks, planning, applying;
 //! - [`cli`]: the subcommands' output.
 
 pub mod cli;
-pub mod plan;
 pub mod run;

@@ -1,15 +1,13 @@
-//! `roles plan` and `roles apply` over every active user, 500 at a time.
+//! `roles plan` and `roles apply` over every active user, 500 at a time: `plan` reads and
+//! decides ([`remap`]); `apply` hands each chunk to the apply path.
 
-use super::plan::{Remap, remap};
-use crate::service::apply::audit::{self, AuditRow};
-use crate::service::apply::locks::{LockSet, org_users_key, user_key};
-use crate::service::apply::outbox;
-use crate::service::apply::outbox::plan::{Cause, user_changes};
-use crate::service::apply::user::store::{FinalUser, Key, load_users, rewrite_sets};
+use crate::service::apply::user::remap::{Remap, remap};
+use crate::service::apply::user::store::{Key, load_users};
+use crate::service::apply::{Applier, ApplyError};
 use crate::service::db::{Pool, PoolError};
 use crate::service::role_mapping::RoleMapping;
 use diesel::sql_types::{Nullable, Text};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 const CHUNK: i64 = 500;
 
@@ -19,6 +17,8 @@ pub enum RolesError {
     Database(#[from] diesel::result::Error),
     #[error("database pool")]
     Pool(#[from] PoolError),
+    #[error("applying the mapping")]
+    Apply(#[from] ApplyError),
 }
 
 /// One user the mapping changes.
@@ -97,13 +97,12 @@ pub async fn plan(
     Ok(out)
 }
 
-/// Recomputes the mapped roles of every active user (of `org` when given): per chunk, one
-/// transaction that takes the users' locks, reads them, rewrites the roles that change, and
-/// writes an audit row and a `user.roles_changed` change for each. `cause` names the run in
-/// the change feed's `cause_event_id`.
+/// Recomputes the mapped roles of every active user (of `org` when given), 500 users a
+/// transaction, through the apply path ([`Applier::remap_roles`]: the users' locks, audit rows
+/// and `user.roles_changed` changes in the same transaction). `cause` names the run in the
+/// change feed's `cause_event_id`.
 pub async fn apply(
-    pool: &Pool,
-    mapping: &RoleMapping,
+    applier: &Applier,
     org: Option<&str>,
     cause: &str,
 ) -> Result<Vec<UserRemap>, RolesError> {
@@ -111,72 +110,14 @@ pub async fn apply(
     let mut after: Key = (String::new(), String::new());
     let occurred_at = chrono::Utc::now();
     loop {
-        let mut conn = pool.get().await?;
-        let keys = next_keys(&mut conn, org, &after).await?;
+        let keys = {
+            let mut conn = applier.pool().get().await?;
+            next_keys(&mut conn, org, &after).await?
+        };
         let Some(last) = keys.last() else { break };
         after = last.clone();
-        let done = conn
-            .transaction::<_, RolesError, _>(async |conn| {
-                LockSet {
-                    shared: keys.iter().map(|(o, _)| org_users_key(o)).collect(),
-                    exclusive: keys.iter().map(|(o, u)| user_key(o, u)).collect(),
-                }
-                .acquire(conn)
-                .await?;
-                // Read under the locks: the stored state is what the remap applies to.
-                let stored = load_users(conn, &keys).await?;
-                let remaps: Vec<(&Key, &_, Remap)> = stored
-                    .iter()
-                    .filter_map(|(k, u)| remap(&k.0, u, mapping).map(|r| (k, u, r)))
-                    .collect();
-                let finals: Vec<FinalUser<'_>> = remaps
-                    .iter()
-                    .map(|(k, u, r)| FinalUser::new(k, &r.after, None, Some(u)))
-                    .collect();
-                rewrite_sets(conn, &finals).await?;
-                let mut audits = Vec::new();
-                let mut changes = Vec::new();
-                for (k, u, r) in &remaps {
-                    audits.push(AuditRow {
-                        event_id: cause.to_owned(),
-                        organization_id: k.0.clone(),
-                        entity_type: "user",
-                        entity_id: k.1.clone(),
-                        action: "roles_remapped",
-                        before: Some(serde_json::json!({ "roles": role_list(u) })),
-                        after: serde_json::json!({
-                            "roles": role_list(&r.after),
-                            "granted": r.granted,
-                            "revoked": r.revoked,
-                        }),
-                    });
-                    changes.extend(user_changes(
-                        Cause {
-                            organization_id: &k.0,
-                            event_id: cause,
-                            occurred_at,
-                        },
-                        &k.1,
-                        Some(u),
-                        &r.after,
-                    ));
-                }
-                audit::write(conn, &audits).await?;
-                outbox::write(conn, &changes).await?;
-                Ok(remaps
-                    .iter()
-                    .map(|(k, _, r)| UserRemap::new(k, r))
-                    .collect::<Vec<_>>())
-            })
-            .await?;
-        out.extend(done);
+        let done = applier.remap_roles(&keys, cause, occurred_at).await?;
+        out.extend(done.iter().map(|(k, r)| UserRemap::new(k, r)));
     }
     Ok(out)
-}
-
-fn role_list(u: &crate::service::apply::user::plan::StoredUser) -> Vec<String> {
-    u.roles
-        .iter()
-        .map(|(r, s)| format!("{r} ({})", s.as_str()))
-        .collect()
 }

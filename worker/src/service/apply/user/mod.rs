@@ -4,6 +4,8 @@
 pub mod apply;
 pub mod erasure;
 pub mod plan;
+pub mod remap;
+pub mod roles;
 pub mod store;
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
-//! What a mapping changes for one stored user.
+//! What a role mapping changes for one stored user (`worker roles plan | apply`, and
+//! [`crate::service::apply::Applier::remap_roles`]).
 
-use crate::service::apply::user::plan::{
-    RoleSet, RoleSource, StoredUser, diff_roles, mapped_roles,
-};
+use super::plan::{RoleSet, RoleSource, StoredUser, diff_roles, mapped_roles};
 use crate::service::role_mapping::RoleMapping;
 
 /// A user whose mapped roles the mapping changes.
