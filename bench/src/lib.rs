@@ -38,7 +38,13 @@ pub async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> any
     Ok(diesel::sql_query(sql).get_result::<N>(conn).await?.n)
 }
 
-/// Latency percentiles in milliseconds.
+/// Changes the relay has not published yet (the worker's one backlog count).
+pub async fn unpublished(conn: &mut diesel_async::AsyncPgConnection) -> anyhow::Result<i64> {
+    Ok(worker::service::changes::relay::backlog(conn, None)
+        .await?
+        .changes)
+}
+
 /// HTTP worker threads of the bench's stand-in servers (`noop_http`, `min_ingest`): ingest's
 /// `INGEST_HTTP_WORKERS` when set, else 2 (one per core here, as ingest's default).
 pub fn stand_in_workers() -> usize {

@@ -61,6 +61,10 @@ async fn count(db: &Db, sql: &str) -> anyhow::Result<i64> {
     super::count(&mut *db.lock().await, sql).await
 }
 
+async fn unpublished(db: &Db) -> anyhow::Result<i64> {
+    super::unpublished(&mut *db.lock().await).await
+}
+
 fn burst_applied() -> String {
     format!(
         "SELECT count(*) AS n FROM processed_events WHERE event_id >= '{BURST_FROM}' AND event_id < '{BURST_TO}'"
@@ -158,7 +162,7 @@ pub async fn measure(
         BURST,
         BURST_BASE,
         || count(&db, &applied_sql),
-        Some(|| count(&db, worker::service::changes::relay::UNPUBLISHED_COUNT_SQL)),
+        Some(|| unpublished(&db)),
     )
     .await?;
     eprintln!("  pipeline: {}", burst.describe());

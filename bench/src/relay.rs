@@ -26,11 +26,10 @@ use super::count;
 pub async fn after_drain(db_url: &str, watch: &Watched, events: u32) -> anyhow::Result<RelayDrain> {
     let mut conn = AsyncPgConnection::establish(db_url).await?;
     let written = count(&mut conn, "SELECT count(*) AS n FROM changes").await?;
-    let unpublished = worker::service::changes::relay::UNPUBLISHED_COUNT_SQL;
-    let backlog = count(&mut conn, unpublished).await?;
+    let backlog = super::unpublished(&mut conn).await?;
     let sample = watch.start();
     let started = Instant::now();
-    while count(&mut conn, unpublished).await? > 0 {
+    while super::unpublished(&mut conn).await? > 0 {
         anyhow::ensure!(
             started.elapsed() < Duration::from_secs(600),
             "the relay did not catch up"
@@ -50,10 +49,9 @@ pub async fn after_drain(db_url: &str, watch: &Watched, events: u32) -> anyhow::
 /// Waits (up to `timeout`) until no change is unpublished; how many were when it started.
 pub async fn wait_published(db_url: &str, timeout: Duration) -> anyhow::Result<i64> {
     let mut conn = AsyncPgConnection::establish(db_url).await?;
-    let unpublished = worker::service::changes::relay::UNPUBLISHED_COUNT_SQL;
-    let backlog = count(&mut conn, unpublished).await?;
+    let backlog = super::unpublished(&mut conn).await?;
     let started = Instant::now();
-    while count(&mut conn, unpublished).await? > 0 {
+    while super::unpublished(&mut conn).await? > 0 {
         anyhow::ensure!(started.elapsed() < timeout, "the relay did not catch up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -360,7 +360,7 @@ async fn the_relay_samples_its_backlog_without_parallel_workers() {
         .unwrap();
     let explain = format!(
         "EXPLAIN {}",
-        worker::service::changes::relay::SAMPLE_SQL.replace("$1", "199800")
+        worker::service::changes::relay::BACKLOG_SQL.replace("$1::bigint", "199800")
     );
     let plan = async |conn: &mut diesel_async::AsyncPgConnection| -> String {
         diesel::sql_query(&explain)

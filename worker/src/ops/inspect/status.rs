@@ -5,9 +5,9 @@
 //! still leaves the database's parts, and the other way round.
 
 use super::broker_api::ManagementApi;
-use crate::service::changes::relay::LEADER_LOCK;
+use crate::service::changes::{leader, relay};
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Bool, Double, Integer, Nullable, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use shared::Topology;
@@ -83,17 +83,13 @@ pub struct DeadReasonCount {
     pub last_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Serialize, diesel::QueryableByName)]
+#[derive(Debug, Clone, Serialize)]
 pub struct RelayStatus {
-    #[diesel(sql_type = BigInt)]
     pub unpublished: i64,
     /// Age of the oldest unpublished change (0 when none).
-    #[diesel(sql_type = Double)]
     pub lag_seconds: f64,
     /// Some worker holds the relay's leader lock.
-    #[diesel(sql_type = Bool)]
     pub leader: bool,
-    #[diesel(sql_type = Nullable<Timestamptz>)]
     pub last_published_at: Option<DateTime<Utc>>,
 }
 
@@ -240,27 +236,26 @@ async fn database_part(
     )
     .load(conn)
     .await?;
-    let high = LEADER_LOCK >> 32;
-    let low = LEADER_LOCK & 0xffff_ffff;
-    status.relay = Some(
-        // Marks cover a prefix of `seq`: the rows waiting are above the relay's stored floor,
-        // found along the primary key; the newest published row, from the top of it.
-        diesel::sql_query(format!(
-            "WITH top AS (SELECT seq, published_at FROM changes WHERE published_at IS NOT NULL \
-                          ORDER BY seq DESC LIMIT 1), \
-                  waiting AS (SELECT committed_at FROM changes \
-                              WHERE seq > COALESCE((SELECT published_through FROM change_relay), 0) \
-                                AND published_at IS NULL) \
-             SELECT (SELECT count(*) FROM waiting) AS unpublished, \
-                    COALESCE((SELECT EXTRACT(EPOCH FROM clock_timestamp() - min(committed_at))::float8 \
-                              FROM waiting), 0) AS lag_seconds, \
-                    EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
-                            AND classid = {high} AND objid = {low} AND objsubid = 1) AS leader, \
-                    (SELECT published_at FROM top) AS last_published_at"
-        ))
-        .get_result(conn)
-        .await?,
-    );
+    // The backlog as the relay counts it; the lock as the leader takes it; the newest
+    // published row from the top of the primary key.
+    let backlog = relay::backlog(conn, None).await?;
+    #[derive(diesel::QueryableByName)]
+    struct Newest {
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        published_at: Option<DateTime<Utc>>,
+    }
+    let newest: Newest = diesel::sql_query(
+        "SELECT (SELECT published_at FROM changes WHERE published_at IS NOT NULL \
+                 ORDER BY seq DESC LIMIT 1) AS published_at",
+    )
+    .get_result(conn)
+    .await?;
+    status.relay = Some(RelayStatus {
+        unpublished: backlog.changes,
+        lag_seconds: backlog.lag_seconds,
+        leader: leader::is_held(conn, relay::LEADER_LOCK).await?,
+        last_published_at: newest.published_at,
+    });
     status.brakes = crate::service::brake::store::held_organizations(conn)
         .await?
         .into_iter()

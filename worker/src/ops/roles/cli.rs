@@ -5,8 +5,8 @@ use super::run::{self, RolesError, UserRemap};
 use crate::ops::args::RolesCommand;
 use crate::service::apply::Applier;
 use crate::service::role_mapping::{MappingError, RoleMapping};
-use std::sync::Arc;
 use std::io::Write;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RolesCliError {

@@ -51,3 +51,22 @@ pub async fn try_lock(conn: &mut AsyncPgConnection, key: i64) -> Result<bool, Le
         .map_err(|_| LeaderDbError::Timeout(CONNECT_TIMEOUT))??;
     Ok(leader.leader)
 }
+
+/// Whether any session holds the leader lock `key` (a read for operators: it takes nothing).
+pub async fn is_held(conn: &mut AsyncPgConnection, key: i64) -> diesel::QueryResult<bool> {
+    #[derive(QueryableByName)]
+    struct Held {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        held: bool,
+    }
+    // A bigint advisory key is shown in `pg_locks` as its high half (`classid`) and low half
+    // (`objid`), with `objsubid` 1.
+    let (high, low) = (key >> 32, key & 0xffff_ffff);
+    let held: Held = diesel::sql_query(format!(
+        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted \
+                        AND classid = {high} AND objid = {low} AND objsubid = 1) AS held"
+    ))
+    .get_result(conn)
+    .await?;
+    Ok(held.held)
+}

@@ -73,10 +73,8 @@ impl Applier {
                 }
                 audit::write(conn, &audits).await?;
                 outbox::write(conn, &changes).await?;
-                let done: Vec<(Key, Remap)> = remaps
-                    .into_iter()
-                    .map(|(k, _, r)| (k.clone(), r))
-                    .collect();
+                let done: Vec<(Key, Remap)> =
+                    remaps.into_iter().map(|(k, _, r)| (k.clone(), r)).collect();
                 Ok((done, changes.len()))
             })
             .await?;

@@ -38,8 +38,38 @@ pub async fn store(conn: &mut AsyncPgConnection, through: i64) -> diesel::QueryR
     Ok(())
 }
 
-/// Counts the changes not yet published (as `n`): the rows above the stored floor still
-/// unmarked, found along the primary key. For tests, benchmarks and operators' checks.
-pub const UNPUBLISHED_COUNT_SQL: &str = "SELECT count(*) AS n FROM changes \
-     WHERE seq > COALESCE((SELECT published_through FROM change_relay), 0) \
+/// The one count of the relay's backlog: the changes above the floor (`$1`, or the stored one
+/// when `$1` is NULL) still unpublished, found along the primary key's range, as `n`; and how
+/// long the oldest of them has waited, in seconds, as `lag`. The leader's gauges, `worker
+/// status`, the tests and the bench all read it. Counting `published_at IS NULL` over the whole
+/// table instead would read every row kept for retention; when a partial index of unpublished
+/// rows answered it, the count walked every dead entry the marks left until vacuum and held the
+/// relay's loop (commit → published p99 690 ms at 1471 webhooks/s over a minute, against 60 ms
+/// over 8 s).
+pub const BACKLOG_SQL: &str = "SELECT count(*) AS n, \
+     COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(committed_at))::float8, 0) AS lag \
+     FROM changes \
+     WHERE seq > COALESCE($1::bigint, (SELECT published_through FROM change_relay), 0) \
        AND published_at IS NULL";
+
+/// The relay's backlog ([`BACKLOG_SQL`]).
+#[derive(Debug, Clone, Copy, PartialEq, diesel::QueryableByName)]
+pub struct Backlog {
+    /// Changes not yet published.
+    #[diesel(sql_type = BigInt, column_name = n)]
+    pub changes: i64,
+    /// Seconds the oldest of them has waited (0 without any).
+    #[diesel(sql_type = diesel::sql_types::Double, column_name = lag)]
+    pub lag_seconds: f64,
+}
+
+/// The backlog above `floor` (the leader's, kept in memory), or above the stored floor.
+pub async fn backlog(
+    conn: &mut AsyncPgConnection,
+    floor: Option<i64>,
+) -> diesel::QueryResult<Backlog> {
+    diesel::sql_query(BACKLOG_SQL)
+        .bind::<diesel::sql_types::Nullable<BigInt>, _>(floor)
+        .get_result(conn)
+        .await
+}
