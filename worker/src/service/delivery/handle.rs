@@ -99,18 +99,10 @@ impl Handler {
             .dec_by(i64::try_from(parsed.len()).unwrap_or(i64::MAX));
         match result {
             Ok(outcomes) => {
-                self.transient_streak.store(0, Ordering::Relaxed);
                 let per_event = started.elapsed().as_secs_f64() / parsed.len() as f64;
-                let now = chrono::Utc::now();
                 for ((_, event), outcome) in items.iter().zip(&outcomes) {
                     self.metrics.apply_seconds.observe(per_event);
-                    if *outcome == Outcome::Applied {
-                        self.trigger_sync(event);
-                        let lag = now - event.envelope.occurred_at;
-                        self.metrics
-                            .lag_seconds
-                            .observe(lag.num_milliseconds().max(0) as f64 / 1000.0);
-                    }
+                    self.after_apply(event, *outcome);
                 }
                 // One `multiple` ack for the batch: this lane's earlier deliveries (earlier
                 // batches, and this batch's events handled one by one above) are all settled,
@@ -143,15 +135,7 @@ impl Handler {
                 tracing::warn!(error = %shared::Chain(&error), size = parsed.len(), "database unavailable; the batch goes to the retry tier");
                 self.transient_streak.fetch_add(1, Ordering::Relaxed);
                 for (d, (meta, _)) in parsed.into_iter().zip(items) {
-                    let disposition = after_failure(
-                        Class::Transient,
-                        shared::Chain(&error).to_string(),
-                        meta.retry_count,
-                        &self.topology,
-                    );
-                    if matches!(disposition, Disposition::Retry { .. }) {
-                        self.metrics.count_retry(retry_cause(&error));
-                    }
+                    let disposition = self.after_error(Class::Transient, &error, &meta);
                     self.settle(d, &meta, disposition).await;
                 }
             }
@@ -162,6 +146,40 @@ impl Handler {
                 }
             }
         }
+    }
+
+    /// The bookkeeping of an event the apply path took (batch or single): the database
+    /// answered, so the failure streak ends; an applied event's lag is observed and a
+    /// `directory_enabled` asks for a sync.
+    fn after_apply(&self, event: &WebhookEvent, outcome: Outcome) {
+        self.transient_streak.store(0, Ordering::Relaxed);
+        if outcome == Outcome::Applied {
+            self.trigger_sync(event);
+            let lag = chrono::Utc::now() - event.envelope.occurred_at;
+            self.metrics
+                .lag_seconds
+                .observe(lag.num_milliseconds().max(0) as f64 / 1000.0);
+        }
+    }
+
+    /// What a failed apply becomes (batch or single): its retry tier or the dead-letter
+    /// queue, with the error's chain as the reason; a retry is counted by cause.
+    fn after_error(
+        &self,
+        class: Class,
+        error: &crate::service::apply::ApplyError,
+        meta: &shared::MessageMeta,
+    ) -> Disposition {
+        let next = after_failure(
+            class,
+            shared::Chain(error).to_string(),
+            meta.retry_count,
+            &self.topology,
+        );
+        if matches!(next, Disposition::Retry { .. }) {
+            self.metrics.count_retry(retry_cause(error));
+        }
+        next
     }
 
     fn trigger_sync(&self, event: &WebhookEvent) {
@@ -192,14 +210,7 @@ impl Handler {
                 self.pause_if_failing().await;
                 match self.applier.apply(&meta, &event).await {
                     Ok(outcome) => {
-                        self.transient_streak.store(0, Ordering::Relaxed);
-                        if outcome == Outcome::Applied {
-                            self.trigger_sync(&event);
-                            let lag = chrono::Utc::now() - event.envelope.occurred_at;
-                            self.metrics
-                                .lag_seconds
-                                .observe(lag.num_milliseconds().max(0) as f64 / 1000.0);
-                        }
+                        self.after_apply(&event, outcome);
                         Disposition::Ack(outcome)
                     }
                     Err(e) => {
@@ -208,12 +219,7 @@ impl Handler {
                             self.transient_streak.fetch_add(1, Ordering::Relaxed);
                         }
                         tracing::warn!(error = %shared::Chain(&e), ?class, "apply failed");
-                        let next =
-                            after_failure(class, e.to_string(), meta.retry_count, &self.topology);
-                        if matches!(next, Disposition::Retry { .. }) {
-                            self.metrics.count_retry(retry_cause(&e));
-                        }
-                        next
+                        self.after_error(class, &e, &meta)
                     }
                 }
             }
