@@ -6,6 +6,7 @@
 //! page token already seen in this listing (a loop), more pages than the configured bound, and a
 //! final count that disagrees with the API's own `total_size`.
 
+use super::model::Page;
 use std::collections::HashSet;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -32,6 +33,9 @@ pub struct Listing {
     pages: usize,
     listed: usize,
     tokens: HashSet<String>,
+    /// What to fetch next: `Some(None)` the first page, `Some(Some(token))` the page of that
+    /// token, `None` nothing (the listing is complete).
+    next: Option<Option<String>>,
 }
 
 impl Listing {
@@ -42,7 +46,26 @@ impl Listing {
             pages: 0,
             listed: 0,
             tokens: HashSet::new(),
+            next: Some(None),
         }
+    }
+
+    /// The one page loop's question: which page to fetch next (`Some(None)`: the first one),
+    /// or `None` once the listing is complete. Used as
+    /// `while let Some(token) = listing.next_token() { fetch; handle; listing.take(&page)? }`.
+    pub fn next_token(&self) -> Option<Option<String>> {
+        self.next.clone()
+    }
+
+    /// Takes a fetched page: where the listing goes next, or why it cannot be trusted.
+    pub fn take<T>(&mut self, page: &Page<T>) -> Result<(), Incomplete> {
+        let next = self.page(
+            page.items.len(),
+            page.next_page_token.as_deref(),
+            page.total_size,
+        )?;
+        self.next = next.map(Some);
+        Ok(())
     }
 
     /// Takes one page (its item count, next page token and reported total). `Ok(Some(token))`:
@@ -181,5 +204,22 @@ mod tests {
             l.page(2, None, Some(-1)),
             Err(Incomplete::CountMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn the_page_loop_asks_first_then_each_token_then_stops() {
+        let page = |items: usize, next: Option<&str>| super::Page::<u8> {
+            items: vec![0; items],
+            next_page_token: next.map(str::to_owned),
+            total_size: None,
+        };
+        let mut l = Listing::new("users", 10);
+        assert_eq!(l.next_token(), Some(None));
+        l.take(&page(2, Some("t1"))).unwrap();
+        assert_eq!(l.next_token(), Some(Some("t1".to_owned())));
+        l.take(&page(1, None)).unwrap();
+        assert_eq!(l.next_token(), None);
+        let mut bad = Listing::new("users", 10);
+        assert!(bad.take(&page(0, Some("t"))).is_err());
     }
 }

@@ -12,4 +12,5 @@ pub mod store;
 
 pub use client::{ClientConfig, ClientError, ScalekitClient};
 pub use listing::Incomplete;
-pub use run::{Summary, SyncError, Syncer};
+pub use progress::Summary;
+pub use run::{SyncError, Syncer};

@@ -1,8 +1,37 @@
-//! Sync progress: a live line on a terminal, log lines otherwise.
+//! Sync progress: a live line on a terminal, log lines otherwise; and the summary of a run.
 
-use super::run::Summary;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
+
+/// What a sync saw and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub directories: usize,
+    pub pages: usize,
+    pub groups: usize,
+    pub seen: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub deactivated: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "directories {}, pages {}, groups {}, users seen {}: created {}, updated {}, unchanged {}, deactivated {}",
+            self.directories,
+            self.pages,
+            self.groups,
+            self.seen,
+            self.created,
+            self.updated,
+            self.unchanged,
+            self.deactivated
+        )
+    }
+}
 
 pub struct Progress {
     terminal: bool,

@@ -4,7 +4,7 @@
 
 use super::client::{ClientError, ScalekitClient};
 use super::listing::{Incomplete, Listing};
-use super::progress::Progress;
+use super::progress::{Progress, Summary};
 use super::snapshot::{self, Change};
 use super::store;
 use crate::service::db::{Pool, PoolError};
@@ -36,36 +36,6 @@ pub enum SyncError {
     AlreadyRunning(String),
     #[error("cancelled (the worker is stopping), nothing deactivated")]
     Cancelled,
-}
-
-/// What a sync saw and did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
-    pub directories: usize,
-    pub pages: usize,
-    pub groups: usize,
-    pub seen: usize,
-    pub created: usize,
-    pub updated: usize,
-    pub unchanged: usize,
-    pub deactivated: usize,
-}
-
-impl std::fmt::Display for Summary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "directories {}, pages {}, groups {}, users seen {}: created {}, updated {}, unchanged {}, deactivated {}",
-            self.directories,
-            self.pages,
-            self.groups,
-            self.seen,
-            self.created,
-            self.updated,
-            self.unchanged,
-            self.deactivated
-        )
-    }
 }
 
 pub struct Syncer {
@@ -212,8 +182,7 @@ impl Syncer {
         let started = Instant::now();
         // Groups first, so memberships find them in the catalogue.
         let mut listing = Listing::new("groups", self.max_pages);
-        let mut token: Option<String> = None;
-        loop {
+        while let Some(token) = listing.next_token() {
             let page = self
                 .unless_stopped(self.client.groups_page(org, dir, token.as_deref()))
                 .await?;
@@ -230,22 +199,14 @@ impl Syncer {
                 })
                 .collect();
             self.publish_all(events, org).await?;
-            token = listing.page(
-                page.items.len(),
-                page.next_page_token.as_deref(),
-                page.total_size,
-            )?;
-            if token.is_none() {
-                break;
-            }
+            listing.take(&page)?;
         }
         // Deactivations are stamped with this: any event about a user that occurred while the
         // listing ran (a user created after its pages were read) is newer and wins.
         let listing_started = chrono::Utc::now();
         let mut listing = Listing::new("users", self.max_pages);
         let mut seen: HashSet<String> = HashSet::new();
-        let mut token: Option<String> = None;
-        loop {
+        while let Some(token) = listing.next_token() {
             let page = self
                 .unless_stopped(self.client.users_page(org, dir, token.as_deref()))
                 .await?;
@@ -272,14 +233,7 @@ impl Syncer {
             s.seen = seen.len();
             self.publish_all(events, org).await?;
             progress.page(s.pages, s.seen, started.elapsed());
-            token = listing.page(
-                page.items.len(),
-                page.next_page_token.as_deref(),
-                page.total_size,
-            )?;
-            if token.is_none() {
-                break;
-            }
+            listing.take(&page)?;
         }
         if self.stop.is_cancelled() {
             return Err(SyncError::Cancelled);
