@@ -73,3 +73,74 @@ pub async fn backlog(
         .get_result(conn)
         .await
 }
+
+/// Where a term's rounds start, and what each round proves about the floor (pure: the relay's
+/// one floor decision). Marks only ever cover a prefix of `seq`, so the term's first round,
+/// which starts at the lowest unpublished row, proves every row before that row published; and
+/// a first round that finds nothing proves every row published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The stored floor the term started from.
+    stored: i64,
+    /// The last row handed to the marker (rows before it may not be marked yet).
+    after: Option<i64>,
+}
+
+/// What a round proves about the floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proven {
+    /// Nothing new.
+    Nothing,
+    /// Every row at or below this `seq` is published.
+    Through(i64),
+    /// Every row written is published (the floor rises to the newest `seq`).
+    All,
+}
+
+impl Cursor {
+    pub fn new(stored: i64) -> Self {
+        Self {
+            stored,
+            after: None,
+        }
+    }
+
+    /// The next round selects rows above this.
+    pub fn after(&self) -> i64 {
+        self.after.unwrap_or(self.stored)
+    }
+
+    /// A round selected rows `first..=last`.
+    pub fn took(&mut self, first: i64, last: i64) -> Proven {
+        let proven = match self.after {
+            None => Proven::Through(first - 1),
+            Some(_) => Proven::Nothing,
+        };
+        self.after = Some(last);
+        proven
+    }
+
+    /// A round found nothing to publish.
+    pub fn found_nothing(&self) -> Proven {
+        match self.after {
+            None => Proven::All,
+            Some(_) => Proven::Nothing,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_round_proves_the_floor_later_ones_do_not() {
+        let mut c = Cursor::new(100);
+        assert_eq!(c.after(), 100);
+        assert_eq!(c.took(150, 180), Proven::Through(149));
+        assert_eq!(c.after(), 180);
+        assert_eq!(c.took(181, 190), Proven::Nothing);
+        assert_eq!(c.found_nothing(), Proven::Nothing);
+        assert_eq!(Cursor::new(7).found_nothing(), Proven::All);
+    }
+}
