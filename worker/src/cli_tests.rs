@@ -29,6 +29,16 @@ fn defaults_and_subcommands() {
         "the brake is on by default"
     );
     assert_eq!(run.scalekit.sync_max_pages, 20_000);
+    assert_eq!(run.scalekit.sync_confirm_timeout, Duration::from_secs(10));
+    assert_eq!(run.changes_relay.changes_relay_batch, 500);
+    assert_eq!(
+        run.changes_relay.changes_relay_confirm_timeout,
+        Duration::from_secs(10)
+    );
+    assert_eq!(
+        run.changes_relay.changes_poll_interval,
+        Duration::from_millis(500)
+    );
     assert_eq!(run.broker.topology().apply_queue(), "scim.events.apply");
     assert_eq!(
         run.broker
@@ -54,6 +64,17 @@ fn defaults_and_subcommands() {
     assert!(run.apply.hard_delete);
     assert_eq!(run.broker.retry_tiers.0[1].delay, Duration::from_secs(2));
     assert!(shared::cli::parse_without_env::<Cli>(["worker", "--retry-tiers", "soon"]).is_err());
+    for bad in [
+        ["worker", "--changes-relay-batch", "0"],
+        ["worker", "--changes-relay-batch", "10001"],
+        ["worker", "--changes-poll-interval", "0s"],
+        ["worker", "--sync-confirm-timeout", "soon"],
+    ] {
+        assert!(
+            shared::cli::parse_without_env::<Cli>(bad).is_err(),
+            "{bad:?}"
+        );
+    }
     let printed = format!(
         "{:?}",
         shared::cli::parse_without_env::<Cli>(["worker", "--database-url", "postgres://u:pw@h/db"])

@@ -172,6 +172,20 @@ pub struct ScalekitArgs {
     /// incomplete and deactivates nobody.
     #[arg(long, env = "SYNC_MAX_PAGES", default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub sync_max_pages: u32,
+
+    /// How long a sync waits for the broker to confirm each page's snapshot events (e.g.
+    /// `10s`); past it the sync fails and deactivates nobody.
+    #[arg(long, env = "SYNC_CONFIRM_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub sync_confirm_timeout: Duration,
+}
+
+/// A duration above zero (humantime: `500ms`, `10s`, `5m`).
+pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be above zero".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Parsed retry tiers.

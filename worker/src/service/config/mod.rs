@@ -53,6 +53,9 @@ pub struct RunArgs {
     pub changes: ChangesArgs,
 
     #[command(flatten)]
+    pub changes_relay: ChangesRelayArgs,
+
+    #[command(flatten)]
     pub changes_api: ChangesApiArgs,
 
     #[command(flatten)]
@@ -70,6 +73,26 @@ pub struct ChangesApiArgs {
     /// characters; required with `CHANGES_API_LISTEN`.
     #[arg(long, env = "CHANGES_API_TOKENS", hide_env_values = true, value_parser = crate::service::changes::api::auth::Tokens::parse)]
     pub changes_api_tokens: Option<crate::service::changes::api::auth::Tokens>,
+}
+
+/// The relay and push delivery leaders of `worker run`: how much a relay round takes, how long
+/// it waits for the broker's confirms, how often both look for changes when no commit woke
+/// them.
+#[derive(Debug, Clone, Args)]
+pub struct ChangesRelayArgs {
+    /// Outbox rows one relay round publishes (1 to 10,000).
+    #[arg(long, env = "CHANGES_RELAY_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    pub changes_relay_batch: u16,
+
+    /// How long the relay waits for the broker to confirm a round (e.g. `10s`); past it the
+    /// leader's term ends and the next one publishes the round again.
+    #[arg(long, env = "CHANGES_RELAY_CONFIRM_TIMEOUT", default_value = "10s", value_parser = groups::positive_duration)]
+    pub changes_relay_confirm_timeout: Duration,
+
+    /// The relay's and push delivery's fallback poll (they wake on every commit's
+    /// notification; this is for a notification lost with a connection), e.g. `500ms`.
+    #[arg(long, env = "CHANGES_POLL_INTERVAL", default_value = "500ms", value_parser = groups::positive_duration)]
+    pub changes_poll_interval: Duration,
 }
 
 /// The change feed's retention (the relay runs in `worker run`).

@@ -6,7 +6,6 @@ use crate::service::changes::push::{PushSettings, send::Target};
 use crate::service::config::RunArgs;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The pull API's server and the commit listener that wakes its long-polls.
 pub(super) struct ChangesApi {
@@ -56,6 +55,6 @@ pub(super) fn push_settings(config: &RunArgs) -> Result<PushSettings, StartError
         timeout: args.changes_webhook_timeout,
         pause_after: args.changes_webhook_pause_after,
         concurrency: usize::from(args.changes_webhook_concurrency),
-        poll: Duration::from_millis(500),
+        poll: config.changes_relay.changes_poll_interval,
     })
 }

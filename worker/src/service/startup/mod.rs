@@ -36,7 +36,7 @@ pub fn syncer(
         link,
         topology: broker.topology(),
         pool,
-        confirm_timeout: std::time::Duration::from_secs(10),
+        confirm_timeout: scalekit.sync_confirm_timeout,
         max_pages: usize::try_from(scalekit.sync_max_pages).unwrap_or(usize::MAX),
         stop,
     })
@@ -275,9 +275,9 @@ impl Worker {
             RelaySettings {
                 database_url: self.config.database.database_url().to_owned(),
                 timeouts: self.config.database.timeouts(),
-                batch: 500,
-                poll: Duration::from_millis(500),
-                confirm_timeout: Duration::from_secs(10),
+                batch: i64::from(self.config.changes_relay.changes_relay_batch),
+                poll: self.config.changes_relay.changes_poll_interval,
+                confirm_timeout: self.config.changes_relay.changes_relay_confirm_timeout,
                 retention: Retention {
                     changes: self.config.changes.changes_retention,
                     processed_events: self.config.changes.processed_events_retention,
