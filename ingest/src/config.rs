@@ -3,9 +3,22 @@
 use clap::Parser;
 use secrecy::{ExposeSecret, SecretString};
 use shared::WebhookSecrets;
+use shared::cli::duration_setting;
 use shared::telemetry::LogFormat;
 use std::net::SocketAddr;
 use std::time::Duration;
+
+fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// `INGEST_BODY_TIMEOUT_SECONDS`: at least one second, as before.
+fn legacy_positive_seconds(text: &str) -> Result<Duration, String> {
+    match shared::cli::legacy_seconds(text)? {
+        d if d.is_zero() => Err(format!("{} is not in 1..", text.trim())),
+        d => Ok(d),
+    }
+}
 
 /// Receives signed Scalekit webhooks and publishes them to RabbitMQ with publisher confirms.
 #[derive(Debug, Clone, Parser)]
@@ -31,18 +44,32 @@ pub struct Config {
     #[arg(long, env = "INGEST_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Seconds a request's body may take to arrive in full; a slower one gets 408 (an
-    /// unauthenticated client cannot hold a connection and its buffer by trickling).
-    #[arg(long, env = "INGEST_BODY_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
-    pub body_timeout_seconds: u64,
+    /// How long a request's body may take to arrive in full (default `10s`); a slower one
+    /// gets 408 (an unauthenticated client cannot hold a connection and its buffer by
+    /// trickling).
+    #[arg(long, env = "INGEST_BODY_TIMEOUT", value_parser = shared::cli::positive_duration)]
+    pub body_timeout: Option<Duration>,
 
-    /// Accepted clock difference between the sender's `webhook-timestamp` and ours.
-    #[arg(long, env = "WEBHOOK_TOLERANCE_SECONDS", default_value_t = shared::verify::DEFAULT_TOLERANCE_SECONDS)]
-    pub tolerance_seconds: u64,
+    /// The same in whole seconds: the older variable, still accepted.
+    #[arg(long, env = "INGEST_BODY_TIMEOUT_SECONDS", hide = true, value_parser = legacy_positive_seconds)]
+    pub body_timeout_seconds: Option<Duration>,
 
-    /// How long to wait for the broker's confirm before answering 503.
-    #[arg(long, env = "INGEST_CONFIRM_TIMEOUT_MS", default_value_t = 5000)]
-    pub confirm_timeout_ms: u64,
+    /// Accepted clock difference between the sender's `webhook-timestamp` and ours, both
+    /// ways (default `5m`; counted in whole seconds).
+    #[arg(long, env = "WEBHOOK_TOLERANCE", value_parser = shared::cli::positive_duration)]
+    pub tolerance: Option<Duration>,
+
+    /// The same in whole seconds: the older variable, still accepted.
+    #[arg(long, env = "WEBHOOK_TOLERANCE_SECONDS", hide = true, value_parser = shared::cli::legacy_seconds)]
+    pub tolerance_seconds: Option<Duration>,
+
+    /// How long to wait for the broker's confirm before answering 503 (default `5s`).
+    #[arg(long, env = "INGEST_CONFIRM_TIMEOUT", value_parser = shared::cli::positive_duration)]
+    pub confirm_timeout: Option<Duration>,
+
+    /// The same in milliseconds: the older variable, still accepted.
+    #[arg(long, env = "INGEST_CONFIRM_TIMEOUT_MS", hide = true, value_parser = shared::cli::legacy_millis)]
+    pub confirm_timeout_ms: Option<Duration>,
 
     /// Confirm-mode channels publishes are spread over.
     #[arg(long, env = "INGEST_PUBLISH_CHANNELS", default_value_t = 2)]
@@ -67,17 +94,26 @@ pub struct Config {
     #[arg(long, env = "INGEST_FAIR_BURST", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..))]
     pub fair_burst: u32,
 
-    /// `Retry-After` seconds sent with 503.
-    #[arg(long, env = "INGEST_RETRY_AFTER_SECONDS", default_value_t = 5)]
-    pub retry_after_seconds: u32,
+    /// `Retry-After` sent with 503 (default `5s`; sent in whole seconds).
+    #[arg(long, env = "INGEST_RETRY_AFTER", value_parser = shared::cli::positive_duration)]
+    pub retry_after: Option<Duration>,
+
+    /// The same in whole seconds: the older variable, still accepted.
+    #[arg(long, env = "INGEST_RETRY_AFTER_SECONDS", hide = true, value_parser = shared::cli::legacy_seconds)]
+    pub retry_after_seconds: Option<Duration>,
 
     /// HTTP worker threads (0 = one per core).
     #[arg(long, env = "INGEST_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
 
-    /// Seconds to let in-flight requests finish on SIGTERM.
-    #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 25)]
-    pub shutdown_timeout_seconds: u64,
+    /// How long in-flight requests may take to finish on SIGTERM (default `25s`; counted in
+    /// whole seconds).
+    #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT", value_parser = shared::cli::positive_duration)]
+    pub shutdown_timeout: Option<Duration>,
+
+    /// The same in whole seconds: the older variable, still accepted.
+    #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT_SECONDS", hide = true, value_parser = shared::cli::legacy_seconds)]
+    pub shutdown_timeout_seconds: Option<Duration>,
 
     /// `json` or `pretty`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json")]
@@ -116,8 +152,49 @@ impl Config {
         WebhookSecrets::parse(raw.expose_secret()).map_err(ConfigError::InvalidSecret)
     }
 
+    /// `INGEST_CONFIRM_TIMEOUT`, or the older `INGEST_CONFIRM_TIMEOUT_MS`, or 5 s. Each
+    /// duration below: the humantime variable wins over the older one it replaces.
     pub fn confirm_timeout(&self) -> Duration {
-        Duration::from_millis(self.confirm_timeout_ms)
+        duration_setting(
+            self.confirm_timeout,
+            self.confirm_timeout_ms,
+            Duration::from_secs(5),
+        )
+    }
+
+    pub fn body_timeout(&self) -> Duration {
+        duration_setting(
+            self.body_timeout,
+            self.body_timeout_seconds,
+            Duration::from_secs(10),
+        )
+    }
+
+    /// In whole seconds, rounded up.
+    pub fn tolerance_seconds(&self) -> u64 {
+        whole_seconds(duration_setting(
+            self.tolerance,
+            self.tolerance_seconds,
+            Duration::from_secs(shared::verify::DEFAULT_TOLERANCE_SECONDS),
+        ))
+    }
+
+    /// In whole seconds, rounded up (the `Retry-After` header's unit).
+    pub fn retry_after_seconds(&self) -> u64 {
+        whole_seconds(duration_setting(
+            self.retry_after,
+            self.retry_after_seconds,
+            Duration::from_secs(5),
+        ))
+    }
+
+    /// In whole seconds, rounded up.
+    pub fn shutdown_timeout_seconds(&self) -> u64 {
+        whole_seconds(duration_setting(
+            self.shutdown_timeout,
+            self.shutdown_timeout_seconds,
+            Duration::from_secs(25),
+        ))
     }
 
     pub fn coalesce_settings(&self) -> crate::coalesce::CoalesceSettings {
@@ -148,12 +225,50 @@ mod tests {
         let c = parse(&["--webhook-secret", "whsec_dGVzdHNlY3JldA=="]).unwrap();
         assert_eq!(c.webhook_secrets().unwrap().len(), 1);
         assert_eq!(c.max_body_bytes, 1024 * 1024);
-        assert_eq!(c.tolerance_seconds, 300);
+        assert_eq!(c.tolerance_seconds(), 300);
+        assert_eq!(c.confirm_timeout(), Duration::from_secs(5));
+        assert_eq!(c.body_timeout(), Duration::from_secs(10));
+        assert_eq!(c.retry_after_seconds(), 5);
+        assert_eq!(c.shutdown_timeout_seconds(), 25);
         assert_eq!(c.amqp_prefix, "scim");
         assert_eq!(c.amqp_url_redacted(), "amqp://guest:***@127.0.0.1:5672/%2f");
         let printed = format!("{c:?}");
         assert!(!printed.contains("dGVzdHNlY3JldA"), "{printed}");
         assert!(!printed.contains("guest:guest"), "{printed}");
+    }
+
+    #[test]
+    fn durations_in_one_notation_and_the_older_variables_still_accepted() {
+        let secret = ["--webhook-secret", "whsec_dGVzdHNlY3JldA=="];
+        let with = |more: &[&str]| parse(&[&secret[..], more].concat()).unwrap();
+        let c = with(&["--confirm-timeout", "750ms", "--retry-after", "1500ms"]);
+        assert_eq!(c.confirm_timeout(), Duration::from_millis(750));
+        assert_eq!(c.retry_after_seconds(), 2, "rounded up to whole seconds");
+        let old = with(&[
+            "--confirm-timeout-ms",
+            "250",
+            "--body-timeout-seconds",
+            "3",
+            "--tolerance-seconds",
+            "60",
+            "--shutdown-timeout-seconds",
+            "7",
+        ]);
+        assert_eq!(old.confirm_timeout(), Duration::from_millis(250));
+        assert_eq!(old.body_timeout(), Duration::from_secs(3));
+        assert_eq!(old.tolerance_seconds(), 60);
+        assert_eq!(old.shutdown_timeout_seconds(), 7);
+        // Both given: the humantime one wins.
+        let both = with(&["--confirm-timeout", "2s", "--confirm-timeout-ms", "250"]);
+        assert_eq!(both.confirm_timeout(), Duration::from_secs(2));
+        for bad in [
+            &["--body-timeout-seconds", "0"][..],
+            &["--body-timeout", "0s"],
+            &["--confirm-timeout", "soon"],
+            &["--confirm-timeout-ms", "1.5"],
+        ] {
+            assert!(parse(&[&secret[..], bad].concat()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub enum Outcome {
     PayloadTooLarge,
     /// The body could not be read (400).
     BadBody,
-    /// The body did not arrive within `INGEST_BODY_TIMEOUT_SECONDS` (408).
+    /// The body did not arrive within `INGEST_BODY_TIMEOUT` (408).
     BodyTimeout,
     /// Verification failed (400), with the verifier's code.
     Rejected(&'static str),

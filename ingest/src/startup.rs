@@ -75,7 +75,7 @@ impl Application {
         let metrics = Arc::new(Metrics::new());
         let link_for_workers = link.clone();
         let state = web::Data::new(AppState {
-            verifier: Verifier::new(secrets.clone()).with_tolerance(config.tolerance_seconds),
+            verifier: Verifier::new(secrets.clone()).with_tolerance(config.tolerance_seconds()),
             link: link.clone(),
             events_exchange: topology.exchange(),
             urgent_exchange: topology.urgent_exchange(),
@@ -84,9 +84,9 @@ impl Application {
             dead_exchange: topology.dead_exchange(),
             metrics: Arc::clone(&metrics),
             confirm_timeout: config.confirm_timeout(),
-            retry_after_seconds: config.retry_after_seconds,
+            retry_after_seconds: config.retry_after_seconds(),
             max_body_bytes: config.max_body_bytes,
-            body_timeout: Duration::from_secs(config.body_timeout_seconds),
+            body_timeout: config.body_timeout(),
         });
         tracing::info!(
             %addr,
@@ -107,7 +107,7 @@ impl Application {
                 .route(routes::READYZ, web::get().to(health::readyz))
                 .route(routes::METRICS, web::get().to(health::metrics))
         })
-        .shutdown_timeout(config.shutdown_timeout_seconds);
+        .shutdown_timeout(config.shutdown_timeout_seconds());
         if config.http_workers > 0 {
             server = server.workers(config.http_workers);
         }

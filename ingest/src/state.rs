@@ -23,7 +23,7 @@ pub struct AppState {
     pub dead_exchange: String,
     pub metrics: Arc<Metrics>,
     pub confirm_timeout: Duration,
-    pub retry_after_seconds: u32,
+    pub retry_after_seconds: u64,
     pub max_body_bytes: usize,
     /// How long a body may take to arrive.
     pub body_timeout: Duration,

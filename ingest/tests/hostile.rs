@@ -240,7 +240,7 @@ async fn hostile_signed_bodies_are_queued_or_dead_lettered_never_lost() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trickled_bodies_are_cut_and_signed_webhooks_keep_being_answered() {
-    let app = spawn_with(&testkit::amqp_url(), &["--body-timeout-seconds", "2"], true).await;
+    let app = spawn_with(&testkit::amqp_url(), &["--body-timeout", "2s"], true).await;
     let body = fixture("03_user_created.json");
     // Headers that pass the cheap checks (a well-formed signature that will not match), then a
     // declared 1 MiB body sent a byte a second.

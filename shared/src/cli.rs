@@ -49,6 +49,42 @@ pub fn parse_without_env<P: clap::Parser>(
     P::from_arg_matches(&matches)
 }
 
+/// A duration above zero, in the one notation of the configuration (humantime: `500ms`,
+/// `10s`, `5m`, `24h`).
+pub fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("must be above zero".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A variable of the older notation, whole seconds (`…_SECONDS`), still accepted.
+pub fn legacy_seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.trim()
+        .parse::<u64>()
+        .map(std::time::Duration::from_secs)
+        .map_err(|e| e.to_string())
+}
+
+/// A variable of the older notation, whole milliseconds (`…_MS`), still accepted.
+pub fn legacy_millis(text: &str) -> Result<std::time::Duration, String> {
+    text.trim()
+        .parse::<u64>()
+        .map(std::time::Duration::from_millis)
+        .map_err(|e| e.to_string())
+}
+
+/// A duration setting: the humantime variable when set, else the older variable it replaces,
+/// else the default.
+pub fn duration_setting(
+    current: Option<std::time::Duration>,
+    legacy: Option<std::time::Duration>,
+    default: std::time::Duration,
+) -> std::time::Duration {
+    current.or(legacy).unwrap_or(default)
+}
+
 /// An error and its causes on one line, a cause left out when the message before it already
 /// says it ([`crate::Chain`]).
 pub fn one_line(e: &dyn std::error::Error) -> String {

@@ -33,8 +33,8 @@ pub fn config(prefix: &str, amqp: &str, extra: &[&str]) -> Config {
         "127.0.0.1:0".to_owned(),
         "--http-workers".to_owned(),
         "2".to_owned(),
-        "--confirm-timeout-ms".to_owned(),
-        "2000".to_owned(),
+        "--confirm-timeout".to_owned(),
+        "2s".to_owned(),
     ];
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     shared::cli::parse_without_env::<Config>(args).unwrap()

@@ -163,7 +163,7 @@ impl Stack {
             format!("127.0.0.1:{}", self.ingest_port),
         ));
         env.push(("INGEST_HTTP_WORKERS".into(), "2".into()));
-        env.push(("INGEST_SHUTDOWN_TIMEOUT_SECONDS".into(), "10".into()));
+        env.push(("INGEST_SHUTDOWN_TIMEOUT".into(), "10s".into()));
         env.extend(tuning_env("INGEST_"));
         let p = Proc::spawn("ingest", "ingest", &[], &env, self.ingest_port)?;
         p.wait_ready(&self.client, Duration::from_secs(30)).await?;

@@ -126,15 +126,23 @@ fn check_container(docs: &[Value], deployment: &str, binary: &str, listen_var: &
     // Grace period longer than the binary's own drain.
     let grace = find(docs, "Deployment", deployment)["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap();
     let drain_var = if binary == "ingest" {
-        "INGEST_SHUTDOWN_TIMEOUT_SECONDS"
+        "INGEST_SHUTDOWN_TIMEOUT"
     } else {
-        "WORKER_SHUTDOWN_TIMEOUT_SECONDS"
+        "WORKER_SHUTDOWN_TIMEOUT"
     };
     let drain: u64 = config[drain_var]
         .as_str()
         .map_or(if binary == "ingest" { 25 } else { 8 }, |v| {
-            v.parse().unwrap()
+            shared::cli::positive_duration(v).unwrap().as_secs()
         });
+    // The older variables of the same settings are not used by the deploy.
+    for old in [
+        "INGEST_SHUTDOWN_TIMEOUT_SECONDS",
+        "WORKER_SHUTDOWN_TIMEOUT_SECONDS",
+        "WEBHOOK_TOLERANCE_SECONDS",
+    ] {
+        assert!(config[old].is_null(), "{old}: use the humantime variable");
+    }
     assert!(
         grace > drain + 2,
         "{deployment}: grace {grace}s vs drain {drain}s"

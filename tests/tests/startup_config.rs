@@ -136,6 +136,20 @@ fn a_bad_value_stops_the_process_at_once_naming_the_variable() {
             "0",
             "not in 1..",
         ),
+        case(
+            "ingest",
+            "duration",
+            "INGEST_CONFIRM_TIMEOUT",
+            "5 parsecs",
+            "unknown time unit",
+        ),
+        case(
+            "worker",
+            "duration",
+            "WORKER_SHUTDOWN_TIMEOUT",
+            "0s",
+            "must be above zero",
+        ),
         // secrets
         case(
             "ingest",

@@ -30,6 +30,23 @@ fn defaults_and_subcommands() {
     );
     assert_eq!(run.scalekit.sync_max_pages, 20_000);
     assert_eq!(run.scalekit.sync_confirm_timeout, Duration::from_secs(10));
+    assert_eq!(run.shutdown_timeout(), Duration::from_secs(8));
+    let old = run_args(
+        shared::cli::parse_without_env::<Cli>(["worker", "--shutdown-timeout-seconds", "3"])
+            .unwrap(),
+    );
+    assert_eq!(old.shutdown_timeout(), Duration::from_secs(3));
+    let new = run_args(
+        shared::cli::parse_without_env::<Cli>([
+            "worker",
+            "--shutdown-timeout",
+            "1500ms",
+            "--shutdown-timeout-seconds",
+            "3",
+        ])
+        .unwrap(),
+    );
+    assert_eq!(new.shutdown_timeout(), Duration::from_millis(1500));
     assert_eq!(run.changes_relay.changes_relay_batch, 500);
     assert_eq!(
         run.changes_relay.changes_relay_confirm_timeout,

@@ -140,9 +140,25 @@ pub struct ConsumeArgs {
     #[arg(long, env = "WORKER_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     pub max_message_bytes: u64,
 
-    /// Seconds to finish in-flight work on SIGTERM before closing.
-    #[arg(long, env = "WORKER_SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 8)]
-    pub shutdown_timeout_seconds: u64,
+    /// How long in-flight work may take to finish on SIGTERM before closing (default `8s`).
+    #[arg(long, env = "WORKER_SHUTDOWN_TIMEOUT", value_parser = shared::cli::positive_duration)]
+    pub shutdown_timeout: Option<Duration>,
+
+    /// The same in whole seconds: the older variable, still accepted
+    /// (`WORKER_SHUTDOWN_TIMEOUT` wins).
+    #[arg(long, env = "WORKER_SHUTDOWN_TIMEOUT_SECONDS", hide = true, value_parser = shared::cli::legacy_seconds)]
+    pub shutdown_timeout_seconds: Option<Duration>,
+}
+
+impl ConsumeArgs {
+    /// `WORKER_SHUTDOWN_TIMEOUT`, or the older `WORKER_SHUTDOWN_TIMEOUT_SECONDS`, or 8 s.
+    pub fn shutdown_timeout(&self) -> Duration {
+        shared::cli::duration_setting(
+            self.shutdown_timeout,
+            self.shutdown_timeout_seconds,
+            Duration::from_secs(8),
+        )
+    }
 }
 
 /// The Scalekit Directory API (for syncs).
@@ -160,9 +176,14 @@ pub struct ScalekitArgs {
     #[arg(long, env = "SCALEKIT_CLIENT_SECRET", hide_env_values = true, value_parser = secret)]
     pub scalekit_client_secret: Option<SecretString>,
 
-    /// Directory API request timeout.
-    #[arg(long, env = "SCALEKIT_TIMEOUT_SECONDS", default_value_t = 20)]
-    pub scalekit_timeout_seconds: u64,
+    /// Directory API request timeout (default `20s`).
+    #[arg(long, env = "SCALEKIT_TIMEOUT", value_parser = shared::cli::positive_duration)]
+    pub scalekit_timeout: Option<Duration>,
+
+    /// The same in whole seconds: the older variable, still accepted (`SCALEKIT_TIMEOUT`
+    /// wins).
+    #[arg(long, env = "SCALEKIT_TIMEOUT_SECONDS", hide = true, value_parser = shared::cli::legacy_seconds)]
+    pub scalekit_timeout_seconds: Option<Duration>,
 
     /// Retries of a Directory API call on 429/5xx/connection errors.
     #[arg(long, env = "SCALEKIT_MAX_RETRIES", default_value_t = 5)]
@@ -175,17 +196,8 @@ pub struct ScalekitArgs {
 
     /// How long a sync waits for the broker to confirm each page's snapshot events (e.g.
     /// `10s`); past it the sync fails and deactivates nobody.
-    #[arg(long, env = "SYNC_CONFIRM_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    #[arg(long, env = "SYNC_CONFIRM_TIMEOUT", default_value = "10s", value_parser = shared::cli::positive_duration)]
     pub sync_confirm_timeout: Duration,
-}
-
-/// A duration above zero (humantime: `500ms`, `10s`, `5m`).
-pub(crate) fn positive_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be above zero".to_owned()),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 /// Parsed retry tiers.
@@ -271,7 +283,11 @@ impl ScalekitArgs {
             environment_url,
             client_id,
             client_secret,
-            timeout: Duration::from_secs(self.scalekit_timeout_seconds),
+            timeout: shared::cli::duration_setting(
+                self.scalekit_timeout,
+                self.scalekit_timeout_seconds,
+                Duration::from_secs(20),
+            ),
             max_retries: self.scalekit_max_retries,
             min_backoff: Duration::from_millis(500),
         })

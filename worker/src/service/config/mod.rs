@@ -86,12 +86,12 @@ pub struct ChangesRelayArgs {
 
     /// How long the relay waits for the broker to confirm a round (e.g. `10s`); past it the
     /// leader's term ends and the next one publishes the round again.
-    #[arg(long, env = "CHANGES_RELAY_CONFIRM_TIMEOUT", default_value = "10s", value_parser = groups::positive_duration)]
+    #[arg(long, env = "CHANGES_RELAY_CONFIRM_TIMEOUT", default_value = "10s", value_parser = shared::cli::positive_duration)]
     pub changes_relay_confirm_timeout: Duration,
 
     /// The relay's and push delivery's fallback poll (they wake on every commit's
     /// notification; this is for a notification lost with a connection), e.g. `500ms`.
-    #[arg(long, env = "CHANGES_POLL_INTERVAL", default_value = "500ms", value_parser = groups::positive_duration)]
+    #[arg(long, env = "CHANGES_POLL_INTERVAL", default_value = "500ms", value_parser = shared::cli::positive_duration)]
     pub changes_poll_interval: Duration,
 }
 
@@ -118,6 +118,6 @@ impl ChangesArgs {
 
 impl RunArgs {
     pub fn shutdown_timeout(&self) -> Duration {
-        Duration::from_secs(self.consume.shutdown_timeout_seconds)
+        self.consume.shutdown_timeout()
     }
 }

@@ -33,11 +33,11 @@ pub struct ChangesPushArgs {
     pub changes_webhook_batch: u16,
 
     /// One attempt's bound: no 2xx within it is a failed attempt, retried.
-    #[arg(long, env = "CHANGES_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = super::groups::positive_duration)]
+    #[arg(long, env = "CHANGES_WEBHOOK_TIMEOUT", default_value = "10s", value_parser = shared::cli::positive_duration)]
     pub changes_webhook_timeout: Duration,
 
     /// An endpoint failing this long is paused (`worker endpoints resume` restarts it).
-    #[arg(long, env = "CHANGES_WEBHOOK_PAUSE_AFTER", default_value = "24h", value_parser = super::groups::positive_duration)]
+    #[arg(long, env = "CHANGES_WEBHOOK_PAUSE_AFTER", default_value = "24h", value_parser = shared::cli::positive_duration)]
     pub changes_webhook_pause_after: Duration,
 
     /// Organizations delivered at once per endpoint (each one request at a time).
