@@ -162,10 +162,7 @@ impl Syncer {
                 .as_ref()
                 .ok()
                 .map(|s| s.created + s.updated + s.deactivated),
-            detail: result
-                .as_ref()
-                .err()
-                .map(|e| shared::Chain(e).to_string()),
+            detail: result.as_ref().err().map(|e| shared::Chain(e).to_string()),
         };
         if let Err(error) = records::sync_run(&mut lock_conn, &run).await {
             tracing::warn!(error = %shared::Chain(&error), "could not record the sync run for `worker status`");
