@@ -289,7 +289,7 @@ async fn bad_credentials_surface_the_scalekit_error() {
     );
     let client =
         worker::service::sync::ScalekitClient::new(run.scalekit.client_config().unwrap()).unwrap();
-    let err = client.list_directories(ORG).await.unwrap_err().to_string();
+    let err = shared::Chain(&client.list_directories(ORG).await.unwrap_err()).to_string();
     assert!(err.contains("invalid client credentials"), "{err}");
     assert!(err.contains("16"), "{err}");
     fake.stop().await;

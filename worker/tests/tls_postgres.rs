@@ -27,11 +27,11 @@ async fn ssl_of_own_connection(url: &str) -> Result<bool, String> {
     }
     let mut conn = worker::service::db::establish(url)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| shared::Chain(&e).to_string())?;
     let row: Ssl = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
         .get_result(&mut conn)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| shared::Chain(&e).to_string())?;
     Ok(row.ssl)
 }
 
@@ -119,10 +119,8 @@ async fn verify_full_and_verify_ca_check_the_certificate() {
         "{error}"
     );
     // What `worker migrate` and `worker run` say at start-up.
-    let migrate = worker::service::db::migrate::run(&url)
-        .await
-        .unwrap_err()
-        .to_string();
+    let migrate =
+        shared::Chain(&worker::service::db::migrate::run(&url).await.unwrap_err()).to_string();
     assert!(
         migrate.contains("cannot connect to the database"),
         "{migrate}"
