@@ -7,6 +7,7 @@ use super::listing::{Incomplete, Listing};
 use super::progress::{Progress, Summary};
 use super::snapshot::{self, Change};
 use super::store;
+use crate::service::apply::user::store::{Key, load_users};
 use crate::service::db::{Pool, PoolError};
 use crate::service::records::{self, SyncRun};
 use futures_util::future::try_join_all;
@@ -212,22 +213,26 @@ impl Syncer {
                 .await?;
             let read_at = chrono::Utc::now();
             s.pages += 1;
-            let ids: Vec<&str> = page.items.iter().map(|u| u.id.as_str()).collect();
+            let keys: Vec<Key> = page
+                .items
+                .iter()
+                .map(|u| (org.to_owned(), u.id.clone()))
+                .collect();
             let stored = {
                 let mut conn = self.pool.get().await?;
-                store::profiles(&mut conn, org, &ids).await?
+                load_users(&mut conn, &keys).await?
             };
             let mut events = Vec::with_capacity(page.items.len());
-            for user in &page.items {
+            for (user, key) in page.items.iter().zip(&keys) {
                 if user.id.is_empty() || !seen.insert(user.id.clone()) {
                     continue;
                 }
-                match snapshot::classify(stored.get(&user.id), user) {
+                let (id, body) = snapshot::user_event(org, dir, user, read_at);
+                match snapshot::classify(org, stored.get(key), &body) {
                     Change::Created => s.created += 1,
                     Change::Updated => s.updated += 1,
                     Change::Unchanged => s.unchanged += 1,
                 }
-                let (id, body) = snapshot::user_event(org, dir, user, read_at);
                 events.push((id, body, shared::EventType::UserUpdated.as_str()));
             }
             s.seen = seen.len();

@@ -3,10 +3,16 @@
 //! classification a sync reports.
 
 use super::model::{DirectoryGroup, DirectoryUser};
+use crate::service::apply::outbox::plan::user_differs;
+use crate::service::apply::user::plan::{PlanContext, StoredUser, UserEvent, UserPlan, plan_user};
+use crate::service::apply::version::Version;
+use crate::service::role_mapping::RoleMapping;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use shared::EventType;
+use shared::{Event, WebhookEvent};
+use std::collections::BTreeSet;
 
 /// Environment id written on snapshot events (they do not come from a Scalekit environment).
 pub const SYNC_ENVIRONMENT: &str = "env_sync";
@@ -138,47 +144,46 @@ pub enum Change {
     Unchanged,
 }
 
-/// The stored fields a sync compares.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StoredProfile {
-    pub active: bool,
-    pub email: Option<String>,
-    pub given_name: Option<String>,
-    pub family_name: Option<String>,
-    pub preferred_username: Option<String>,
-    /// Sorted group ids.
-    pub groups: Vec<String>,
-}
-
-pub fn classify(stored: Option<&StoredProfile>, user: &DirectoryUser) -> Change {
-    let Some(s) = stored else {
-        return Change::Created;
+/// What a listed user's snapshot event (`body`, as [`user_event`] wrote it) would do to the
+/// stored user, decided as the apply path decides it: the plan of that event
+/// ([`plan_user`]) and whether the user it leaves differs ([`user_differs`]). A sync's report
+/// thus counts what the apply will change. Roles are left out (the mapping decides them, not
+/// the directory).
+pub fn classify(org: &str, stored: Option<&StoredUser>, body: &[u8]) -> Change {
+    let Ok(event) = WebhookEvent::parse(body) else {
+        return Change::Updated;
     };
-    let mut groups: Vec<String> = user
-        .groups
-        .iter()
-        .map(|g| g.id.clone())
-        .filter(|g| !g.is_empty())
-        .collect();
-    groups.sort();
-    groups.dedup();
-    let same = s.active
-        && s.email == user.email
-        && s.given_name == user.given_name
-        && s.family_name == user.family_name
-        && s.preferred_username == user.preferred_username
-        && s.groups == groups;
-    if same {
-        Change::Unchanged
-    } else {
-        Change::Updated
+    let (Event::UserUpdated(data) | Event::UserCreated(data)) = &event.event else {
+        return Change::Updated;
+    };
+    let no_roles = RoleMapping::default();
+    let ctx = PlanContext {
+        organization_id: org,
+        mapping: &no_roles,
+        hard_delete: false,
+        deleted_groups: &BTreeSet::new(),
+    };
+    let envelope = &event.envelope;
+    let version = Version::new(envelope.occurred_at, envelope.id.as_str());
+    match plan_user(
+        UserEvent::Upsert(data),
+        &envelope.data,
+        version,
+        stored,
+        &ctx,
+    ) {
+        UserPlan::Stale => Change::Unchanged,
+        UserPlan::Apply(change) => match stored {
+            None => Change::Created,
+            Some(s) if user_differs(Some(s), &change.applied_to(Some(s))) => Change::Updated,
+            Some(_) => Change::Unchanged,
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::{Event, WebhookEvent};
 
     fn user(email: &str) -> DirectoryUser {
         DirectoryUser {
@@ -231,23 +236,49 @@ mod tests {
     }
 
     #[test]
-    fn classification() {
-        let u = user("a@x");
-        assert_eq!(classify(None, &u), Change::Created);
-        let stored = StoredProfile {
-            active: true,
-            email: Some("a@x".into()),
-            given_name: Some("A".into()),
-            family_name: None,
-            preferred_username: None,
-            groups: vec!["dirgroup_1".into()],
-        };
-        assert_eq!(classify(Some(&stored), &u), Change::Unchanged);
-        assert_eq!(classify(Some(&stored), &user("b@x")), Change::Updated);
-        let inactive = StoredProfile {
+    fn classification_is_the_apply_paths_decision() {
+        let t1 = Utc::now();
+        let t2 = t1 + chrono::Duration::seconds(60);
+        let (_, first) = user_event("org_1", "dir_1", &user("a@x"), t1);
+        assert_eq!(classify("org_1", None, &first), Change::Created);
+        // The user as the apply path stores it from that snapshot.
+        let stored = applied(&first, None);
+        let (_, same) = user_event("org_1", "dir_1", &user("a@x"), t2);
+        assert_eq!(classify("org_1", Some(&stored), &same), Change::Unchanged);
+        let (_, other) = user_event("org_1", "dir_1", &user("b@x"), t2);
+        assert_eq!(classify("org_1", Some(&stored), &other), Change::Updated);
+        let inactive = StoredUser {
             active: false,
-            ..stored
+            ..stored.clone()
         };
-        assert_eq!(classify(Some(&inactive), &u), Change::Updated);
+        assert_eq!(classify("org_1", Some(&inactive), &same), Change::Updated);
+        // Older than what is stored: the apply path changes nothing.
+        let newer = applied(&other, Some(&stored));
+        assert_eq!(classify("org_1", Some(&newer), &first), Change::Unchanged);
+    }
+
+    fn applied(body: &[u8], stored: Option<&StoredUser>) -> StoredUser {
+        let event = WebhookEvent::parse(body).unwrap();
+        let Event::UserUpdated(data) = &event.event else {
+            panic!("not a user_updated")
+        };
+        let mapping = RoleMapping::default();
+        let ctx = PlanContext {
+            organization_id: "org_1",
+            mapping: &mapping,
+            hard_delete: false,
+            deleted_groups: &BTreeSet::new(),
+        };
+        let version = Version::new(event.envelope.occurred_at, event.envelope.id.as_str());
+        match plan_user(
+            UserEvent::Upsert(data),
+            &event.envelope.data,
+            version,
+            stored,
+            &ctx,
+        ) {
+            UserPlan::Apply(c) => c.applied_to(stored),
+            UserPlan::Stale => panic!("stale"),
+        }
     }
 }

@@ -1,81 +1,11 @@
-//! What a sync reads from (and the one thing it writes to) the database: stored profiles to
-//! classify listed users, the active users of a directory to reconcile, `last_synced_at`.
+//! What a sync reads from (and the one thing it writes to) the database: the active users of a
+//! directory to reconcile, `last_synced_at`. Listed users are read as the apply path reads them
+//! (`crate::service::apply::user::store::load_users`).
 
-use super::snapshot::StoredProfile;
-use crate::service::db::schema::{
-    directories as d, directory_group_memberships as m, directory_users as u,
-};
+use crate::service::db::schema::{directories as d, directory_users as u};
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use std::collections::HashMap;
-
-type ProfileRow = (
-    String,
-    bool,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-);
-
-/// Stored profiles of `ids` (one organization).
-pub async fn profiles(
-    conn: &mut AsyncPgConnection,
-    org: &str,
-    ids: &[&str],
-) -> QueryResult<HashMap<String, StoredProfile>> {
-    let rows: Vec<ProfileRow> = u::table
-        .filter(
-            u::organization_id
-                .eq(org)
-                .and(u::directory_user_id.eq_any(ids)),
-        )
-        .select((
-            u::directory_user_id,
-            u::active,
-            u::email,
-            u::given_name,
-            u::family_name,
-            u::preferred_username,
-        ))
-        .load(conn)
-        .await?;
-    let groups: Vec<(String, String)> = m::table
-        .filter(
-            m::organization_id
-                .eq(org)
-                .and(m::directory_user_id.eq_any(ids)),
-        )
-        .select((m::directory_user_id, m::directory_group_id))
-        .order((m::directory_user_id, m::directory_group_id))
-        .load(conn)
-        .await?;
-    let mut out: HashMap<String, StoredProfile> = rows
-        .into_iter()
-        .map(
-            |(id, active, email, given_name, family_name, preferred_username)| {
-                (
-                    id,
-                    StoredProfile {
-                        active,
-                        email,
-                        given_name,
-                        family_name,
-                        preferred_username,
-                        groups: Vec::new(),
-                    },
-                )
-            },
-        )
-        .collect();
-    for (user, group) in groups {
-        if let Some(p) = out.get_mut(&user) {
-            p.groups.push(group);
-        }
-    }
-    Ok(out)
-}
 
 /// Active users of a directory with their lifecycle version (event id). Users whose directory
 /// is unknown (webhooks do not say) count as members when the organization has one directory.

@@ -82,6 +82,23 @@ fn profile_differs(before: &StoredUser, after: &StoredUser) -> bool {
         || b.preferred_username != a.preferred_username
 }
 
+/// Whether `after` is news about a user the application would be told: it appears, or its
+/// lifecycle (active, erased), profile or groups differ from `before`. The one decision of "did
+/// this user change": [`user_changes`] plans changes by the same parts, and a sync reports
+/// with it (`crate::service::sync::snapshot::classify`). Roles are decided by the mapping, not
+/// by the directory, and are not part of it.
+pub fn user_differs(before: Option<&StoredUser>, after: &StoredUser) -> bool {
+    match before {
+        None => true,
+        Some(b) => {
+            b.active != after.active
+                || b.erased != after.erased
+                || profile_differs(b, after)
+                || group_ids(before) != group_ids(Some(after))
+        }
+    }
+}
+
 /// The changes of one user event: at most one lifecycle or profile change, then the roles and
 /// groups that changed. Every change carries the user's full state after the event.
 pub fn user_changes(
