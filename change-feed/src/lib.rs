@@ -22,7 +22,7 @@ pub use shared::changes::{
     Change, ChangeKind, ChangePayload, DirectoryState, GroupState, UserState,
 };
 pub use stats::FeedStats;
-pub use stream::{FeedConfig, run};
+pub use stream::{FeedConfig, Start, run};
 
 /// Where the application is in the feed: the last change it applied and that change's stream
 /// offset. Stored by the application with its own effects.

@@ -31,6 +31,23 @@ pub struct FeedConfig {
     pub check_silence_after: Duration,
     /// What happened so far (shared: clone the config, read the same counters).
     pub stats: FeedStats,
+    /// Where to begin when the application has no stored position (default: the oldest
+    /// change the stream keeps).
+    pub start: Start,
+}
+
+/// Where a reader without a stored position begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    /// The oldest change the stream keeps: a new application catches up on everything
+    /// retained.
+    #[default]
+    First,
+    /// Only changes published from the first subscription on.
+    Next,
+    /// Changes published since this time (the stream's chunk that holds it, so a few earlier
+    /// ones may come first).
+    Since(chrono::DateTime<chrono::Utc>),
 }
 
 impl FeedConfig {
@@ -43,6 +60,7 @@ impl FeedConfig {
             connection_name: connection_name.to_owned(),
             check_silence_after: Duration::from_secs(3),
             stats: FeedStats::default(),
+            start: Start::First,
         }
     }
 }
@@ -62,8 +80,13 @@ pub async fn run<A: Application>(
     let mut delays = builder.build();
     // After a silent subscription: where to resume instead of the stored offset.
     let mut resume_at: Option<ResumeAt> = None;
-    // The commit time of the newest change read in this process (for resuming by time).
-    let mut last_committed: Option<i64> = None;
+    // The commit time of the newest change read in this process (for resuming by time); a
+    // reader that starts at the next change and reads none before a silence resumes from when
+    // it started.
+    let mut last_committed: Option<i64> = match config.start {
+        Start::Next => Some(chrono::Utc::now().timestamp() + RESUME_MARGIN_SECONDS),
+        _ => None,
+    };
     loop {
         let mut subscribed = false;
         let followed = follow(
@@ -166,9 +189,12 @@ async fn subscribe(
         (ResumeAt::Offset, Some(p)) => {
             AMQPValue::LongLongInt(i64::try_from(p.offset.saturating_add(1)).unwrap_or(i64::MAX))
         }
-        (ResumeAt::Offset, None) | (ResumeAt::First, _) => {
-            AMQPValue::LongString(LongString::from(b"first".to_vec()))
-        }
+        (ResumeAt::Offset, None) => match config.start {
+            Start::First => AMQPValue::LongString(LongString::from(b"first".to_vec())),
+            Start::Next => AMQPValue::LongString(LongString::from(b"next".to_vec())),
+            Start::Since(t) => AMQPValue::Timestamp(u64::try_from(t.timestamp()).unwrap_or(0)),
+        },
+        (ResumeAt::First, _) => AMQPValue::LongString(LongString::from(b"first".to_vec())),
     };
     args.insert("x-stream-offset".into(), start);
     let consumer = channel

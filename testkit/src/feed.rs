@@ -1,12 +1,17 @@
 //! The change feed from a test's side: wait until the relay has published everything, read the
-//! whole stream back (through `worker changes tail`'s reader), and check it against the tables.
+//! whole stream back with a plain AMQP consumer of its own (independent of the product's
+//! readers: `worker changes tail` and the `change-feed` crate skip re-published changes, this
+//! one returns every message so that re-publishes can be checked), and check it against the
+//! tables.
 
 use crate::db::TestDb;
+use futures_util::StreamExt;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString};
 use shared::Topology;
 use shared::changes::{Change, UserState};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use worker::ops::tail::{From, TailOptions, tail};
 
 /// Waits until no change in the test's outbox is unpublished.
 pub async fn wait_published(db: &TestDb, timeout: Duration) -> anyhow::Result<()> {
@@ -27,36 +32,58 @@ pub async fn wait_published(db: &TestDb, timeout: Duration) -> anyhow::Result<()
     }
 }
 
-/// Every message of the stream, in stream order, as raw JSON values.
+/// Every message of the stream, in stream order, as raw JSON values: from the first the stream
+/// keeps until nothing arrived for 3 s.
 pub async fn read_stream(
     amqp_url: &str,
     topology: &Topology,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
-    let opts = TailOptions {
-        from: From::Seq(0),
-        kinds: Vec::new(),
-        follow: false,
-        idle: Duration::from_secs(3),
-        max: None,
-    };
     // Right after a node restarts, its replica of the stream may not be up yet ("does not
     // have a replica on the local node"): a reader tries again, as an application would.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let out = loop {
-        let mut out = Vec::new();
-        match tail(amqp_url, topology, &opts, &mut out).await {
-            Ok(_) => break out,
+    loop {
+        match read_all(amqp_url, topology, Duration::from_secs(3)).await {
+            Ok(messages) => return Ok(messages),
             Err(e) if tokio::time::Instant::now() < deadline => {
                 eprintln!("reading the stream: {e}; again");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         }
-    };
-    out.split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| Ok(serde_json::from_slice(l)?))
-        .collect()
+    }
+}
+
+async fn read_all(
+    amqp_url: &str,
+    topology: &Topology,
+    idle: Duration,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    // Connecting as every binary does (several nodes, TLS); the reading is its own.
+    let connection = shared::amqp::connect(amqp_url, "test-stream-reader").await?;
+    let channel = connection.create_channel().await?;
+    channel.basic_qos(500, BasicQosOptions::default()).await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-stream-offset".into(),
+        AMQPValue::LongString(LongString::from(b"first".to_vec())),
+    );
+    let mut consumer = channel
+        .basic_consume(
+            topology.changes_stream().as_str().into(),
+            "test-stream-reader".into(),
+            BasicConsumeOptions::default(),
+            args,
+        )
+        .await?;
+    let mut messages = Vec::new();
+    while let Ok(Some(delivery)) = tokio::time::timeout(idle, consumer.next()).await {
+        let delivery = delivery?;
+        messages.push(serde_json::from_slice(&delivery.data)?);
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+    }
+    let _ = channel.close(200, "done".into()).await;
+    let _ = connection.close(200, "done".into()).await;
+    Ok(messages)
 }
 
 /// What a stream reader sees, checked.

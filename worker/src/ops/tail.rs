@@ -1,15 +1,18 @@
-//! `worker changes tail`: prints the feed from the stream, one JSON change a line, for operators.
-//! Reading a stream takes nothing away from other readers.
+//! `worker changes tail`: prints the feed, one JSON change a line, for operators. It reads the
+//! stream with the `change-feed` crate's reader (the one every Rust application uses: silence
+//! check, reconnects, re-published changes skipped by `seq`), so what an operator sees is what
+//! an application gets. Reading a stream takes nothing away from other readers.
 
 use crate::ops::args::ChangesCommand;
 use crate::ops::args::values::parse_since;
-use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString};
+use change_feed::{Application, FeedConfig, FeedError, Position, Start};
 use shared::Topology;
 use shared::changes::{Change, ChangeKind};
 use std::io::Write;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
 
 /// Where to start reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +39,8 @@ pub struct TailOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TailError {
-    #[error("broker")]
-    Broker(#[from] lapin::Error),
+    #[error("reading the feed")]
+    Feed(#[from] FeedError<std::io::Error>),
     #[error("writing")]
     Io(#[from] std::io::Error),
     #[error("--since: {0}")]
@@ -74,17 +77,18 @@ pub async fn run(command: &ChangesCommand) -> Result<(), TailError> {
         broker.amqp_url(),
         &broker.topology(),
         &opts,
-        &mut std::io::stdout().lock(),
+        &mut std::io::stdout(),
     )
     .await?;
     Ok(())
 }
 
-fn offset_argument(from: &From) -> AMQPValue {
+/// Where the reader begins: the whole retained feed for `--from-seq` (filtered by `seq`).
+fn start(from: &From) -> Start {
     match from {
-        From::Next => AMQPValue::LongString(LongString::from(b"next".to_vec())),
-        From::Seq(_) => AMQPValue::LongString(LongString::from(b"first".to_vec())),
-        From::Since(t) => AMQPValue::Timestamp(u64::try_from(t.timestamp()).unwrap_or(0)),
+        From::Next => Start::Next,
+        From::Seq(_) => Start::First,
+        From::Since(t) => Start::Since(*t),
     }
 }
 
@@ -97,57 +101,95 @@ pub fn wanted(change: &Change, opts: &TailOptions) -> bool {
     from_seq && (opts.kinds.is_empty() || opts.kinds.contains(&change.kind))
 }
 
+/// The operator's "application": prints what passes the filters, keeps no position (each
+/// tail starts where its options say), and ends the reading at `max`.
+struct Printer<'a, W> {
+    out: &'a mut W,
+    opts: &'a TailOptions,
+    printed: usize,
+    /// Milliseconds since `started` at the last change read (the idle bound's clock).
+    last_read: Arc<AtomicU64>,
+    started: Instant,
+    stop: CancellationToken,
+}
+
+impl<W: Write + Send> Application for Printer<'_, W> {
+    type Error = std::io::Error;
+
+    async fn position(&mut self) -> Result<Option<Position>, std::io::Error> {
+        Ok(None)
+    }
+
+    async fn apply(&mut self, change: &Change, _at: Position) -> Result<(), std::io::Error> {
+        self.last_read
+            .store(millis(self.started), Ordering::Relaxed);
+        if self.opts.max.is_some_and(|m| self.printed >= m) || !wanted(change, self.opts) {
+            return Ok(());
+        }
+        serde_json::to_writer(&mut *self.out, change)?;
+        self.out.write_all(b"\n")?;
+        self.out.flush()?;
+        self.printed += 1;
+        if self.opts.max.is_some_and(|m| self.printed >= m) {
+            self.stop.cancel();
+        }
+        Ok(())
+    }
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
 /// Prints matching changes to `out`; returns how many were printed.
 pub async fn tail(
     url: &str,
     topology: &Topology,
     opts: &TailOptions,
-    out: &mut impl Write,
+    out: &mut (impl Write + Send),
 ) -> Result<usize, TailError> {
-    let connection =
-        shared::amqp::connect(url, &shared::amqp::connection_name("changes-tail")).await?;
-    let channel = connection.create_channel().await?;
-    channel.basic_qos(500, BasicQosOptions::default()).await?;
-    let mut args = FieldTable::default();
-    args.insert("x-stream-offset".into(), offset_argument(&opts.from));
-    let mut consumer = channel
-        .basic_consume(
-            topology.changes_stream().as_str().into(),
-            "changes-tail".into(),
-            BasicConsumeOptions::default(),
-            args,
-        )
-        .await?;
-    let mut printed = 0;
-    loop {
-        if opts.max.is_some_and(|m| printed >= m) {
-            break;
-        }
-        let next = if opts.follow {
-            consumer.next().await
-        } else {
-            match tokio::time::timeout(opts.idle, consumer.next()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            }
-        };
-        let Some(delivery) = next else { break };
-        let delivery = delivery?;
-        match serde_json::from_slice::<Change>(&delivery.data) {
-            Ok(change) if wanted(&change, opts) => {
-                out.write_all(&delivery.data)?;
-                out.write_all(b"\n")?;
-                printed += 1;
-            }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %shared::Chain(&e), "not a change: skipped"),
-        }
-        delivery.acker.ack(BasicAckOptions::default()).await?;
+    let mut config = FeedConfig::new(url, topology.prefix(), "changes-tail");
+    config.stream = topology.changes_stream();
+    config.start = start(&opts.from);
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let last_read = Arc::new(AtomicU64::new(0));
+    let mut printer = Printer {
+        out,
+        opts,
+        printed: 0,
+        last_read: Arc::clone(&last_read),
+        started,
+        stop: stop.clone(),
+    };
+    if opts.max == Some(0) {
+        return Ok(0);
     }
-    out.flush()?;
-    let _ = channel.close(200, "done".into()).await;
-    let _ = connection.close(200, "done".into()).await;
-    Ok(printed)
+    // Without `--follow`, the reading ends once nothing arrived for `idle`.
+    let idle = async {
+        if opts.follow {
+            return;
+        }
+        let idle_ms = u64::try_from(opts.idle.as_millis()).unwrap_or(u64::MAX);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(50)) => {}
+            }
+            if config.stats.subscriptions() == 0 {
+                // Not reading yet (connecting): the idle clock starts with the subscription.
+                last_read.store(millis(started), Ordering::Relaxed);
+                continue;
+            }
+            if millis(started).saturating_sub(last_read.load(Ordering::Relaxed)) >= idle_ms {
+                stop.cancel();
+                return;
+            }
+        }
+    };
+    let (read, ()) = tokio::join!(change_feed::run(&config, &mut printer, &stop), idle);
+    read?;
+    Ok(printer.printed)
 }
 
 #[cfg(test)]
@@ -186,9 +228,7 @@ mod tests {
             ..opts
         };
         assert!(wanted(&change(1, ChangeKind::GroupCreated), &all));
-        assert_eq!(
-            offset_argument(&From::Seq(3)),
-            AMQPValue::LongString(LongString::from(b"first".to_vec()))
-        );
+        assert_eq!(start(&From::Seq(3)), Start::First);
+        assert_eq!(start(&From::Next), Start::Next);
     }
 }
