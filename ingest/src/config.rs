@@ -24,6 +24,9 @@ fn legacy_positive_seconds(text: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Parser)]
 #[command(name = "ingest", version, about)]
 pub struct Config {
+    #[command(flatten)]
+    pub broker_tls: shared::amqp::tls::TlsArgs,
+
     /// One or more `whsec_…` secrets, separated by spaces or commas (rotation). Required.
     #[arg(long = "webhook-secret", env = "SCALEKIT_WEBHOOK_SECRET", hide_env_values = true, value_parser = parse_webhook_secrets)]
     pub webhook_secret: Option<SecretString>,

@@ -53,7 +53,7 @@ impl Application {
     pub fn build(config: Config) -> Result<Self, StartError> {
         let secrets = config.webhook_secrets()?;
         // Unreadable TLS files are a start-up error, not a reconnect loop.
-        shared::amqp::tls::from_env()?;
+        shared::amqp::tls::use_files(config.broker_tls.files())?;
         let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
             addr: config.listen,
             source,

@@ -47,17 +47,9 @@ pub fn env_names(binary: &str) -> std::collections::BTreeSet<String> {
         "worker" => collect(&worker::cli::Cli::command(), &mut out),
         _ => {}
     }
-    // Read directly: the log filter, the pod name used in connection names, and the broker's
-    // TLS files (read on every connect, by every command that talks to the broker).
+    // Read directly: the log filter and the pod name used in connection names.
     out.insert("RUST_LOG".to_owned());
     out.insert("POD_NAME".to_owned());
-    for tls in [
-        shared::amqp::tls::CA_FILE,
-        shared::amqp::tls::CLIENT_CERT_FILE,
-        shared::amqp::tls::CLIENT_KEY_FILE,
-    ] {
-        out.insert(tls.to_owned());
-    }
     out
 }
 

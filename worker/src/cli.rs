@@ -25,6 +25,8 @@ use shared::telemetry::LogFormat;
 pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
+    #[command(flatten)]
+    pub broker_tls: shared::amqp::tls::TlsArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
     /// `worker` without a subcommand: the options of `worker run`.

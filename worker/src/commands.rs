@@ -1,7 +1,7 @@
 //! What each subcommand runs, so `main.rs` only parses and logs: `worker run` builds the
 //! service's [`Worker`]; every operator subcommand calls its runner in [`crate::ops`].
 
-use crate::cli::Command;
+use crate::cli::{Cli, Command};
 use crate::ops;
 use crate::service::config::RunArgs;
 use crate::service::db::migrate::{self, MigrateError};
@@ -33,6 +33,8 @@ pub enum CommandError {
     Roles(#[from] ops::roles::cli::RolesCliError),
     #[error(transparent)]
     Inspect(#[from] ops::inspect::cli::InspectCliError),
+    #[error("broker TLS")]
+    BrokerTls(#[from] shared::amqp::tls::TlsFilesError),
 }
 
 impl CommandError {
@@ -40,14 +42,16 @@ impl CommandError {
     pub fn is_config(&self) -> bool {
         match self {
             Self::Start(e) | Self::Sync(ops::sync::SyncCliError::Start(e)) => e.is_config(),
+            Self::BrokerTls(_) => true,
             _ => false,
         }
     }
 }
 
-/// Runs one subcommand to its end.
-pub async fn run(command: Command) -> Result<(), CommandError> {
-    match command {
+/// Runs one subcommand to its end, every broker connection with the command line's TLS files.
+pub async fn run(cli: Cli) -> Result<(), CommandError> {
+    shared::amqp::tls::use_files(cli.broker_tls.files())?;
+    match cli.into_command() {
         Command::Run(args) => run_worker(args).await,
         Command::Migrate(args) => Ok(ops::migrate::run(&args).await?),
         Command::Sync(args) => Ok(ops::sync::run(&args).await?),

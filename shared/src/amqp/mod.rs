@@ -61,10 +61,10 @@ async fn connect_node(url: &str, connection_name: &str) -> Result<lapin::Connect
     let props = lapin::ConnectionProperties::default()
         .with_connection_name(connection_name.to_owned().into());
     let uri = with_default_heartbeat(parse_url(url)?);
-    let tls = tls::from_env().map_err(|e| {
+    let tls = tls::config().map_err(|e| {
         lapin::Error::from(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            e.to_string(),
+            crate::Chain(&e).to_string(),
         ))
     })?;
     lapin::Connection::connect_uri_with_config(uri, props, tls, lapin::runtime::default_runtime()?)

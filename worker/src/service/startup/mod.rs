@@ -114,8 +114,9 @@ impl Worker {
     /// Loads the role mapping, binds `WORKER_LISTEN` and starts the broker link. The database
     /// pool connects lazily. Must be called inside a tokio runtime.
     pub fn build(config: RunArgs) -> Result<Self, StartError> {
-        // Unreadable TLS settings are a start-up error, not a reconnect loop.
-        shared::amqp::tls::from_env()?;
+        // Unreadable TLS settings are a start-up error, not a reconnect loop (the files are
+        // the command line's, `crate::commands::run`).
+        shared::amqp::tls::config()?;
         let (_, pg_tls) = db::tls::split(config.database.database_url())?;
         db::tls::client_config(&pg_tls)?;
         let mapping = match &config.apply.role_mapping_file {
