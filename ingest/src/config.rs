@@ -82,10 +82,15 @@ pub struct Config {
     #[arg(long, env = "INGEST_PUBLISH_BATCH_MAX", default_value_t = 256)]
     pub publish_batch_max: usize,
 
-    /// Microseconds a publish may wait for others to go out with it, while publishes are
-    /// arriving together (a lone one never waits; 0: only those already waiting go together).
-    #[arg(long, env = "INGEST_PUBLISH_LINGER_MICROS", default_value_t = 2000)]
-    pub publish_linger_micros: u64,
+    /// How long a publish may wait for others to go out with it, while publishes are arriving
+    /// together (default `2ms`; a lone one never waits; `0s`: only those already waiting go
+    /// together).
+    #[arg(long, env = "INGEST_PUBLISH_LINGER", value_parser = shared::cli::duration)]
+    pub publish_linger: Option<Duration>,
+
+    /// The same in microseconds: the older variable, still accepted.
+    #[arg(long, env = "INGEST_PUBLISH_LINGER_MICROS", hide = true, value_parser = shared::cli::legacy_micros)]
+    pub publish_linger_micros: Option<Duration>,
 
     /// Events a second each organization may send to the apply queue from this instance; past
     /// it (and its burst), to the bulk queue (`ingest/src/fair.rs`). 0 sends every event of an
@@ -203,7 +208,11 @@ impl Config {
     pub fn coalesce_settings(&self) -> crate::coalesce::CoalesceSettings {
         crate::coalesce::CoalesceSettings {
             max_batch: self.publish_batch_max.max(1),
-            linger: Duration::from_micros(self.publish_linger_micros),
+            linger: duration_setting(
+                self.publish_linger,
+                self.publish_linger_micros,
+                Duration::from_millis(2),
+            ),
         }
     }
 
@@ -233,6 +242,7 @@ mod tests {
         assert_eq!(c.body_timeout(), Duration::from_secs(10));
         assert_eq!(c.retry_after_seconds(), 5);
         assert_eq!(c.shutdown_timeout_seconds(), 25);
+        assert_eq!(c.coalesce_settings().linger, Duration::from_millis(2));
         assert_eq!(c.amqp_prefix, "scim");
         assert_eq!(c.amqp_url_redacted(), "amqp://guest:***@127.0.0.1:5672/%2f");
         let printed = format!("{c:?}");
@@ -261,6 +271,13 @@ mod tests {
         assert_eq!(old.body_timeout(), Duration::from_secs(3));
         assert_eq!(old.tolerance_seconds(), 60);
         assert_eq!(old.shutdown_timeout_seconds(), 7);
+        let linger = with(&["--publish-linger-micros", "500"]);
+        assert_eq!(
+            linger.coalesce_settings().linger,
+            Duration::from_micros(500)
+        );
+        let none = with(&["--publish-linger", "0s"]);
+        assert_eq!(none.coalesce_settings().linger, Duration::ZERO);
         // Both given: the humantime one wins.
         let both = with(&["--confirm-timeout", "2s", "--confirm-timeout-ms", "250"]);
         assert_eq!(both.confirm_timeout(), Duration::from_secs(2));

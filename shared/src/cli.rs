@@ -59,6 +59,19 @@ pub fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
     }
 }
 
+/// A duration, zero allowed (humantime: `0s`, `2ms`, `500us`).
+pub fn duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| e.to_string())
+}
+
+/// A variable of the older notation, whole microseconds (`…_MICROS`), still accepted.
+pub fn legacy_micros(text: &str) -> Result<std::time::Duration, String> {
+    text.trim()
+        .parse::<u64>()
+        .map(std::time::Duration::from_micros)
+        .map_err(|e| e.to_string())
+}
+
 /// A variable of the older notation, whole seconds (`…_SECONDS`), still accepted.
 pub fn legacy_seconds(text: &str) -> Result<std::time::Duration, String> {
     text.trim()
