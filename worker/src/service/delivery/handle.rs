@@ -42,9 +42,18 @@ impl Handler {
             source = meta.source.as_str(),
             retry = meta.retry_count,
         );
-        self.metrics.in_flight.inc();
+        let _in_flight = self.in_flight(1);
         self.handle_inner(delivery, meta).instrument(span).await;
-        self.metrics.in_flight.dec();
+    }
+
+    /// Counts `n` deliveries in flight (`scim_worker_in_flight`) until the guard drops.
+    fn in_flight(&self, n: usize) -> InFlight<'_> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics.in_flight.inc_by(n);
+        InFlight {
+            gauge: &self.metrics.in_flight,
+            n,
+        }
     }
 
     async fn pause_if_failing(&self) {
@@ -90,13 +99,10 @@ impl Handler {
         }
         self.pause_if_failing().await;
         let started = Instant::now();
-        self.metrics
-            .in_flight
-            .inc_by(i64::try_from(parsed.len()).unwrap_or(i64::MAX));
-        let result = self.applier.apply_batch(&items).await;
-        self.metrics
-            .in_flight
-            .dec_by(i64::try_from(parsed.len()).unwrap_or(i64::MAX));
+        let result = {
+            let _in_flight = self.in_flight(parsed.len());
+            self.applier.apply_batch(&items).await
+        };
         match result {
             Ok(outcomes) => {
                 let per_event = started.elapsed().as_secs_f64() / parsed.len() as f64;
@@ -325,5 +331,17 @@ impl Handler {
         if let Err(error) = recorded {
             tracing::warn!(%error, "could not record the dead-lettered event for `worker explain`");
         }
+    }
+}
+
+/// Deliveries counted in flight; uncounted when dropped (also when the future is dropped).
+struct InFlight<'a> {
+    gauge: &'a prometheus_client::metrics::gauge::Gauge,
+    n: i64,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.n);
     }
 }
