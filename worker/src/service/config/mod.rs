@@ -1,6 +1,8 @@
-//! worker command line: one group of options per concern (broker, database, apply, consume,
-//! Scalekit), each subcommand flattening the groups it uses. Every option is also an environment
-//! variable (`docs/configuration.md`).
+//! The service's options, one group per concern (broker, database, apply, consume, Scalekit,
+//! the change feed's relay, pull API and push), and `worker run`'s whole set ([`RunArgs`]).
+//! The operator commands flatten the groups they use (`crate::ops::args`); the command line
+//! itself is `crate::cli`. Every option is also an environment variable
+//! (`docs/configuration.md`).
 
 mod groups;
 mod push;
