@@ -80,13 +80,10 @@ pub async fn run<A: Application>(
     let mut delays = builder.build();
     // After a silent subscription: where to resume instead of the stored offset.
     let mut resume_at: Option<ResumeAt> = None;
-    // The commit time of the newest change read in this process (for resuming by time); a
-    // reader that starts at the next change and reads none before a silence resumes from when
-    // it started.
-    let mut last_committed: Option<i64> = match config.start {
-        Start::Next => Some(chrono::Utc::now().timestamp() + RESUME_MARGIN_SECONDS),
-        _ => None,
-    };
+    // The commit time of the newest change read in this process (for resuming by time).
+    let mut last_committed: Option<i64> = None;
+    // When this reader began (where `Start::Next` resumes after a silence before any change).
+    let began = chrono::Utc::now().timestamp();
     loop {
         let mut subscribed = false;
         let followed = follow(
@@ -95,6 +92,7 @@ pub async fn run<A: Application>(
             stop,
             resume_at.take(),
             &mut last_committed,
+            began,
             &mut subscribed,
         )
         .await;
@@ -147,6 +145,24 @@ enum ResumeAt {
     /// The start of what the stream keeps: after a silence before any change was read in this
     /// process (the stored offset itself may point past a member's end).
     First,
+}
+
+/// Where a subscription found silent starts again: a little before the last change read in
+/// this process; before any, from the start of what the stream keeps when the application has
+/// a position (its offset may point past a member's end; what it applied is skipped by `seq`),
+/// else from where the reader began.
+fn resume_after_silence(
+    last_committed: Option<i64>,
+    position: Option<Position>,
+    start: Start,
+    began: i64,
+) -> ResumeAt {
+    match (last_committed, position, start) {
+        (Some(t), _, _) => ResumeAt::Time(t - RESUME_MARGIN_SECONDS),
+        (None, Some(_), _) | (None, None, Start::First) => ResumeAt::First,
+        (None, None, Start::Since(t)) => ResumeAt::Time(t.timestamp()),
+        (None, None, Start::Next) => ResumeAt::Time(began),
+    }
 }
 
 /// How far before the last applied change a resubscription after silence starts: changes
@@ -225,6 +241,7 @@ async fn follow<A: Application>(
     stop: &CancellationToken,
     resume_at: Option<ResumeAt>,
     last_committed: &mut Option<i64>,
+    began: i64,
     made_subscription: &mut bool,
 ) -> Result<Followed, FeedError<A::Error>> {
     let position = app.position().await.map_err(FeedError::App)?;
@@ -269,10 +286,7 @@ async fn follow<A: Application>(
                         continue;
                     }
                     Silence::Yes(newest_seq) => {
-                        let since = match *last_committed {
-                            Some(t) => ResumeAt::Time(t - RESUME_MARGIN_SECONDS),
-                            None => ResumeAt::First,
-                        };
+                        let since = resume_after_silence(*last_committed, position, config.start, began);
                         break Followed::Silent {
                             last_seq: last_seq.unwrap_or(0),
                             newest_seq,
@@ -349,5 +363,29 @@ mod tests {
         headers.insert("x-stream-offset".into(), AMQPValue::LongLongInt(42));
         assert_eq!(stream_offset(Some(&headers)), Some(42));
         assert_eq!(stream_offset(None), None);
+    }
+
+    #[test]
+    fn a_silent_reader_resumes_where_it_read_or_where_it_began() {
+        let at = |r: ResumeAt| format!("{r:?}");
+        let pos = Some(Position { seq: 5, offset: 9 });
+        let since = chrono::DateTime::<chrono::Utc>::from_timestamp(1_000, 0).unwrap_or_default();
+        assert_eq!(
+            at(resume_after_silence(Some(500), None, Start::Next, 9)),
+            "Time(440)"
+        );
+        assert_eq!(at(resume_after_silence(None, pos, Start::Next, 9)), "First");
+        assert_eq!(
+            at(resume_after_silence(None, None, Start::First, 9)),
+            "First"
+        );
+        assert_eq!(
+            at(resume_after_silence(None, None, Start::Next, 9)),
+            "Time(9)"
+        );
+        assert_eq!(
+            at(resume_after_silence(None, None, Start::Since(since), 9)),
+            "Time(1000)"
+        );
     }
 }
