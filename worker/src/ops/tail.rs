@@ -101,12 +101,14 @@ pub fn wanted(change: &Change, opts: &TailOptions) -> bool {
     from_seq && (opts.kinds.is_empty() || opts.kinds.contains(&change.kind))
 }
 
-/// The operator's "application": prints what passes the filters, keeps no position (each
-/// tail starts where its options say), and ends the reading at `max`.
+/// The operator's "application": prints what passes the filters and ends the reading at
+/// `max`. Its position lives only as long as the tail (each tail starts where its options
+/// say); it lets a reconnect resume after the last change read, not print it again.
 struct Printer<'a, W> {
     out: &'a mut W,
     opts: &'a TailOptions,
     printed: usize,
+    read: Option<Position>,
     /// Milliseconds since `started` at the last change read (the idle bound's clock).
     last_read: Arc<AtomicU64>,
     started: Instant,
@@ -117,10 +119,11 @@ impl<W: Write + Send> Application for Printer<'_, W> {
     type Error = std::io::Error;
 
     async fn position(&mut self) -> Result<Option<Position>, std::io::Error> {
-        Ok(None)
+        Ok(self.read)
     }
 
-    async fn apply(&mut self, change: &Change, _at: Position) -> Result<(), std::io::Error> {
+    async fn apply(&mut self, change: &Change, at: Position) -> Result<(), std::io::Error> {
+        self.read = Some(at);
         self.last_read
             .store(millis(self.started), Ordering::Relaxed);
         if self.opts.max.is_some_and(|m| self.printed >= m) || !wanted(change, self.opts) {
@@ -148,6 +151,9 @@ pub async fn tail(
     opts: &TailOptions,
     out: &mut (impl Write + Send),
 ) -> Result<usize, TailError> {
+    if opts.max == Some(0) {
+        return Ok(0);
+    }
     let mut config = FeedConfig::new(url, topology.prefix(), "changes-tail");
     config.stream = topology.changes_stream();
     config.start = start(&opts.from);
@@ -158,13 +164,11 @@ pub async fn tail(
         out,
         opts,
         printed: 0,
+        read: None,
         last_read: Arc::clone(&last_read),
         started,
         stop: stop.clone(),
     };
-    if opts.max == Some(0) {
-        return Ok(0);
-    }
     // Without `--follow`, the reading ends once nothing arrived for `idle`.
     let idle = async {
         if opts.follow {
