@@ -52,10 +52,9 @@ pub fn parse_without_env<P: clap::Parser>(
 /// A duration above zero, in the one notation of the configuration (humantime: `500ms`,
 /// `10s`, `5m`, `24h`).
 pub fn positive_duration(text: &str) -> Result<std::time::Duration, String> {
-    match humantime::parse_duration(text.trim()) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be above zero".to_owned()),
-        Err(e) => Err(e.to_string()),
+    match duration(text)? {
+        d if d.is_zero() => Err("must be above zero".to_owned()),
+        d => Ok(d),
     }
 }
 
@@ -64,28 +63,27 @@ pub fn duration(text: &str) -> Result<std::time::Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| e.to_string())
 }
 
-/// A variable of the older notation, whole microseconds (`…_MICROS`), still accepted.
-pub fn legacy_micros(text: &str) -> Result<std::time::Duration, String> {
+/// A variable of the older notation: a whole number of `unit`s.
+fn whole(text: &str, unit: fn(u64) -> std::time::Duration) -> Result<std::time::Duration, String> {
     text.trim()
         .parse::<u64>()
-        .map(std::time::Duration::from_micros)
+        .map(unit)
         .map_err(|e| e.to_string())
+}
+
+/// A variable of the older notation, whole microseconds (`…_MICROS`), still accepted.
+pub fn legacy_micros(text: &str) -> Result<std::time::Duration, String> {
+    whole(text, std::time::Duration::from_micros)
 }
 
 /// A variable of the older notation, whole seconds (`…_SECONDS`), still accepted.
 pub fn legacy_seconds(text: &str) -> Result<std::time::Duration, String> {
-    text.trim()
-        .parse::<u64>()
-        .map(std::time::Duration::from_secs)
-        .map_err(|e| e.to_string())
+    whole(text, std::time::Duration::from_secs)
 }
 
 /// A variable of the older notation, whole milliseconds (`…_MS`), still accepted.
 pub fn legacy_millis(text: &str) -> Result<std::time::Duration, String> {
-    text.trim()
-        .parse::<u64>()
-        .map(std::time::Duration::from_millis)
-        .map_err(|e| e.to_string())
+    whole(text, std::time::Duration::from_millis)
 }
 
 /// A duration setting: the humantime variable when set, else the older variable it replaces,
